@@ -1,0 +1,155 @@
+"""Label spaces as data: classes with colors and roles, loaded from YAML.
+
+A label space file (see ``config/label_spaces/indoor.yaml``) lists ``labels`` with
+``id, name, color, is_thing, is_dynamic, is_private`` and optionally a ``remap`` table from another
+model's class ids to ours. Id 0 is reserved for "unknown".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+__all__ = ["Label", "LabelSpace", "default_label_space_path", "load_label_space"]
+
+
+@dataclass(frozen=True)
+class Label:
+    id: int
+    name: str
+    color: tuple[int, int, int]
+    is_thing: bool
+    is_dynamic: bool
+    is_private: bool
+
+
+class LabelSpace:
+    """An ordered set of labels with lookup by id and name, and role masks."""
+
+    def __init__(self, labels: list[Label], name: str = "", version: int = 1) -> None:
+        ids = [lab.id for lab in labels]
+        if len(set(ids)) != len(ids):
+            raise ValueError("label ids must be unique")
+        names = [lab.name for lab in labels]
+        if len(set(names)) != len(names):
+            raise ValueError("label names must be unique")
+        if 0 not in ids:
+            raise ValueError("label id 0 ('unknown') must be defined")
+        self.name = name
+        self.version = version
+        self.labels = sorted(labels, key=lambda lab: lab.id)
+        self._by_id = {lab.id: lab for lab in self.labels}
+        self._by_name = {lab.name: lab for lab in self.labels}
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __contains__(self, label_id: int) -> bool:
+        return int(label_id) in self._by_id
+
+    @property
+    def max_id(self) -> int:
+        return self.labels[-1].id
+
+    def by_id(self, label_id: int) -> Label:
+        return self._by_id[int(label_id)]
+
+    def id_of(self, name: str) -> int:
+        """Id of a class name; raises KeyError naming the known classes."""
+        try:
+            return self._by_name[name].id
+        except KeyError:
+            raise KeyError(f"unknown class {name!r}; known: {sorted(self._by_name)}") from None
+
+    def names(self) -> list[str]:
+        return [lab.name for lab in self.labels]
+
+    def _mask(self, attr: str) -> np.ndarray:
+        m = np.zeros(self.max_id + 1, dtype=bool)
+        for lab in self.labels:
+            m[lab.id] = getattr(lab, attr)
+        return m
+
+    @property
+    def thing_mask(self) -> np.ndarray:
+        """Boolean lookup table indexed by class id. Shape: (max_id + 1,)."""
+        return self._mask("is_thing")
+
+    @property
+    def dynamic_mask(self) -> np.ndarray:
+        return self._mask("is_dynamic")
+
+    @property
+    def private_mask(self) -> np.ndarray:
+        return self._mask("is_private")
+
+    def color_table(self) -> np.ndarray:
+        """RGB color per class id (unused ids black). Shape: (max_id + 1, 3) uint8."""
+        lut = np.zeros((self.max_id + 1, 3), dtype=np.uint8)
+        for lab in self.labels:
+            lut[lab.id] = lab.color
+        return lut
+
+    def colorize(self, class_image: np.ndarray) -> np.ndarray:
+        """RGB picture of a class-id image; ids outside the space are drawn black.
+
+        Shape: (H, W) integer -> (H, W, 3) uint8.
+        """
+        lut = self.color_table()
+        ids = np.asarray(class_image).astype(np.int64)
+        ok = (ids >= 0) & (ids <= self.max_id)
+        return np.where(ok[..., None], lut[np.clip(ids, 0, self.max_id)], 0).astype(np.uint8)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LabelSpace":
+        labels = [
+            Label(
+                id=int(e["id"]),
+                name=str(e["name"]),
+                color=tuple(int(c) for c in e["color"]),
+                is_thing=bool(e.get("is_thing", False)),
+                is_dynamic=bool(e.get("is_dynamic", False)),
+                is_private=bool(e.get("is_private", False)),
+            )
+            for e in d["labels"]
+        ]
+        return cls(labels, name=str(d.get("name", "")), version=int(d.get("version", 1)))
+
+    def to_dict(self) -> dict:
+        return {
+            "version": self.version,
+            "name": self.name,
+            "labels": [
+                {"id": lab.id, "name": lab.name, "color": list(lab.color), "is_thing": lab.is_thing,
+                 "is_dynamic": lab.is_dynamic, "is_private": lab.is_private}
+                for lab in self.labels
+            ],
+        }
+
+
+def default_label_space_path() -> Path:
+    """Path of the bundled indoor label space (source tree or installed share/ directory)."""
+    here = Path(__file__).resolve()
+    candidates = [here.parents[2] / "config" / "label_spaces" / "indoor.yaml"]
+    try:
+        from ament_index_python.packages import get_package_share_directory  # type: ignore
+
+        candidates.append(
+            Path(get_package_share_directory("metric_semantic_slam")) / "config" / "label_spaces" / "indoor.yaml"
+        )
+    except Exception:  # ament index absent or package not installed through colcon
+        pass
+    candidates.append(Path(__file__).resolve().parent.parent / "data" / "indoor.yaml")
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise FileNotFoundError(f"bundled label space not found; looked in {[str(c) for c in candidates]}")
+
+
+def load_label_space(path: str | Path | None = None) -> LabelSpace:
+    """Load a label space YAML; ``None`` loads the bundled indoor space."""
+    p = Path(path) if path is not None else default_label_space_path()
+    with open(p) as f:
+        return LabelSpace.from_dict(yaml.safe_load(f))
