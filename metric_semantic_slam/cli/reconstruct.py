@@ -25,6 +25,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--stride", type=int, default=1, help="use every k-th frame")
     p.add_argument("--threshold", type=float, default=0.05, help="F-score distance threshold in meters")
     p.add_argument("--no-picture", action="store_true", help="skip the PNG render")
+    p.add_argument("--view", choices=["oblique", "top", "principal", "trajectory"], default=None,
+                   help="picture viewpoint (default: oblique for simulator worlds, else from the first camera)")
     return p
 
 
@@ -46,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"msslam reconstruct: {e}")
         return 2
     res = reconstruct(args.input, args.output, config, max_frames=args.max_frames, stride=args.stride,
-                      picture=not args.no_picture, f_score_threshold_m=args.threshold)
+                      picture=not args.no_picture, f_score_threshold_m=args.threshold, view=args.view)
     m = res.metrics
     print(f"frames: {res.frames_mapped}/{res.frames_total} mapped, {1000 * res.seconds_per_frame:.1f} ms/frame")
     print(f"mesh: {res.mesh_vertices} vertices -> {res.mesh_path}")
@@ -55,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"picture -> {res.picture_path}")
     if "mesh" in m:
         mm = m["mesh"]
-        print(f"mesh vs ground truth @ {args.threshold * 100:.0f} cm: F-score {mm['f_score']:.3f} "
+        print(f"mesh vs ground truth @ {args.threshold * 100:.0f} cm: F-score {mm['fscore']:.3f} "
               f"(precision {mm['precision']:.3f}, recall {mm['recall']:.3f}), "
               f"accuracy {100 * mm['accuracy_m']:.2f} cm, completeness {100 * mm['completeness_m']:.2f} cm")
     if "ate_rmse_m" in m:

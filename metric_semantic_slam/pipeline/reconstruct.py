@@ -39,12 +39,12 @@ def _evaluate_against_ground_truth(sequence_path: Path, mesh_path: Path, stamps:
     metrics: dict = {}
     scene = sequence_path / "scene"
     if (scene / "mesh.ply").is_file():
-        from ..eval.mesh_metrics import evaluate_mesh_files
+        from ..eval.mesh_metrics import evaluate_mesh_ply
 
         gt_points = scene / "observed_points.ply"
-        mm = evaluate_mesh_files(mesh_path, scene / "mesh.ply", threshold_m=threshold_m,
-                                 gt_points_path=gt_points if gt_points.is_file() else None)
-        metrics["mesh"] = {k: float(v) for k, v in asdict(mm).items() if np.isscalar(v)}
+        mm = evaluate_mesh_ply(mesh_path, scene / "mesh.ply", threshold_m=threshold_m,
+                               gt_points_path=gt_points if gt_points.is_file() else None)
+        metrics["mesh"] = mm.to_dict()
     if gt_trajectory is not None and len(stamps):
         from ..eval.trajectory_metrics import compute_ate
         from ..io.trajectory import Trajectory
@@ -56,7 +56,8 @@ def _evaluate_against_ground_truth(sequence_path: Path, mesh_path: Path, stamps:
 
 def reconstruct(input_path: str | Path, output_dir: str | Path, config: PipelineConfig = PipelineConfig(),
                 max_frames: int | None = None, stride: int = 1, picture: bool = True,
-                f_score_threshold_m: float = 0.05, progress: bool = True) -> ReconstructionResult:
+                f_score_threshold_m: float = 0.05, progress: bool = True,
+                view: str | None = None) -> ReconstructionResult:
     """Run the pipeline over a TUM/simulator/dataset folder or a bag and write the results.
 
     Writes into ``output_dir``: ``mesh.ply`` (vertex colors), ``trajectory.txt`` (TUM format,
@@ -89,8 +90,12 @@ def reconstruct(input_path: str | Path, output_dir: str | Path, config: Pipeline
     if picture and len(mesh.triangles):
         from ..eval.render import save_mesh_png
 
-        pic_path = save_mesh_png((mesh.vertices, mesh.triangles, mesh.colors), out / "mesh.png",
-                                 trajectory_T_world_camera=poses)
+        # Simulator worlds are z-up; real datasets are not gravity-aligned, so frame them from the
+        # first camera pose instead.
+        if view is None:
+            view = "oblique" if (input_path / "sim_config.json").is_file() else "trajectory"
+        pic_path = save_mesh_png((mesh.vertices, mesh.triangles, mesh.colors), out / "mesh.png", view=view,
+                                 T_world_start=poses[0] if len(poses) else None)
 
     metrics = {
         "input": str(input_path),

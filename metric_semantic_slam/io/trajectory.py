@@ -1,0 +1,150 @@
+"""TUM trajectory files (``t tx ty tz qx qy qz qw``) and pose interpolation.
+
+Convention: each row is ``T_world_camera`` (camera pose in the world), quaternion ``(x, y, z, w)``
+real part last, translation in meters, stamp in seconds.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..core.geometry import matrix_to_quat_xyzw, quat_xyzw_to_matrix
+
+__all__ = ["Trajectory", "read_tum_trajectory", "write_tum_trajectory", "interpolate_poses"]
+
+
+@dataclass
+class Trajectory:
+    """Time-stamped camera poses, sorted by stamp.
+
+    Shape: stamps_s (N,), T_world_camera (N, 4, 4).
+    """
+
+    stamps_s: np.ndarray
+    T_world_camera: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.stamps_s = np.asarray(self.stamps_s, dtype=np.float64)
+        self.T_world_camera = np.asarray(self.T_world_camera, dtype=np.float64)
+        n = len(self.stamps_s)
+        if self.T_world_camera.shape != (n, 4, 4):
+            raise ValueError(f"trajectory has {n} stamps but poses of shape {self.T_world_camera.shape}")
+
+    def __len__(self) -> int:
+        return len(self.stamps_s)
+
+    @property
+    def positions(self) -> np.ndarray:
+        """Camera centres in the world. Shape: (N, 3)."""
+        return self.T_world_camera[:, :3, 3]
+
+
+def read_tum_trajectory(path: str | Path) -> Trajectory:
+    """Read a TUM trajectory file; ``#`` comments and blank lines are skipped; rows are sorted by stamp.
+
+    Shape: file of N rows ``t tx ty tz qx qy qz qw`` -> Trajectory (N,), (N, 4, 4).
+    Raises ValueError naming the file and line on a malformed row.
+    """
+    path = Path(path)
+    rows: list[list[float]] = []
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        parts = text.replace(",", " ").split()
+        if len(parts) != 8:
+            raise ValueError(
+                f"{path}:{lineno}: expected 8 columns 't tx ty tz qx qy qz qw', got {len(parts)}: {line!r}")
+        try:
+            values = [float(p) for p in parts]
+        except ValueError:
+            raise ValueError(f"{path}:{lineno}: non-numeric value in {line!r}") from None
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"{path}:{lineno}: non-finite value in {line!r}")
+        if np.linalg.norm(values[4:8]) < 1e-6:
+            raise ValueError(f"{path}:{lineno}: zero quaternion in {line!r}")
+        rows.append(values)
+    if not rows:
+        return Trajectory(np.zeros(0), np.zeros((0, 4, 4)))
+    data = np.asarray(rows)
+    data = data[np.argsort(data[:, 0], kind="stable")]
+    T = np.tile(np.eye(4), (len(data), 1, 1))
+    T[:, :3, :3] = quat_xyzw_to_matrix(data[:, 4:8])
+    T[:, :3, 3] = data[:, 1:4]
+    return Trajectory(data[:, 0].copy(), T)
+
+
+def write_tum_trajectory(path: str | Path, stamps_s: np.ndarray, T_world_camera: np.ndarray) -> Path:
+    """Write poses as a TUM trajectory (``%.9f`` so positions survive a round trip to 1e-9 m).
+
+    Shape: stamps_s (N,), T_world_camera (N, 4, 4).
+    """
+    stamps_s = np.asarray(stamps_s, dtype=np.float64)
+    T = np.asarray(T_world_camera, dtype=np.float64)
+    if T.shape != (len(stamps_s), 4, 4):
+        raise ValueError(f"{len(stamps_s)} stamps but poses of shape {T.shape}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["# timestamp tx ty tz qx qy qz qw"]
+    for t, pose in zip(stamps_s, T):
+        q = matrix_to_quat_xyzw(pose[:3, :3])
+        vals = " ".join(f"{v:.9f}" for v in (*pose[:3, 3], *q))
+        lines.append(f"{t:.9f} {vals}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _slerp_xyzw(q0: np.ndarray, q1: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Spherical linear interpolation of unit quaternions (Shoemake 1985). Shape: (N, 4), (N,) -> (N, 4)."""
+    dot = np.sum(q0 * q1, axis=-1)
+    q1 = np.where(dot[:, None] < 0, -q1, q1)  # shortest arc
+    dot = np.abs(dot)
+    theta = np.arccos(np.clip(dot, -1.0, 1.0))
+    sin_theta = np.sin(theta)
+    small = sin_theta < 1e-9
+    safe = np.where(small, 1.0, sin_theta)
+    w0 = np.where(small, 1.0 - alpha, np.sin((1.0 - alpha) * theta) / safe)
+    w1 = np.where(small, alpha, np.sin(alpha * theta) / safe)
+    q = w0[:, None] * q0 + w1[:, None] * q1
+    return q / np.linalg.norm(q, axis=-1, keepdims=True)
+
+
+def interpolate_poses(
+    trajectory: Trajectory, stamps_s: np.ndarray, max_gap_s: float = 0.02
+) -> tuple[np.ndarray, np.ndarray]:
+    """Poses at ``stamps_s``: linear in translation, slerp in rotation between the bracketing samples.
+
+    A stamp that coincides with a sample (within 1 us) takes it as is; otherwise both bracketing
+    samples must exist and lie within ``max_gap_s`` of the stamp, else it is invalid (identity pose,
+    ``valid_mask`` False). No extrapolation.
+    Shape: stamps_s (M,) -> poses (M, 4, 4), valid_mask (M,) bool.
+    """
+    query = np.atleast_1d(np.asarray(stamps_s, dtype=np.float64))
+    m = len(query)
+    poses = np.tile(np.eye(4), (m, 1, 1))
+    valid = np.zeros(m, dtype=bool)
+    t = trajectory.stamps_s
+    if len(t) == 0 or m == 0:
+        return poses, valid
+    T = trajectory.T_world_camera
+    hi = np.clip(np.searchsorted(t, query, side="left"), 0, len(t) - 1)
+    lo = np.clip(hi - 1, 0, len(t) - 1)
+    nearest = np.where(np.abs(t[lo] - query) < np.abs(t[hi] - query), lo, hi)
+    exact = np.abs(t[nearest] - query) <= 1e-6
+    poses[exact] = T[nearest[exact]]
+    valid[exact] = True
+    bracket = (~exact) & (t[lo] <= query) & (query <= t[hi]) & (hi > lo)
+    bracket &= (query - t[lo] <= max_gap_s) & (t[hi] - query <= max_gap_s)
+    if np.any(bracket):
+        i0, i1, q = lo[bracket], hi[bracket], query[bracket]
+        alpha = (q - t[i0]) / (t[i1] - t[i0])
+        q0 = np.stack([matrix_to_quat_xyzw(R) for R in T[i0, :3, :3]])
+        q1 = np.stack([matrix_to_quat_xyzw(R) for R in T[i1, :3, :3]])
+        out = np.tile(np.eye(4), (len(q), 1, 1))
+        out[:, :3, :3] = quat_xyzw_to_matrix(_slerp_xyzw(q0, q1, alpha))
+        out[:, :3, 3] = (1.0 - alpha)[:, None] * T[i0, :3, 3] + alpha[:, None] * T[i1, :3, 3]
+        poses[bracket] = out
+        valid[bracket] = True
+    return poses, valid

@@ -1,0 +1,86 @@
+"""TUM trajectory files and pose interpolation."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from metric_semantic_slam.core.geometry import make_transform, rotation_angle_rad, so3_exp
+from metric_semantic_slam.io.trajectory import (
+    Trajectory,
+    interpolate_poses,
+    read_tum_trajectory,
+    write_tum_trajectory,
+)
+
+
+def _random_poses(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.stack([make_transform(so3_exp(rng.normal(size=3)), rng.normal(size=3) * 10) for _ in range(n)])
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    poses = _random_poses(20)
+    stamps = 1305031233.0 + np.arange(20) * 0.0331
+    write_tum_trajectory(tmp_path / "sub" / "traj.txt", stamps, poses)
+    traj = read_tum_trajectory(tmp_path / "sub" / "traj.txt")
+    assert len(traj) == 20
+    np.testing.assert_allclose(traj.stamps_s, stamps, atol=1e-6)
+    np.testing.assert_allclose(traj.T_world_camera[:, :3, 3], poses[:, :3, 3], atol=1e-9)
+    np.testing.assert_allclose(traj.T_world_camera[:, :3, :3], poses[:, :3, :3], atol=1e-8)
+
+
+def test_comments_blank_lines_and_sorting(tmp_path: Path) -> None:
+    p = tmp_path / "t.txt"
+    p.write_text("# header\n\n2.0 1 2 3 0 0 0 1\n1.0 4 5 6 0 0 0.7071068 0.7071068  # inline\n")
+    traj = read_tum_trajectory(p)
+    np.testing.assert_array_equal(traj.stamps_s, [1.0, 2.0])
+    np.testing.assert_allclose(traj.positions[0], [4, 5, 6])
+    assert rotation_angle_rad(traj.T_world_camera[0, :3, :3]) == pytest.approx(np.pi / 2)
+
+
+@pytest.mark.parametrize("bad, match", [
+    ("1.0 1 2 3 0 0 0\n", ":3: expected 8 columns"),
+    ("1.0 1 2 x 0 0 0 1\n", ":3: non-numeric"),
+    ("1.0 1 2 3 0 0 0 0\n", ":3: zero quaternion"),
+    ("1.0 1 2 nan 0 0 0 1\n", ":3: non-finite"),
+])
+def test_malformed_line_is_named(tmp_path: Path, bad: str, match: str) -> None:
+    p = tmp_path / "t.txt"
+    p.write_text("# c\n0.5 0 0 0 0 0 0 1\n" + bad)
+    with pytest.raises(ValueError, match=match):
+        read_tum_trajectory(p)
+
+
+def test_write_rejects_shape_mismatch(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        write_tum_trajectory(tmp_path / "t.txt", np.zeros(3), np.tile(np.eye(4), (2, 1, 1)))
+
+
+def test_interpolation_linear_and_slerp() -> None:
+    T0 = make_transform(np.eye(3), [0.0, 0.0, 0.0])
+    T1 = make_transform(so3_exp([0.0, 0.0, np.pi / 2]), [1.0, 2.0, 0.0])
+    traj = Trajectory(np.array([10.0, 10.01]), np.stack([T0, T1]))
+    poses, valid = interpolate_poses(traj, np.array([10.0025, 10.01, 10.005]), max_gap_s=0.02)
+    assert valid.all()
+    np.testing.assert_allclose(poses[0, :3, 3], [0.25, 0.5, 0.0], atol=1e-9)
+    np.testing.assert_allclose(poses[0, :3, :3], so3_exp([0.0, 0.0, np.pi / 8]), atol=1e-9)
+    np.testing.assert_allclose(poses[1], T1, atol=1e-12)
+    np.testing.assert_allclose(poses[2, :3, :3], so3_exp([0.0, 0.0, np.pi / 4]), atol=1e-9)
+
+
+def test_interpolation_gap_and_range() -> None:
+    traj = Trajectory(np.array([0.0, 0.1, 0.11]), np.tile(np.eye(4), (3, 1, 1)))
+    _, valid = interpolate_poses(traj, np.array([0.05, 0.105, -0.001, 0.2, 0.0]), max_gap_s=0.02)
+    # 0.05 is 50 ms from both neighbours; -0.001 and 0.2 are outside the samples; 0.0 is a sample.
+    np.testing.assert_array_equal(valid, [False, True, False, False, True])
+    _, valid = interpolate_poses(Trajectory(np.zeros(0), np.zeros((0, 4, 4))), np.array([1.0]), 0.02)
+    assert not valid.any()
+
+
+def test_read_tum_groundtruth(shared_data: Path) -> None:
+    traj = read_tum_trajectory(shared_data / "tum_fr1_rpy_90" / "groundtruth.txt")
+    assert len(traj) == 396
+    assert np.all(np.diff(traj.stamps_s) > 0)
+    np.testing.assert_allclose(traj.positions[0], [1.3007, 0.6550, 1.5450])

@@ -1,0 +1,62 @@
+"""The incremental pipeline on analytic scenes (no simulator needed)."""
+import numpy as np
+import pytest
+
+from metric_semantic_slam.core.camera import PinholeCamera
+from metric_semantic_slam.core.geometry import make_transform, so3_exp
+from metric_semantic_slam.io.frame import Frame, GroundTruth
+from metric_semantic_slam.pipeline.mapping_open3d import TsdfMapperConfig
+from metric_semantic_slam.pipeline.pipeline import Pipeline, PipelineConfig
+
+CAM = PinholeCamera(80, 60, 60.0, 60.0, 39.5, 29.5)
+WALL_Y = 2.0  # the world plane y = 2 m, seen by cameras looking along +y
+
+
+def _frame_looking_at_wall(i: int, x: float) -> Frame:
+    # Optical frame: z forward -> world +y, x right -> world +x, y down -> world -z.
+    R_world_camera = np.array([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]]) @ so3_exp([0.05 * i, 0, 0])
+    T = make_transform(R_world_camera, [x, 0.0, 1.0])
+    rays_world = CAM.ray_directions().reshape(-1, 3) @ R_world_camera.T
+    t = (WALL_Y - T[1, 3]) / rays_world[:, 1]
+    depth = (t * 1.0).reshape(CAM.shape)  # ray_directions have z = 1, so t is the optical depth
+    color = np.zeros(CAM.shape + (3,), np.uint8)
+    color[..., 0] = 200
+    return Frame(index=i, stamp_s=float(i), color=color, depth_m=depth.astype(np.float32), camera=CAM,
+                 gt=GroundTruth(T_world_camera=T))
+
+
+def test_mesh_lies_on_the_observed_plane_and_trajectory_is_kept():
+    pipe = Pipeline(PipelineConfig(mapping=TsdfMapperConfig(voxel_size_m=0.02)))
+    for i in range(4):
+        assert pipe.step(_frame_looking_at_wall(i, 0.1 * i)).status == "ok"
+    mesh = pipe.mesh()
+    assert len(mesh.triangles) > 100
+    assert np.abs(mesh.vertices[:, 1] - WALL_Y).max() < 0.01
+    assert np.abs(mesh.colors[:, 0].astype(int) - 200).max() <= 2
+    stamps, poses = pipe.trajectory()
+    assert stamps.tolist() == [0.0, 1.0, 2.0, 3.0] and poses.shape == (4, 4, 4)
+
+
+def test_bad_frames_are_dropped_without_touching_the_map():
+    pipe = Pipeline()
+    pipe.step(_frame_looking_at_wall(0, 0.0))
+    before = pipe.mesh()
+    no_pose = _frame_looking_at_wall(1, 0.0)
+    no_pose.gt = None
+    assert pipe.step(no_pose).status == "no_pose"
+    nan_pose = _frame_looking_at_wall(2, 0.0)
+    nan_pose.gt.T_world_camera = np.full((4, 4), np.nan)
+    assert pipe.step(nan_pose).status == "bad_input"
+    after = pipe.mesh()
+    np.testing.assert_array_equal(before.vertices, after.vertices)
+    assert pipe.counts == {"ok": 1, "no_pose": 1, "bad_input": 1}
+    assert len(pipe.trajectory()[0]) == 1
+
+
+def test_unknown_stage_names_are_rejected():
+    with pytest.raises(ValueError, match="unknown odometry"):
+        Pipeline(PipelineConfig(odometry="magic"))
+    with pytest.raises(ValueError, match="unknown mapper"):
+        Pipeline(PipelineConfig(mapper="magic"))
+    with pytest.raises(ValueError):
+        Pipeline(PipelineConfig(mapping=TsdfMapperConfig(voxel_size_m=0.0)))
