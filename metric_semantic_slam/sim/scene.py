@@ -887,7 +887,19 @@ def build_scene(seed: int, *, with_person: bool = True, label_space: LabelSpace 
 
     person = None
     if with_person:
-        person = WalkingPerson(walk[0].copy(), walk[1].copy(), instance_id=next_id,
+        # Walk through the middle of the camera loop when it is wide enough: the camera looks
+        # inwards there, so the dynamic/private person is actually seen (the south walkway stays
+        # reserved so both variants of a seed keep the same furniture).
+        person_walk = walk
+        a_loop, b_loop = loop.semi_axes_m
+        clear = _PERSON_HALF_WIDTH_M + 0.35 + 0.3
+        if b_loop >= clear and a_loop - _PERSON_END_MARGIN_M - 0.35 >= 0.8:
+            half_mid = min(1.5, a_loop - _PERSON_END_MARGIN_M - 0.35)
+            cx, cy = loop.center_xy
+            person_walk = np.array([[cx - half_mid, cy], [cx + half_mid, cy]])
+            if walk[0, 0] > walk[1, 0]:
+                person_walk = person_walk[::-1].copy()
+        person = WalkingPerson(person_walk[0].copy(), person_walk[1].copy(), instance_id=next_id,
                                class_id=labels.id_of("person"), skin_material=pal["skin"],
                                shirt_material=pal["shirt"], trousers_material=pal["trousers"])
     n_lights = int(rng.integers(1, 4))
@@ -912,4 +924,4 @@ def build_scene(seed: int, *, with_person: bool = True, label_space: LabelSpace 
         dynamic_mesh_at=dynamic_mesh_at,
         dynamic_objects_at=dynamic_objects_at,
     )
-    return GeneratedScene(world, part_boxes, loop, walk if with_person else None, person)
+    return GeneratedScene(world, part_boxes, loop, person_walk if with_person else None, person)

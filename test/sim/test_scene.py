@@ -175,11 +175,15 @@ def test_supported_objects_touch_their_support(world1):
         # The object's centre lies over one of those upward faces.
         p = obj.center_m[:2]
         inside = []
+
+        def cross2(u, w):
+            return u[0] * w[1] - u[1] * w[0]
+
         for tri in v[flat_up][:, :, :2]:
             a, b, c = tri
-            d1 = np.cross(b - a, p - a)
-            d2 = np.cross(c - b, p - b)
-            d3 = np.cross(a - c, p - c)
+            d1 = cross2(b - a, p - a)
+            d2 = cross2(c - b, p - b)
+            d3 = cross2(a - c, p - c)
             inside.append(min(d1, d2, d3) >= -1e-12)
         assert any(inside), f"{obj.class_name} {obj.instance_id} is not over {sup.class_name}"
     assert n_supported >= 15
