@@ -327,11 +327,8 @@ def _single_threaded_blas():
 
 
 def _bag_writer():
-    try:
-        from ..io.bag import folder_to_bag  # written by another module owner; optional until it lands
-    except ImportError as exc:
-        raise ValueError(f"writing a bag needs metric_semantic_slam.io.bag.folder_to_bag ({exc}); "
-                         "run without the bag (write_bag=False / --no-bag)") from None
+    from ..io.bag import folder_to_bag  # lazy: rosbags is only needed when a bag is written
+
     return folder_to_bag
 
 
