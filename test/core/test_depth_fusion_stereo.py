@@ -1,0 +1,137 @@
+"""Stereo matching (SGBM + checks) and depth reprojection."""
+import cv2
+import numpy as np
+import pytest
+
+from metric_semantic_slam.core.camera import PinholeCamera
+from metric_semantic_slam.core.stereo import (StereoConfig, StereoMatcher, disparity_to_depth,
+                                              reproject_depth)
+
+H, W = 120, 160
+CAM = PinholeCamera(W, H, 100.0, 100.0, (W - 1) / 2, (H - 1) / 2)
+BASELINE = 0.05  # f b = 5 px m
+
+
+def _texture(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = rng.uniform(0, 255, (H, W + 64)).astype(np.float32)
+    return cv2.GaussianBlur(img, (0, 0), 0.8)
+
+
+def _pair(disparity: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Fronto-parallel plane: right(x) = left(x + d) ... i.e. left(x) = right(x - d)."""
+    tex = _texture(seed)
+    xs = np.arange(W, dtype=np.float32)[None, :].repeat(H, 0) + 32
+    ys = np.arange(H, dtype=np.float32)[:, None].repeat(W, 1)
+    left = cv2.remap(tex, xs, ys, cv2.INTER_LINEAR)
+    right = cv2.remap(tex, xs + np.float32(disparity), ys, cv2.INTER_LINEAR)
+    return np.clip(left, 0, 255).astype(np.uint8), np.clip(right, 0, 255).astype(np.uint8)
+
+
+def _matcher(**kw) -> StereoMatcher:
+    return StereoMatcher(StereoConfig(num_disparities=32, min_depth_m=0.05, **kw))
+
+
+def test_plane_depth_is_metric_and_subpixel():
+    d = 7.5
+    left, right = _pair(d)
+    res = _matcher().compute(left, right, CAM, BASELINE)
+    inner = np.zeros((H, W), bool)
+    inner[10:-10, 40:-10] = True
+    v = res.valid & inner
+    assert v.sum() > 0.8 * inner.sum()
+    assert abs(np.median(res.disparity_px[v]) - d) < 0.15  # sub-pixel, not rounded to 7 or 8
+    assert abs(np.median(res.depth_m[v]) - 100 * BASELINE / d) < 0.01
+    assert np.median(np.abs(res.depth_m[v] - 100 * BASELINE / d)) < 0.03
+    assert np.all(res.depth_m[~res.valid] == 0)
+    assert res.time_s > 0 and res.focal_baseline_px_m == pytest.approx(5.0)
+    assert np.all(res.cost_margin[v] >= 0) and np.median(res.cost_margin[v]) > 0.1
+
+
+def test_texture_check_removes_flat_region():
+    left, right = _pair(6.0)
+    left[40:80, 60:120] = 128
+    right[40:80, 50:120] = 128
+    on = _matcher().compute(left, right, CAM, BASELINE)
+    off = _matcher(texture_min_std=0.0).compute(left, right, CAM, BASELINE)
+    flat = np.zeros((H, W), bool)
+    flat[45:75, 70:115] = True
+    assert on.valid[flat].mean() < 0.05
+    assert on.counts["texture"] > 0
+    assert off.counts["texture"] == 0
+
+
+def test_left_right_check_rejects_pixels_without_a_match():
+    left, right = _pair(6.0)
+    rng = np.random.default_rng(5)
+    # Part of the right image shows something else: the left pixels there have no true match.
+    right[30:90, 60:110] = rng.integers(0, 255, (60, 50), dtype=np.uint8)
+    box = np.zeros((H, W), bool)
+    box[35:85, 70:110] = True
+    with_lr = _matcher(uniqueness_ratio=0, speckle_window=0).compute(left, right, CAM, BASELINE)
+    no_lr = _matcher(uniqueness_ratio=0, speckle_window=0, lr_check=False).compute(left, right, CAM, BASELINE)
+    assert with_lr.counts["lr"] > 0
+    assert with_lr.valid[box].mean() < no_lr.valid[box].mean()
+    good = np.zeros((H, W), bool)
+    good[5:22, 40:150] = True  # away from the box (SGBM paths carry the mismatch a little way)
+    assert with_lr.valid[good].mean() > 0.8
+
+
+def test_disparity_to_depth():
+    z = disparity_to_depth(np.array([[10.0, 0.0, -1.0]]), 100.0, 0.05)
+    np.testing.assert_allclose(z, [[0.5, 0.0, 0.0]])
+
+
+def test_reproject_translation_and_zbuffer():
+    depth = np.full((H, W), 2.0, np.float32)
+    depth[50:60, 50:60] = 1.0  # a near square in front of the wall
+    T = np.eye(4)
+    T[0, 3] = 0.1  # destination camera sees points shifted +0.1 m in x
+    out, (attr,) = reproject_depth(depth, CAM, T, CAM, [depth * 10])
+    # wall moves by f * 0.1 / 2 = 5 px, the near square by 10 px and stays in front
+    assert out[20, 30 + 5] == pytest.approx(2.0)
+    assert out[55, 55 + 10] == pytest.approx(1.0)
+    assert attr[55, 55 + 10] == pytest.approx(10.0)
+    # the first 5 columns of the destination see nothing from the source
+    assert np.all(out[:, :5] == 0)
+
+
+def test_compute_reprojects_into_color_camera_when_not_identity():
+    left, right = _pair(8.0)
+    m = _matcher()
+    T = np.eye(4)
+    T[0, 3] = -0.05
+    ref = m.compute(left, right, CAM, BASELINE)
+    moved = m.compute(left, right, CAM, BASELINE, T_ref_left=T, camera_ref=CAM)
+    z = 100 * BASELINE / 8.0
+    shift = int(round(100 * -0.05 / z))  # -8 px
+    row = 60
+    a = ref.depth_m[row, 60:100]
+    b = moved.depth_m[row, 60 + shift:100 + shift]
+    ok = (a > 0) & (b > 0)
+    assert ok.sum() > 20
+    np.testing.assert_allclose(a[ok], b[ok], atol=1e-5)
+    assert not np.array_equal(ref.depth_m, moved.depth_m)
+
+
+def test_bad_input_raises():
+    left, right = _pair(6.0)
+    m = _matcher()
+    with pytest.raises(ValueError, match="equal"):
+        m.compute(left, right[:, :-1], CAM, BASELINE)
+    with pytest.raises(ValueError, match="uint8"):
+        m.compute(left.astype(np.float32), right.astype(np.float32), CAM, BASELINE)
+    with pytest.raises(ValueError, match="baseline"):
+        m.compute(left, right, CAM, 0.0)
+    with pytest.raises(ValueError, match="stereo camera"):
+        m.compute(left, right, PinholeCamera(80, 60, 50, 50, 40, 30), BASELINE)
+    with pytest.raises(ValueError, match="multiple of 16"):
+        StereoConfig(num_disparities=20)
+    with pytest.raises(ValueError, match="mode"):
+        StereoConfig(mode="bm")
+
+
+def test_all_black_pair_gives_no_depth_not_an_error():
+    z = np.zeros((H, W), np.uint8)
+    res = _matcher().compute(z, z, CAM, BASELINE)
+    assert not res.valid.any()
