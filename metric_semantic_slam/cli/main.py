@@ -16,6 +16,9 @@ VERBS: dict[str, str] = {
     "reconstruct": "reconstruct",
     "eval": "evaluate",
     "convert": "convert",
+    "play": "play",
+    "record": "record",
+    "launch": "launch",
 }
 
 

@@ -1,0 +1,139 @@
+"""Approximate-time synchronization of several topics: ``message_filters`` when it imports, else our own.
+
+:class:`ApproximateSynchronizer` is ROS-free and follows ``message_filters.ApproximateTimeSynchronizer``:
+one bounded queue per input (``queue_size``; overflow evicts the oldest), and a set is emitted as soon as
+every input has a message whose stamps span at most ``slop_s``, the newest message being part of it.
+Two deliberate differences: among the candidate sets the one with the smallest spread wins (instead of
+the first found), and after a set is emitted the older messages still queued are dropped (and counted),
+so sets come out in time order and a stale message never pairs with a fresh one later.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+__all__ = ["HAVE_MESSAGE_FILTERS", "ApproximateSynchronizer", "SyncStats", "SyncedSubscriptions"]
+
+try:
+    import message_filters  # noqa: F401
+
+    HAVE_MESSAGE_FILTERS = True
+except ImportError:
+    HAVE_MESSAGE_FILTERS = False
+
+
+@dataclass
+class SyncStats:
+    """Counters of a synchronizer; ``dropped[i]`` counts messages of input i that never made a set."""
+
+    emitted: int
+    received: list[int]
+    dropped: list[int]
+
+
+class ApproximateSynchronizer:
+    """Groups messages from ``n_inputs`` streams whose stamps lie within ``slop_s`` seconds."""
+
+    def __init__(self, n_inputs: int, queue_size: int, slop_s: float, callback: Callable[..., Any]) -> None:
+        if n_inputs < 1:
+            raise ValueError(f"need at least one input, got {n_inputs}")
+        if queue_size < 1:
+            raise ValueError(f"queue_size must be >= 1, got {queue_size}")
+        if not slop_s >= 0:
+            raise ValueError(f"slop must be >= 0 seconds, got {slop_s}")
+        self.n_inputs, self.queue_size, self.slop_s = n_inputs, queue_size, float(slop_s)
+        self.callback = callback
+        self._queues: list[list[tuple[float, Any]]] = [[] for _ in range(n_inputs)]  # sorted by stamp
+        self._lock = threading.Lock()
+        self._emitted = 0
+        self._received = [0] * n_inputs
+        self._dropped = [0] * n_inputs
+
+    @property
+    def stats(self) -> SyncStats:
+        with self._lock:
+            return SyncStats(self._emitted, list(self._received), list(self._dropped))
+
+    def add(self, index: int, stamp_s: float, msg: Any) -> bool:
+        """Offer ``msg`` of input ``index`` stamped ``stamp_s``; returns True when it completed a set.
+
+        The callback runs outside the lock with one message per input, in input order.
+        """
+        if not 0 <= index < self.n_inputs:
+            raise ValueError(f"input index {index} out of range [0, {self.n_inputs})")
+        with self._lock:
+            self._received[index] += 1
+            q = self._queues[index]
+            pos = len(q)
+            while pos > 0 and q[pos - 1][0] > stamp_s:
+                pos -= 1
+            q.insert(pos, (float(stamp_s), msg))
+            if len(q) > self.queue_size:
+                evicted = q.pop(0)
+                self._dropped[index] += 1
+                if evicted[1] is msg:
+                    return False
+            chosen = self._best_set(index, float(stamp_s))
+            if chosen is None:
+                return False
+            msgs = []
+            for i, k in enumerate(chosen):
+                queue = self._queues[i]
+                msgs.append(queue[k][1])
+                self._dropped[i] += k  # older than the emitted set: can never be emitted in order
+                del queue[: k + 1]
+            self._emitted += 1
+        self.callback(*msgs)
+        return True
+
+    def _best_set(self, index: int, t: float) -> list[int] | None:
+        # The pivot is the new message; every other input contributes its message nearest to it.
+        # A candidate set always contains the pivot, so the nearest choice minimises the spread
+        # up to a factor of 2, and exactly when the pivot is the newest or oldest (the live case).
+        picks = []
+        for i, queue in enumerate(self._queues):
+            if i == index:
+                picks.append(next(k for k, (s, _m) in enumerate(queue) if s == t))
+                continue
+            if not queue:
+                return None
+            picks.append(min(range(len(queue)), key=lambda k: abs(queue[k][0] - t)))
+        stamps = [self._queues[i][k][0] for i, k in enumerate(picks)]
+        if max(stamps) - min(stamps) > self.slop_s:
+            return None
+        return picks
+
+
+class SyncedSubscriptions:
+    """Subscribes to ``topics`` and calls ``callback(*msgs)`` with approximately synchronized messages.
+
+    ``topics`` is a list of ``(msg_type, topic_name)``; every message needs ``header.stamp``.
+    ``backend`` says which implementation runs; ``stats`` is None with ``message_filters`` (it keeps no counts).
+    """
+
+    def __init__(self, node: Any, topics: Sequence[tuple[type, str]], callback: Callable[..., Any], qos: Any,
+                 queue_size: int = 10, slop_s: float = 0.02, force_builtin: bool = False) -> None:
+        from .stamps import stamp_to_seconds
+
+        self.node = node
+        if HAVE_MESSAGE_FILTERS and not force_builtin:
+            import message_filters as mf
+
+            self._subs = [mf.Subscriber(node, t, name, qos_profile=qos) for t, name in topics]
+            self._sync = mf.ApproximateTimeSynchronizer(self._subs, queue_size, slop_s)
+            self._sync.registerCallback(callback)
+            self._own = None
+            self.backend = "message_filters"
+        else:
+            self._own = ApproximateSynchronizer(len(topics), queue_size, slop_s, callback)
+            self._subs = [
+                node.create_subscription(t, name, lambda m, i=i: self._own.add(i, stamp_to_seconds(m.header.stamp), m),
+                                         qos)
+                for i, (t, name) in enumerate(topics)
+            ]
+            self.backend = "builtin"
+
+    @property
+    def stats(self) -> SyncStats | None:
+        return self._own.stats if self._own is not None else None

@@ -1,0 +1,261 @@
+"""`msslam launch`: config parsing, the commands it builds from the node graph, and a real run with a
+stand-in rclpy node (params, remaps, namespace over DDS; prefixed logs; bounded respawn; clean Ctrl-C)."""
+from __future__ import annotations
+
+import io
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+from metric_semantic_slam.cli import launch as launch_cli
+from metric_semantic_slam.graph import NODES
+
+MSSLAM = [sys.executable, "-m", "metric_semantic_slam.cli.main"]
+
+STANDIN = textwrap.dedent('''
+    """Test stand-in node: prints what --ros-args gave it, publishes on `chatter`, crashes on request."""
+    import os, sys
+    from pathlib import Path
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+    from std_msgs.msg import String
+
+    mode, marker = sys.argv[1], Path(sys.argv[2])
+    rclpy.init(args=sys.argv)
+    node = rclpy.create_node("standin")
+    greeting = node.declare_parameter("greeting", "none").value
+    count = node.declare_parameter("count", 0).value
+    pub = node.create_publisher(String, "chatter", 10)
+    print(f"node={node.get_fully_qualified_name()} greeting={greeting} count={count} topic={pub.topic_name} "
+          f"transports={os.environ.get('FASTDDS_BUILTIN_TRANSPORTS')}", flush=True)
+    if mode == "always-crash" or (mode == "crash-once" and not marker.exists()):
+        marker.touch()
+        print("crashing on purpose", flush=True)
+        sys.exit(3)
+    node.create_timer(0.1, lambda: pub.publish(String(data=greeting)))
+    print("ready", flush=True)
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    print("bye", flush=True)
+''')
+
+
+def _write_config(tmp_path, text: str):
+    cfg = tmp_path / "launch.yaml"
+    cfg.write_text(textwrap.dedent(text))
+    return cfg
+
+
+def test_default_config_runs_every_graph_node_with_ros_args():
+    cfg = launch_cli.load_config(None)
+    assert [n.name for n in cfg.nodes] == list(NODES)
+    for spec in cfg.nodes:
+        cmd = launch_cli.node_command(spec, cfg.namespace, use_sim_time=True)
+        module, func = NODES[spec.name][1].split(":")
+        assert f"from {module} import {func}" in cmd[2]
+        i = cmd.index("--ros-args")
+        assert cmd[i + 1:i + 5] == ["-r", f"__node:={spec.name}", "-r", "__ns:=/msslam"]
+        assert "use_sim_time:=true" in cmd
+
+
+def test_config_params_remaps_and_disabled_nodes(tmp_path):
+    (tmp_path / "all.yaml").write_text("/**:\n  ros__parameters: {}\n")
+    (tmp_path / "mapper.yaml").write_text("mapper:\n  ros__parameters: {}\n")
+    cfg = launch_cli.load_config(_write_config(tmp_path, """
+        namespace: ""
+        params_file: all.yaml
+        remappings: {color/image_raw: /camera/color/image_raw}
+        nodes:
+          mapper:
+            params_file: mapper.yaml
+            parameters: {voxel_size_m: 0.04, use_gpu: false, label_space: indoor}
+            remappings: {odometry: /vio/odom}
+          depth_fusion: {enabled: false}
+        """))
+    assert "depth_fusion" not in [n.name for n in cfg.nodes]
+    mapper = next(n for n in cfg.nodes if n.name == "mapper")
+    cmd = launch_cli.node_command(mapper, cfg.namespace, use_sim_time=False)
+    args = cmd[cmd.index("--ros-args"):]
+    assert "__ns:=/" not in " ".join(args)  # root namespace: no __ns rule
+    assert args.count("--params-file") == 2 and str(tmp_path / "mapper.yaml") in args
+    for p in ("voxel_size_m:=0.04", "use_gpu:=false", "label_space:=indoor"):
+        assert p in args
+    assert "color/image_raw:=/camera/color/image_raw" in args and "odometry:=/vio/odom" in args
+    assert "use_sim_time:=true" not in args
+
+
+@pytest.mark.parametrize("text, message", [
+    ("namespac: x\n", "unknown key"),
+    ("nodes:\n  mapper: {param: 1}\n", "unknown key"),
+    ("nodes:\n  extra: {}\n", "has no 'command'"),
+    ("params_file: missing.yaml\n", "does not exist"),
+    ("include_graph: false\n", "enables no node"),
+    ("- a list\n", "YAML mapping"),
+])
+def test_bad_config_raises_a_clear_error(tmp_path, text, message):
+    with pytest.raises(ValueError, match=message):
+        launch_cli.load_config(_write_config(tmp_path, text))
+
+
+def test_large_data_transport_is_set_unless_the_user_chose_one(monkeypatch):
+    cfg = launch_cli.LaunchConfig(nodes=[launch_cli.NodeSpec("x", ["true"])])
+    monkeypatch.delenv("FASTDDS_BUILTIN_TRANSPORTS", raising=False)
+    assert launch_cli.Launcher(cfg, out=io.StringIO()).env["FASTDDS_BUILTIN_TRANSPORTS"] == "LARGE_DATA"
+    monkeypatch.setenv("FASTDDS_BUILTIN_TRANSPORTS", "UDPv4")
+    assert launch_cli.Launcher(cfg, out=io.StringIO()).env["FASTDDS_BUILTIN_TRANSPORTS"] == "UDPv4"
+
+
+@pytest.mark.timeout(60)
+def test_real_graph_nodes_start_and_bounded_respawn_ends_the_launch():
+    # The graph's executables exit with "not implemented yet" for now: with no respawns the launch
+    # must end by itself, non-zero, with every node's last words prefixed by its name.
+    proc = subprocess.run([*MSSLAM, "launch", "--max-respawns", "0"], capture_output=True, text=True, timeout=45)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    for name, (exe, _target) in NODES.items():
+        assert f"[launch] started {name}" in proc.stdout
+        assert f"[{name}] {exe}: not implemented yet" in proc.stdout
+        assert f"[launch] {name} exited with code 1; not respawning" in proc.stdout
+
+
+class _Lines:
+    """Collects a process's output lines in a thread so the test can wait for one without blocking."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.lines: list[str] = []
+        self._t = threading.Thread(target=self._read, args=(proc,), daemon=True)
+        self._t.start()
+
+    def _read(self, proc):
+        for line in proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, predicate, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if any(predicate(l) for l in list(self.lines)):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+@pytest.mark.ros
+@pytest.mark.timeout(90)
+def test_launch_standin_nodes_over_dds_respawn_and_clean_sigint(tmp_path):
+    pytest.importorskip("rclpy")
+    from std_msgs.msg import String
+
+    from metric_semantic_slam.ros.testing import TopicCollector, ros_env
+
+    script = tmp_path / "standin.py"
+    script.write_text(STANDIN)
+    (tmp_path / "params.yaml").write_text("/**:\n  ros__parameters:\n    greeting: hello\n")
+    cfg = _write_config(tmp_path, f"""
+        include_graph: false
+        namespace: ns_test
+        params_file: params.yaml
+        max_respawns: 2
+        respawn_delay_s: 0.2
+        shutdown_timeout_s: 10
+        nodes:
+          talker:
+            command: [{sys.executable}, {script}, crash-once, {tmp_path / "marker"}]
+            parameters: {{count: 3}}
+            remappings: {{chatter: /remapped_chatter}}
+          doomed:
+            command: [{sys.executable}, {script}, always-crash, {tmp_path / "doomed_marker"}]
+        """)
+    env = ros_env(64)
+    env.pop("FASTDDS_BUILTIN_TRANSPORTS")  # the launcher must set it
+    with TopicCollector(64, {"/remapped_chatter": String}) as col:
+        proc = subprocess.Popen([*MSSLAM, "launch", str(cfg)], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        out = _Lines(proc)
+        try:
+            assert out.wait_for(lambda l: l == "[talker] ready", 30), out.text()
+            assert out.wait_for(lambda l: "[launch] doomed exited with code 3; not respawning" in l, 30), out.text()
+            assert col.spin_until(lambda: col.count("/remapped_chatter") >= 2, 20), out.text()
+            proc.send_signal(signal.SIGINT)
+            rc = proc.wait(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    text = out.text()
+    assert rc == 0, text
+    assert col.messages["/remapped_chatter"][0][1].data == "hello"  # params file reached the node
+    assert ("[talker] node=/ns_test/talker greeting=hello count=3 topic=/remapped_chatter "
+            "transports=LARGE_DATA") in text
+    assert "[talker] crashing on purpose" in text
+    assert "[launch] talker exited with code 3; respawning (1/2) in 0.2 s" in text
+    assert text.count("[launch] started doomed") == 3  # first run + 2 respawns
+    assert "[talker] bye" in text and "[launch] shutting down 1 node(s)" in text
+    assert "still running" not in text  # SIGINT was enough: no SIGTERM/SIGKILL
+
+
+SLEEPER = textwrap.dedent('''
+    """Non-ROS stand-in: prints, then sleeps; 'stubborn' ignores SIGINT (only SIGTERM/SIGKILL stop it)."""
+    import signal, sys, time
+    if sys.argv[1] == "stubborn":
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    else:
+        signal.signal(signal.SIGINT, lambda *a: (print("got SIGINT", flush=True), sys.exit(0)))
+    print("up", flush=True)
+    time.sleep(60)
+''')
+
+
+def test_shutdown_escalates_to_sigterm_for_a_node_ignoring_sigint(tmp_path):
+    script = tmp_path / "sleeper.py"
+    script.write_text(SLEEPER)
+    cfg = launch_cli.LaunchConfig(
+        nodes=[launch_cli.NodeSpec("polite", [sys.executable, str(script), "polite"]),
+               launch_cli.NodeSpec("stubborn", [sys.executable, str(script), "stubborn"])],
+        shutdown_timeout_s=0.5)
+    out = io.StringIO()
+    launcher = launch_cli.Launcher(cfg, out=out)
+    started = time.monotonic()
+
+    def stop_when_up():
+        while out.getvalue().count("] up") < 2 and time.monotonic() - started < 20:
+            time.sleep(0.02)
+        launcher.request_stop()
+
+    threading.Thread(target=stop_when_up, daemon=True).start()
+    rc = launcher.run()
+    text = out.getvalue()
+    assert rc == 1, text  # a node had to be terminated: not a clean shutdown
+    assert "[polite] got SIGINT" in text
+    assert "[launch] ['stubborn'] still running: sending SIGTERM" in text
+    assert all(c.returncode is not None for c in launcher.children)
+    assert time.monotonic() - started < 15
+
+
+def test_sigterm_to_the_launcher_stops_every_node(tmp_path):
+    script = tmp_path / "sleeper.py"
+    script.write_text(SLEEPER)
+    cfg = _write_config(tmp_path, f"""
+        include_graph: false
+        nodes:
+          a: {{command: [{sys.executable}, {script}, polite]}}
+          b: {{command: [{sys.executable}, {script}, polite]}}
+        """)
+    proc = subprocess.Popen([*MSSLAM, "launch", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = _Lines(proc)
+    try:
+        assert out.wait_for(lambda l: l == "[a] up", 20) and out.wait_for(lambda l: l == "[b] up", 20), out.text()
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert rc == 0, out.text()
+    assert "[a] got SIGINT" in out.text() and "[b] got SIGINT" in out.text()
