@@ -1,0 +1,171 @@
+"""Spatial hashing of voxel blocks in torch (device-agnostic).
+
+A block is a cube of ``R^3`` voxels (``R = block_resolution``, 8 by default) allocated on demand.
+Torch has no hash map, so the "hash" is a sorted tensor of packed block keys searched with
+``torch.searchsorted``: lookups and insertions stay vectorised and run unchanged on CPU and CUDA.
+
+Convention: block ``(i, j, k)`` covers world points ``[i, i+1) * R * voxel_size`` (per axis);
+voxel ``(a, b, c)`` of that block has its centre at ``((i*R + a) + 0.5) * voxel_size`` (per axis).
+Local voxel index inside a block is ``a + R*b + R*R*c`` (x fastest).
+"""
+from __future__ import annotations
+
+import torch
+
+__all__ = ["pack_keys", "unpack_keys", "BlockIndex", "BlockStore"]
+
+_BITS = 21
+_OFFSET = 1 << (_BITS - 1)
+_MASK = (1 << _BITS) - 1
+
+
+def pack_keys(coords: torch.Tensor) -> torch.Tensor:
+    """Pack integer block coordinates into one int64 key each (order-preserving per axis).
+
+    Shape: coords (N, 3) int64 -> keys (N,) int64. Each coordinate must lie in ``[-2^20, 2^20)``.
+    """
+    c = coords.to(torch.int64) + _OFFSET
+    return (c[:, 0] << (2 * _BITS)) | (c[:, 1] << _BITS) | c[:, 2]
+
+
+def unpack_keys(keys: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`pack_keys`. Shape: keys (N,) int64 -> coords (N, 3) int64."""
+    x = (keys >> (2 * _BITS)) & _MASK
+    y = (keys >> _BITS) & _MASK
+    z = keys & _MASK
+    return torch.stack([x, y, z], dim=1) - _OFFSET
+
+
+class BlockIndex:
+    """Map from block coordinates to dense slots ``0..n-1`` (slots are reused after removal by compaction).
+
+    ``coords[slot]`` gives the coordinates of a slot. Lookups of missing blocks return -1.
+    """
+
+    def __init__(self, device: torch.device | str = "cpu") -> None:
+        self.device = torch.device(device)
+        self._sorted_keys = torch.zeros(0, dtype=torch.int64, device=self.device)
+        self._sorted_slots = torch.zeros(0, dtype=torch.int64, device=self.device)
+        self.coords = torch.zeros((0, 3), dtype=torch.int64, device=self.device)
+
+    def __len__(self) -> int:
+        return int(self.coords.shape[0])
+
+    def lookup(self, coords: torch.Tensor) -> torch.Tensor:
+        """Slot of each block, -1 when not allocated. Shape: coords (N, 3) -> (N,) int64."""
+        return self.lookup_keys(pack_keys(coords))
+
+    def lookup_keys(self, keys: torch.Tensor) -> torch.Tensor:
+        """Slot of each packed key, -1 when absent. Shape: keys (N,) -> (N,) int64."""
+        n = self._sorted_keys.shape[0]
+        if n == 0 or keys.numel() == 0:
+            return torch.full(keys.shape, -1, dtype=torch.int64, device=keys.device)
+        pos = torch.searchsorted(self._sorted_keys, keys).clamp_(max=n - 1)
+        found = self._sorted_keys[pos] == keys
+        return torch.where(found, self._sorted_slots[pos], torch.full_like(pos, -1))
+
+    def insert(self, coords: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Allocate the blocks not yet present.
+
+        Returns ``(slots, new_slots)``: the slot of every input block and the slots that were created
+        (in increasing order, contiguous from the previous size).
+        Shape: coords (N, 3) int64 -> slots (N,), new_slots (K,).
+        """
+        keys = pack_keys(coords)
+        slots = self.lookup_keys(keys)
+        missing = keys[slots < 0]
+        if missing.numel() == 0:
+            return slots, torch.zeros(0, dtype=torch.int64, device=self.device)
+        new_keys = torch.unique(missing)  # sorted
+        start = len(self)
+        new_slots = torch.arange(start, start + new_keys.shape[0], dtype=torch.int64, device=self.device)
+        self.coords = torch.cat([self.coords, unpack_keys(new_keys)])
+        all_keys = torch.cat([self._sorted_keys, new_keys])
+        all_slots = torch.cat([self._sorted_slots, new_slots])
+        order = torch.argsort(all_keys)
+        self._sorted_keys = all_keys[order]
+        self._sorted_slots = all_slots[order]
+        return self.lookup_keys(keys), new_slots
+
+    def keep(self, keep_mask: torch.Tensor) -> torch.Tensor:
+        """Drop the slots where ``keep_mask`` is False and renumber the rest in order.
+
+        Returns the old slot of each new slot. Shape: keep_mask (n,) bool -> (n_kept,) int64.
+        """
+        old = torch.nonzero(keep_mask).flatten()
+        self.coords = self.coords[old]
+        keys = pack_keys(self.coords)
+        order = torch.argsort(keys)
+        self._sorted_keys = keys[order]
+        self._sorted_slots = order
+        return old
+
+    def clear(self) -> None:
+        """Remove every block."""
+        self.__init__(self.device)
+
+
+class BlockStore:
+    """A :class:`BlockIndex` plus named per-voxel layers stored densely by slot.
+
+    Each layer is a tensor of shape ``(capacity, R^3, *channels)``; capacity grows by doubling so
+    appends are amortised O(1). Slots ``>= len(self)`` hold the layer's fill value.
+    """
+
+    def __init__(self, block_resolution: int = 8, device: torch.device | str = "cpu") -> None:
+        self.R = int(block_resolution)
+        self.voxels_per_block = self.R ** 3
+        self.device = torch.device(device)
+        self.index = BlockIndex(self.device)
+        self.layers: dict[str, torch.Tensor] = {}
+        self._fills: dict[str, float] = {}
+        self.capacity = 0
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def add_layer(self, name: str, channels: tuple[int, ...], dtype: torch.dtype, fill: float) -> None:
+        """Declare a per-voxel layer (before or after blocks exist)."""
+        if name in self.layers:
+            raise ValueError(f"layer {name!r} already exists")
+        self._fills[name] = fill
+        self.layers[name] = torch.full((self.capacity, self.voxels_per_block, *channels), fill, dtype=dtype,
+                                       device=self.device)
+
+    def _grow(self, needed: int) -> None:
+        if needed <= self.capacity:
+            return
+        cap = max(needed, 2 * self.capacity, 64)
+        for name, t in self.layers.items():
+            extra = torch.full((cap - self.capacity, *t.shape[1:]), self._fills[name], dtype=t.dtype,
+                               device=self.device)
+            self.layers[name] = torch.cat([t, extra])
+        self.capacity = cap
+
+    def insert(self, coords: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Allocate missing blocks; see :meth:`BlockIndex.insert`. Shape: coords (N, 3)."""
+        slots, new_slots = self.index.insert(coords)
+        self._grow(len(self.index))
+        return slots, new_slots
+
+    def keep(self, keep_mask: torch.Tensor) -> torch.Tensor:
+        """Drop blocks (compacting every layer); returns the old slot of each kept slot."""
+        n_old = len(self.index)
+        old = self.index.keep(keep_mask[:n_old])
+        n = old.shape[0]
+        for name, t in self.layers.items():
+            t[:n] = t[old]
+            t[n:n_old] = self._fills[name]
+        return old
+
+    def clear(self) -> None:
+        """Remove every block and release the storage."""
+        self.index.clear()
+        self.capacity = 0
+        for name, t in list(self.layers.items()):
+            self.layers[name] = t.new_full((0, *t.shape[1:]), self._fills[name])
+
+    def view(self, name: str) -> torch.Tensor:
+        """The layer flattened to one row per voxel. Shape: (capacity * R^3, *channels)."""
+        t = self.layers[name]
+        return t.view(-1, *t.shape[2:])
