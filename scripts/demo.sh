@@ -8,7 +8,8 @@ cd "$REPO"
 OUT="${OUT:-$REPO/output}"
 MSSLAM="$REPO/.venv/bin/msslam"
 "$MSSLAM" simulate --seed 1 --frames 300 --output "$OUT/sim_seed1" "$@"
-"$MSSLAM" reconstruct "$OUT/sim_seed1" --output "$OUT/reconstruction"
+# Labels: the simulator's ground truth (an oracle) until the panoptic stage (issue #6) lands.
+"$MSSLAM" reconstruct "$OUT/sim_seed1" --output "$OUT/reconstruction" --labels ground_truth
 "$MSSLAM" eval --gt "$OUT/sim_seed1/groundtruth.txt" --est "$OUT/reconstruction/trajectory.txt" \
   --mesh "$OUT/reconstruction/mesh.ply" --gt-mesh "$OUT/sim_seed1/scene/mesh.ply" \
   --gt-points "$OUT/sim_seed1/scene/observed_points.ply" --output "$OUT/eval"

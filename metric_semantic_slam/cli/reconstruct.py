@@ -19,8 +19,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--voxel-size", type=float, default=0.04, help="TSDF voxel size in meters (default 0.04)")
     p.add_argument("--truncation-voxels", type=float, default=4.0, help="truncation in voxels (default 4)")
     p.add_argument("--depth-max", type=float, default=5.0, help="ignore depth beyond this, meters (default 5)")
-    p.add_argument("--odometry", default="ground_truth", help="pose source (default ground_truth)")
-    p.add_argument("--mapper", default="open3d", help="mapping backend (default open3d)")
+    p.add_argument("--odometry", default="ground_truth",
+                   help="pose source: ground_truth, or vio (dense RGB-D + gyro tracking); default ground_truth")
+    p.add_argument("--mapper", default="semantic", choices=["semantic", "open3d"],
+                   help="mapping backend: semantic (torch voxel mapper, classes + instances) or open3d "
+                        "(VoxelBlockGrid, geometry + color); default semantic")
+    p.add_argument("--labels", default="none", choices=["none", "ground_truth"],
+                   help="per-pixel labels fused into the map: none, or ground_truth (oracle, simulator only)")
+    p.add_argument("--device", default="auto", help="torch device for the semantic mapper (auto, cpu, cuda)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: on 2 shared cores more threads contend and run slower)")
     p.add_argument("--max-frames", type=int, default=None, help="use at most this many frames")
     p.add_argument("--stride", type=int, default=1, help="use every k-th frame")
     p.add_argument("--threshold", type=float, default=0.05, help="F-score distance threshold in meters")
@@ -36,9 +44,14 @@ def run(args: argparse.Namespace) -> int:
     from ..pipeline.reconstruct import reconstruct
 
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s] %(name)s: %(message)s")
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
     config = PipelineConfig(
         odometry=args.odometry,
         mapper=args.mapper,
+        labels=args.labels,
+        device=args.device,
         mapping=TsdfMapperConfig(voxel_size_m=args.voxel_size, truncation_voxels=args.truncation_voxels,
                                  depth_max_m=args.depth_max),
     )
@@ -60,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"mesh vs ground truth @ {args.threshold * 100:.0f} cm: F-score {mm['fscore']:.3f} "
               f"(precision {mm['precision']:.3f}, recall {mm['recall']:.3f}), "
               f"accuracy {100 * mm['accuracy_m']:.2f} cm, completeness {100 * mm['completeness_m']:.2f} cm")
+    if "semantic_3d" in m:
+        print(f"3D mIoU of the mesh labels vs ground truth: {m['semantic_3d']['miou']:.3f}")
     if "ate_rmse_m" in m:
         print(f"ATE RMSE (SE3-aligned) vs ground truth: {100 * m['ate_rmse_m']:.3f} cm")
     print(f"metrics -> {res.metrics_path}")

@@ -19,12 +19,15 @@ __all__ = ["MeshArrays", "TsdfMapperConfig", "TsdfMapperBase", "Open3DTsdfMapper
 class MeshArrays:
     """A triangle mesh as arrays.
 
-    Shape: vertices (V, 3) float64 world meters, triangles (F, 3) int64, colors (V, 3) uint8 RGB.
+    Shape: vertices (V, 3) float64 world meters, triangles (F, 3) int64, colors (V, 3) uint8 RGB;
+    classes / instances (V,) int (None when the mapper keeps no labels).
     """
 
     vertices: np.ndarray
     triangles: np.ndarray
     colors: np.ndarray
+    classes: np.ndarray | None = None
+    instances: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -52,10 +55,13 @@ class TsdfMapperConfig:
 
 
 class TsdfMapperBase:
-    """Interface of a mapping stage: integrate posed RGB-D frames, extract a mesh."""
+    """Interface of a mapping stage: integrate posed RGB-D frames (with optional labels), extract a mesh."""
+
+    keeps_labels = False
 
     def integrate(self, depth_m: np.ndarray, color_rgb: np.ndarray, camera: PinholeCamera,
-                  T_world_camera: np.ndarray) -> None:
+                  T_world_camera: np.ndarray, semantic: np.ndarray | None = None,
+                  instance: np.ndarray | None = None) -> None:
         raise NotImplementedError
 
     def extract_mesh(self) -> MeshArrays:
@@ -73,7 +79,7 @@ def _check_frame(depth_m: np.ndarray, color_rgb: np.ndarray, camera: PinholeCame
 
 
 class Open3DTsdfMapper(TsdfMapperBase):
-    """TSDF + color fusion in an Open3D ``VoxelBlockGrid`` on the CPU."""
+    """TSDF + color fusion in an Open3D ``VoxelBlockGrid`` on the CPU (labels are ignored)."""
 
     def __init__(self, config: TsdfMapperConfig = TsdfMapperConfig()) -> None:
         import open3d as o3d  # lazy: open3d is optional outside this stage
@@ -95,8 +101,9 @@ class Open3DTsdfMapper(TsdfMapperBase):
         self.frames_integrated = 0
 
     def integrate(self, depth_m: np.ndarray, color_rgb: np.ndarray, camera: PinholeCamera,
-                  T_world_camera: np.ndarray) -> None:
-        """Fuse one registered RGB-D frame.
+                  T_world_camera: np.ndarray, semantic: np.ndarray | None = None,
+                  instance: np.ndarray | None = None) -> None:
+        """Fuse one registered RGB-D frame (``semantic``/``instance`` are not used by this backend).
 
         Shape: depth_m (H, W) float meters (0/NaN invalid), color_rgb (H, W, 3) uint8.
         """

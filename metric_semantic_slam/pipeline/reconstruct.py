@@ -33,9 +33,10 @@ class ReconstructionResult:
     metrics: dict = field(default_factory=dict)
 
 
-def _evaluate_against_ground_truth(sequence_path: Path, mesh_path: Path, stamps: np.ndarray, poses: np.ndarray,
-                                   gt_trajectory, threshold_m: float) -> dict:
-    """Mesh F-score when the input has a ground-truth scene (the simulator), and ATE when it has GT poses."""
+def _evaluate_against_ground_truth(sequence_path: Path, mesh_path: Path, mesh, stamps: np.ndarray,
+                                   poses: np.ndarray, gt_trajectory, threshold_m: float) -> dict:
+    """Mesh F-score (and 3D mIoU of a labeled mesh) when the input has a ground-truth scene (the
+    simulator), and ATE when it has GT poses."""
     metrics: dict = {}
     scene = sequence_path / "scene"
     if (scene / "mesh.ply").is_file():
@@ -45,6 +46,15 @@ def _evaluate_against_ground_truth(sequence_path: Path, mesh_path: Path, stamps:
         mm = evaluate_mesh_ply(mesh_path, scene / "mesh.ply", threshold_m=threshold_m,
                                gt_points_path=gt_points if gt_points.is_file() else None)
         metrics["mesh"] = mm.to_dict()
+        if mesh.classes is not None and np.any(mesh.classes > 0) and gt_points.is_file():
+            from ..eval.semantic_metrics import miou_3d
+            from ..io.ply import read_ply
+
+            gt = read_ply(gt_points)
+            if "class" in gt.vertex_props:
+                res = miou_3d(mesh.vertices, mesh.classes, gt.vertices, gt.vertex_props["class"],
+                              max_dist_m=threshold_m)
+                metrics["semantic_3d"] = res.to_dict()
     if gt_trajectory is not None and len(stamps):
         from ..eval.trajectory_metrics import compute_ate
         from ..io.trajectory import Trajectory
@@ -60,7 +70,8 @@ def reconstruct(input_path: str | Path, output_dir: str | Path, config: Pipeline
                 view: str | None = None) -> ReconstructionResult:
     """Run the pipeline over a TUM/simulator/dataset folder or a bag and write the results.
 
-    Writes into ``output_dir``: ``mesh.ply`` (vertex colors), ``trajectory.txt`` (TUM format,
+    Writes into ``output_dir``: ``mesh.ply`` (vertex colors, plus ``class``/``instance`` vertex
+    properties when the mapper keeps labels), ``trajectory.txt`` (TUM format,
     ``T_world_camera``), ``mesh.png`` (a render of the mesh) and ``metrics.json``.
     """
     from tqdm import tqdm
@@ -82,7 +93,10 @@ def reconstruct(input_path: str | Path, output_dir: str | Path, config: Pipeline
     stamps, poses = pipeline.trajectory()
     mesh = pipeline.mesh()
 
-    mesh_path = write_ply(out / "mesh.ply", mesh.vertices, mesh.triangles, vertex_colors=mesh.colors)
+    labels = {} if mesh.classes is None else {"class": mesh.classes.astype(np.uint16),
+                                              "instance": mesh.instances.astype(np.uint32)}
+    mesh_path = write_ply(out / "mesh.ply", mesh.vertices, mesh.triangles, vertex_colors=mesh.colors,
+                          vertex_props=labels)
     traj_path = out / "trajectory.txt"
     write_tum_trajectory(traj_path, stamps, poses)
 
@@ -105,10 +119,11 @@ def reconstruct(input_path: str | Path, output_dir: str | Path, config: Pipeline
         "seconds_per_frame": elapsed / max(n, 1),
         "mesh_vertices": int(len(mesh.vertices)),
         "mesh_triangles": int(len(mesh.triangles)),
-        "config": {"odometry": config.odometry, "mapper": config.mapper, **asdict(config.mapping)},
+        "config": {"odometry": config.odometry, "mapper": config.mapper, "labels": config.labels,
+                   **asdict(config.mapping)},
     }
     metrics.update(_evaluate_against_ground_truth(input_path if input_path.is_dir() else input_path.parent,
-                                                  mesh_path, stamps, poses, seq.gt_trajectory(),
+                                                  mesh_path, mesh, stamps, poses, seq.gt_trajectory(),
                                                   f_score_threshold_m))
     metrics_path = out / "metrics.json"
     metrics_path.write_text(json.dumps(metrics, indent=2))

@@ -60,3 +60,27 @@ def test_unknown_stage_names_are_rejected():
         Pipeline(PipelineConfig(mapper="magic"))
     with pytest.raises(ValueError):
         Pipeline(PipelineConfig(mapping=TsdfMapperConfig(voxel_size_m=0.0)))
+
+
+def test_semantic_mapper_keeps_ground_truth_labels():
+    cfg = PipelineConfig(mapper="semantic", labels="ground_truth", odometry="ground_truth",
+                         mapping=TsdfMapperConfig(voxel_size_m=0.02))
+    pipe = Pipeline(cfg)
+    for i in range(5):
+        f = _frame_looking_at_wall(0, 0.0)  # the same view: every voxel gets 5 votes
+        f.index, f.stamp_s = i, float(i)
+        f.gt.semantic = np.full(CAM.shape, 2, np.uint16)  # "wall"
+        f.gt.instance = np.zeros(CAM.shape, np.uint16)
+        assert pipe.step(f).status == "ok"
+    mesh = pipe.mesh()
+    assert mesh.classes is not None and len(mesh.classes) == len(mesh.vertices)
+    # A class is reported once it leads by the mapper's margin; the rest stays unknown (0), never wrong.
+    assert set(np.unique(mesh.classes)) <= {0, 2} and np.mean(mesh.classes == 2) > 0.8
+    assert np.abs(mesh.vertices[:, 1] - WALL_Y).max() < 0.01
+
+
+def test_labels_need_a_labeled_mapper():
+    with pytest.raises(ValueError, match="keeps no labels"):
+        Pipeline(PipelineConfig(mapper="open3d", labels="ground_truth"))
+    with pytest.raises(ValueError, match="unknown labels"):
+        Pipeline(PipelineConfig(labels="magic"))

@@ -34,3 +34,13 @@ def test_reconstruct_rejects_unknown_odometry(shared_data, tmp_path, capsys):
     rc = msslam(["reconstruct", str(shared_data / "tum_fr1_desk_9"), "--output", str(tmp_path), "--odometry", "x"])
     assert rc == 2
     assert "unknown odometry" in capsys.readouterr().out
+
+
+def test_reconstruct_with_vio_odometry_on_real_frames(shared_data, tmp_path, capsys):
+    out = tmp_path / "vio"
+    assert msslam(["reconstruct", str(shared_data / "tum_fr1_desk_9"), "--output", str(out), "--odometry", "vio",
+                   "--no-picture"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["frames_mapped"] == 9
+    assert metrics["ate_rmse_m"] < 0.01  # tracked, not copied from ground truth
+    assert metrics["ate_rmse_m"] > 0.0
