@@ -66,7 +66,8 @@ class SimConfig:
     observed_points_max: int = 300000
     """... capped at this many points."""
     observed_tolerance_m: float = 0.025
-    """A sample is observed in a frame when its depth matches that frame's exact depth this closely."""
+    """A sample is observed in a frame when its depth matches that frame's exact depth this closely
+    (and the depth sensor returned a value at its pixel)."""
     render: RenderConfig = field(default_factory=RenderConfig)
     depth_sensor: ActiveDepthConfig = field(default_factory=ActiveDepthConfig)
     ir: IrStereoConfig = field(default_factory=IrStereoConfig)
@@ -203,7 +204,7 @@ class _FrameJob:
             noisy, sigma, edge = res.depth_m.copy(), np.zeros_like(res.depth_m), np.zeros(res.depth_m.shape, bool)
         pair = render_ir_pair(self.renderer, cam, T, t, cfg.ir, _frame_rng(cfg.seed, i, 3),
                               left_hits=res if self.ir_identity else None, dynamic_mesh=dmesh)
-        seen = self._visible(T, res.depth_m)
+        seen = self._visible(T, res.depth_m, noisy)
         self.seen[seen] = True  # only ever set to True, so concurrent frames cannot lose an update
         t1 = time.perf_counter()
         name = self.names[i]
@@ -218,8 +219,11 @@ class _FrameJob:
         t2 = time.perf_counter()
         return _FrameOut(noisy, res.depth_m, sigma, edge, seen, t1 - t0, t2 - t1)
 
-    def _visible(self, T_world_camera: np.ndarray, depth: np.ndarray) -> np.ndarray:
-        """Indices of surface samples seen in this frame (their depth matches the exact depth).
+    def _visible(self, T_world_camera: np.ndarray, depth: np.ndarray, measured: np.ndarray) -> np.ndarray:
+        """Indices of surface samples measured in this frame: their depth matches the exact depth and
+        the depth sensor returned a value at that pixel (``measured > 0``). Surfaces the sensor never
+        measures (beyond its range, at grazing angles, dark) cannot be reconstructed from depth, so
+        they do not count against a map's completeness.
 
         Samples already marked seen by any frame are skipped: the final set is the union over frames,
         so skipping them changes nothing, whatever order the worker threads run in.
@@ -236,7 +240,7 @@ class _FrameJob:
         inside = (u >= 0) & (u < cam.width) & (v >= 0) & (v < cam.height)
         cand, z, u, v = cand[inside], z[inside], u[inside].astype(np.int64), v[inside].astype(np.int64)
         d = depth[v, u]
-        ok = (d > 0) & (np.abs(d - z) < self.cfg.observed_tolerance_m)
+        ok = (d > 0) & (np.abs(d - z) < self.cfg.observed_tolerance_m) & (measured[v, u] > 0)
         return cand[ok]
 
 
