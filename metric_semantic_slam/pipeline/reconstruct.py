@@ -72,7 +72,8 @@ def reconstruct(input_path: str | Path, output_dir: str | Path, config: Pipeline
 
     Writes into ``output_dir``: ``mesh.ply`` (vertex colors, plus ``class``/``instance`` vertex
     properties when the mapper keeps labels), ``trajectory.txt`` (TUM format,
-    ``T_world_camera``), ``mesh.png`` (a render of the mesh) and ``metrics.json``.
+    ``T_world_camera``), ``mesh.png`` (a render of the mesh), ``mesh_semantic.png`` (colored by
+    class, when the map has labels) and ``metrics.json``.
     """
     from tqdm import tqdm
 
@@ -108,8 +109,15 @@ def reconstruct(input_path: str | Path, output_dir: str | Path, config: Pipeline
         # first camera pose instead.
         if view is None:
             view = "oblique" if (input_path / "sim_config.json").is_file() else "trajectory"
+        start = poses[0] if len(poses) else None
         pic_path = save_mesh_png((mesh.vertices, mesh.triangles, mesh.colors), out / "mesh.png", view=view,
-                                 T_world_start=poses[0] if len(poses) else None)
+                                 T_world_start=start)
+        if mesh.classes is not None and np.any(mesh.classes > 0):
+            from ..core.labels import load_label_space
+
+            class_colors = load_label_space(seq.label_space_path).colorize(mesh.classes[None])[0]
+            save_mesh_png((mesh.vertices, mesh.triangles, class_colors), out / "mesh_semantic.png", view=view,
+                          T_world_start=start)
 
     metrics = {
         "input": str(input_path),

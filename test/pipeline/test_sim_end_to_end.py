@@ -35,15 +35,16 @@ def test_simulate_writes_folder_and_bag_with_the_same_frames(sim_dir):
 
 
 def test_reconstruct_simulated_sequence_matches_ground_truth_mesh(sim_dir, tmp_path, capsys):
-    rc = msslam(["reconstruct", str(sim_dir), "--output", str(tmp_path / "rec")])
+    rc = msslam(["reconstruct", str(sim_dir), "--output", str(tmp_path / "rec"), "--labels", "ground_truth"])
     assert rc == 0
     assert "F-score" in capsys.readouterr().out
     metrics = json.loads((tmp_path / "rec" / "metrics.json").read_text())
-    # The 300-frame 640x480 acceptance run gives F = 0.93; this short low-resolution run must not be far off.
+    # The 300-frame 640x480 run gives F = 0.97; this short low-resolution run must not be far off.
     assert metrics["mesh"]["fscore"] >= 0.85
     assert metrics["mesh"]["accuracy_m"] <= 0.015
     assert metrics["ate_rmse_m"] < 1e-6
-    assert (tmp_path / "rec" / "mesh.png").is_file()
+    assert (tmp_path / "rec" / "mesh.png").is_file() and (tmp_path / "rec" / "mesh_semantic.png").is_file()
+    assert metrics["semantic_3d"]["miou"] >= 0.5  # ground-truth labels fused: most surface gets the right class
 
 
 def test_eval_cli_on_reconstruction(sim_dir, tmp_path):
