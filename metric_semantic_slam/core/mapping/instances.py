@@ -137,9 +137,11 @@ class InstanceTracker:
             if s == 0 or counts_np[i] < self.config.min_segment_voxels:
                 continue
             share = pair[i] / counts_np[i]
-            cand = [(share[j], int(m)) for j, m in enumerate(m_np)
-                    if m > 0 and int(m) in self.instances and self.instances[int(m)].class_id == cls_np[i]
-                    and share[j] >= self.config.min_overlap]
+            # Overlap first (vectorised): only a handful of map ids pass it, so the per-instance class
+            # lookups below stay cheap.
+            js = np.nonzero((share >= self.config.min_overlap) & (m_np > 0))[0]
+            cand = [(share[j], int(m_np[j])) for j in js
+                    if int(m_np[j]) in self.instances and self.instances[int(m_np[j])].class_id == cls_np[i]]
             if cand:
                 cand.sort(reverse=True)
                 best = cand[0][1]
