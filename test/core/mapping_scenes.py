@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
-import torch
 
 from metric_semantic_slam.core.camera import PinholeCamera
 
-__all__ = ["one_torch_thread", "small_camera", "look_at_T", "sphere_depth", "plane_depth"]
+__all__ = ["small_camera", "look_at_T", "sphere_depth", "plane_depth"]
 
 
 def small_camera(width: int = 160, height: int = 120) -> PinholeCamera:
@@ -60,10 +58,3 @@ def plane_depth(camera: PinholeCamera, T_world_camera: np.ndarray, point, normal
     return t.reshape(camera.shape).astype(np.float32)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Run torch single-threaded: on a shared 2-core machine OpenMP threads contend (30x slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)

@@ -3,11 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from mapping_scenes import look_at_T, one_torch_thread, plane_depth, small_camera, sphere_depth
+from mapping_scenes import look_at_T, plane_depth, small_camera, sphere_depth
 from metric_semantic_slam.core.labels import load_label_space
 from metric_semantic_slam.core.mapping import MapperConfig, SemanticConfig, SemanticVoxelMapper
 
-_ = one_torch_thread  # autouse fixture
 LABELS = load_label_space()
 PERSON = LABELS.id_of("person")
 CHAIR, TABLE, WALL = LABELS.id_of("chair"), LABELS.id_of("table"), LABELS.id_of("wall")

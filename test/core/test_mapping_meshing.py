@@ -3,11 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from mapping_scenes import one_torch_thread, small_camera
+from mapping_scenes import small_camera
 from metric_semantic_slam.core.mapping import MapperConfig, SemanticVoxelMapper, TsdfConfig, marching_cubes_tables
 from metric_semantic_slam.core.mapping.meshing import EDGE_CORNERS
 
-_ = one_torch_thread  # autouse fixture
 
 
 def _fill_sphere(m, centre, r, half=0.8):

@@ -2,12 +2,11 @@
 import numpy as np
 import pytest
 
-from mapping_scenes import look_at_T, one_torch_thread, plane_depth, small_camera, sphere_depth
+from mapping_scenes import look_at_T, plane_depth, small_camera, sphere_depth
 from metric_semantic_slam.core.geometry import invert_transform
 from metric_semantic_slam.core.mapping import MapperConfig, SemanticVoxelMapper
 from metric_semantic_slam.eval.mesh_metrics import point_to_mesh_distances
 
-_ = one_torch_thread  # autouse fixture
 
 
 def test_same_surface_as_open3d_voxel_block_grid():

@@ -5,10 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from mapping_scenes import one_torch_thread
 from metric_semantic_slam.core.mapping import SEMANTIC_FUSIONS, BlockStore, SemanticConfig, make_semantic_fusion
 
-_ = one_torch_thread  # autouse fixture
 C = 21
 
 

@@ -6,7 +6,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mapping_scenes import one_torch_thread
 from metric_semantic_slam.core.labels import load_label_space
 from metric_semantic_slam.core.mapping import MapperConfig, SemanticVoxelMapper
 from metric_semantic_slam.eval.mesh_metrics import evaluate_mesh
@@ -14,7 +13,6 @@ from metric_semantic_slam.eval.semantic_metrics import compute_miou, miou_3d
 from metric_semantic_slam.io.ply import read_ply
 from metric_semantic_slam.io.sequence import open_sequence
 
-_ = one_torch_thread  # autouse fixture
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from bench_mapper import corrupt_labels, instance_recall  # noqa: E402
 

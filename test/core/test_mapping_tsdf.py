@@ -3,11 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from mapping_scenes import one_torch_thread, look_at_T, plane_depth, small_camera, sphere_depth
+from mapping_scenes import look_at_T, plane_depth, small_camera, sphere_depth
 from metric_semantic_slam.core.mapping import BlockIndex, MapperConfig, SemanticVoxelMapper, TsdfConfig
 from metric_semantic_slam.core.mapping.voxel_blocks import pack_keys, unpack_keys
 
-_ = one_torch_thread  # autouse fixture
 
 
 def _mapper(**tsdf):

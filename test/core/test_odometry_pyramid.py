@@ -9,13 +9,6 @@ from metric_semantic_slam.core.odometry.pyramid import build_pyramid, rgb_to_int
 CAM = PinholeCamera(160, 120, 130.0, 128.0, 79.5, 59.5)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # Small tensors on a shared 2-core machine: extra intra-op threads only add contention (10x slower).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _plane_depth(cam: PinholeCamera, n: np.ndarray, d: float) -> np.ndarray:

@@ -1,20 +1,12 @@
 """VIO on real TUM data (fr1/desk, 9 frames): tracks every frame to sub-centimetre ATE."""
 import numpy as np
 import pytest
-import torch
 
 from metric_semantic_slam.core.odometry.vio import TrackingStatus, VisualInertialOdometry
 from metric_semantic_slam.eval.trajectory_metrics import compute_ate
 from metric_semantic_slam.io.sequence import open_sequence
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # Shared 2-core machine: extra intra-op threads only add contention.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_tum_fr1_desk_tracks(shared_data):

@@ -12,13 +12,6 @@ from metric_semantic_slam.core.odometry.synthetic import Plane, box_room, render
 CAM = PinholeCamera(160, 120, 130.0, 130.0, 79.5, 59.5)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # Small tensors on a shared 2-core machine: extra intra-op threads only add contention (10x slower).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 T1 = se3_exp(np.array([0.03, -0.02, 0.04, 0.02, -0.03, 0.015]))
 
 

@@ -1,7 +1,6 @@
 """The VIO facade on a synthetic gyro + RGB-D sequence: accuracy, IMU use, and failure handling."""
 import numpy as np
 import pytest
-import torch
 
 from metric_semantic_slam.core.camera import PinholeCamera
 from metric_semantic_slam.core.geometry import invert_transform, se3_exp, so3_exp, so3_log
@@ -14,13 +13,6 @@ from metric_semantic_slam.io.trajectory import read_tum_trajectory
 CAM = PinholeCamera(160, 120, 130.0, 130.0, 79.5, 59.5)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    # Small tensors on a shared 2-core machine: extra intra-op threads only add contention (10x slower).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 R_CI = so3_exp(np.array([0.0, 0.0, np.pi / 2]))  # IMU axes rotated about the optical axis
 T_CI = np.eye(4)
 T_CI[:3, :3] = R_CI
