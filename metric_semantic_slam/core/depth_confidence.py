@@ -111,15 +111,18 @@ def sigma_to_confidence(sigma_m: np.ndarray, sigma_ref_m: float) -> np.ndarray:
     return np.where(np.isfinite(s), c, 0.0).astype(np.float32)
 
 
-def nguyen_sigma_m(z_m: np.ndarray, theta_rad: np.ndarray | float = 0.0, max_angle_rad: float = np.deg2rad(85)
-                   ) -> np.ndarray:
-    """Axial std of a Kinect v1-like sensor (Nguyen et al. 2012), meters.
+def nguyen_sigma_m(z_m: np.ndarray, theta_rad: np.ndarray | float = 0.0, max_angle_rad: float = np.deg2rad(85),
+                   dtype: type = np.float32) -> np.ndarray:
+    """Axial std of a Kinect v1-like sensor (Nguyen, Izadi, Lovell 2012), meters.
 
-    Shape: z (...), theta (...) -> sigma (...) float32.
+    ``sigma(z, theta) = 0.0012 + 0.0019 (z - 0.4)^2 + 0.0001 / sqrt(z) * theta^2 / (pi/2 - theta)^2``,
+    with ``theta`` clipped to ``max_angle_rad``; evaluated in ``dtype`` (the simulator uses float64).
+    Shape: z (...), theta (...) -> sigma (...) of ``dtype``.
     """
-    z = np.maximum(np.asarray(z_m, np.float32), np.float32(1e-3))
-    th = np.clip(np.asarray(theta_rad, np.float32), 0.0, np.float32(max_angle_rad))
-    return (0.0012 + 0.0019 * (z - 0.4) ** 2 + 0.0001 / np.sqrt(z) * th**2 / (np.pi / 2 - th) ** 2).astype(np.float32)
+    dt = np.dtype(dtype)
+    z = np.maximum(np.asarray(z_m, dt), dt.type(1e-3))
+    th = np.clip(np.asarray(theta_rad, dt), 0.0, dt.type(max_angle_rad))
+    return (0.0012 + 0.0019 * (z - 0.4) ** 2 + 0.0001 / np.sqrt(z) * th**2 / (np.pi / 2 - th) ** 2).astype(dt)
 
 
 def incidence_angle_rad(depth_m: np.ndarray, camera: PinholeCamera) -> np.ndarray:

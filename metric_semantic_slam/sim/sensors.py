@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from ..core.camera import PinholeCamera
+from ..core.depth_confidence import nguyen_sigma_m
 from ..core.geometry import invert_transform
 from ..io.frame import StereoPair
 from .render import RayHits, Renderer
@@ -98,13 +99,13 @@ class ActiveDepthConfig:
 
 
 def nguyen_axial_sigma_m(z_m: np.ndarray, theta_rad: np.ndarray | float = 0.0) -> np.ndarray:
-    """Axial depth noise std of a Kinect v1 (Nguyen, Izadi, Lovell 2012).
+    """Axial depth noise std of a Kinect v1 (Nguyen, Izadi, Lovell 2012): the model the depth fusion's
+    confidence also uses (:func:`~metric_semantic_slam.core.depth_confidence.nguyen_sigma_m`),
+    evaluated in float64 with angles up to 89 deg.
 
     Shape: z (...) meters, theta (...) radians -> sigma (...) meters.
     """
-    z = np.maximum(np.asarray(z_m, np.float64), 1e-3)
-    th = np.clip(np.asarray(theta_rad, np.float64), 0.0, np.deg2rad(89.0))
-    return 0.0012 + 0.0019 * (z - 0.4) ** 2 + 0.0001 / np.sqrt(z) * th**2 / (np.pi / 2 - th) ** 2
+    return nguyen_sigma_m(z_m, theta_rad, max_angle_rad=np.deg2rad(89.0), dtype=np.float64)
 
 
 @dataclass
