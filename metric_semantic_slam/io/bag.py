@@ -31,6 +31,7 @@ from .frame import Frame, GroundTruth, ImuSamples, StereoPair
 from .image_encoding import color_to_rgb8, decode_image, depth_to_meters, encode_image
 from .sequence import Sequence, StereoRig, open_sequence, select_frames
 from .trajectory import Trajectory, interpolate_poses
+from .tum import nearest_stamp_indices
 
 __all__ = ["DEFAULT_TOPICS", "FRAME_IDS", "folder_to_bag", "sequence_to_bag", "BagSequence", "BagError"]
 
@@ -578,15 +579,12 @@ class BagSequence(Sequence):
             t, log = sorted_stamps(key)
             partners[key] = (t, log)
         frames: list[_FrameIndex] = []
-        for t, log in zip(color_t, color_log):
+        match = {key: nearest_stamp_indices(color_t, pt, self.max_pair_dt_s) for key, (pt, _) in partners.items()}
+        for i, (t, log) in enumerate(zip(color_t, color_log)):
             fi = _FrameIndex(float(t), {"color": (log, float(t))})
             for key, (pt, plog) in partners.items():
-                if len(pt) == 0:
-                    continue
-                j = int(np.clip(np.searchsorted(pt, t), 0, len(pt) - 1))
-                if j > 0 and abs(pt[j - 1] - t) <= abs(pt[j] - t):
-                    j -= 1
-                if abs(pt[j] - t) <= self.max_pair_dt_s:
+                j = int(match[key][i])
+                if j >= 0:
                     fi.parts[key] = (plog[j], float(pt[j]))
             if "depth" in fi.parts:
                 frames.append(fi)

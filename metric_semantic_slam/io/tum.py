@@ -26,7 +26,7 @@ from .sequence import (
 )
 from .trajectory import interpolate_poses, read_tum_trajectory
 
-__all__ = ["TUM_DEPTH_SCALE", "open_tum_folder", "read_imu_files", "associate_stamps"]
+__all__ = ["TUM_DEPTH_SCALE", "open_tum_folder", "read_imu_files", "nearest_stamp_indices"]
 
 TUM_DEPTH_SCALE = 5000.0
 
@@ -40,8 +40,9 @@ _EXTRAS = (
 )
 
 
-def associate_stamps(query_s: np.ndarray, target_s: np.ndarray, max_dt_s: float) -> np.ndarray:
-    """Index of the nearest ``target_s`` stamp for each query, -1 when farther than ``max_dt_s``.
+def nearest_stamp_indices(query_s: np.ndarray, target_s: np.ndarray, max_dt_s: float) -> np.ndarray:
+    """Index of the nearest ``target_s`` stamp for each query, -1 when farther than ``max_dt_s``
+    (on a tie the earlier stamp). Not evo's association: every query is matched independently.
 
     Shape: query_s (N,), target_s (M,) sorted -> (N,) int.
     """
@@ -109,7 +110,7 @@ def open_tum_folder(
     rgb = read_stamped_list(root / "rgb.txt")
     depth = sorted(read_stamped_list(root / "depth.txt"))
     rgb.sort()
-    pair = associate_stamps(np.array([t for t, _ in rgb]), np.array([t for t, _ in depth]), max_pair_dt_s)
+    pair = nearest_stamp_indices(np.array([t for t, _ in rgb]), np.array([t for t, _ in depth]), max_pair_dt_s)
 
     gt = read_tum_trajectory(root / "groundtruth.txt") if (root / "groundtruth.txt").is_file() else None
     extras = [(field, root / sub) for field, sub in _EXTRAS if (root / sub).is_dir()]
