@@ -97,11 +97,9 @@ class BagSource:
     """Time-ordered ``(topic, msgtype, log time ns, CDR bytes)`` of a bag, ROS 1 converted to ROS 2 CDR."""
 
     def __init__(self, path: str | Path, topics: list[str] | None = None) -> None:
-        self.path = Path(path)
-        if not self.path.exists():
-            raise ValueError(f"bag {self.path} does not exist")
-        self.ros1 = self.path.suffix == ".bag"
-        self._reader = self._open()
+        from ..io.bag import open_bag_reader
+
+        self._reader, self.path, self.ros1 = open_bag_reader(path)
         conns = list(self._reader.connections)
         if topics is not None:
             missing = sorted(set(topics) - {c.topic for c in conns})
@@ -111,24 +109,6 @@ class BagSource:
         self.connections = conns
         self.topic_types: dict[str, str] = {c.topic: c.msgtype for c in conns}
         self._ros2_store = None
-
-    def _open(self):
-        from rosbags.typesys import Stores, get_typestore
-
-        store = get_typestore(Stores.ROS1_NOETIC if self.ros1 else Stores.ROS2_HUMBLE)
-        try:
-            if self.path.is_file() and self.path.suffix in (".mcap", ".db3"):
-                if (self.path.parent / "metadata.yaml").is_file():
-                    self.path = self.path.parent
-                else:
-                    return _LoneStorage(self.path)
-            from rosbags.highlevel import AnyReader
-
-            reader = AnyReader([self.path], default_typestore=store)
-            reader.open()
-            return reader
-        except Exception as exc:  # rosbags raises several unrelated types for unreadable bags
-            raise ValueError(f"cannot read bag {self.path}: {type(exc).__name__}: {exc}") from exc
 
     def close(self) -> None:
         self._reader.close()
@@ -148,24 +128,6 @@ class BagSource:
         msg1 = self._reader.deserialize(raw, msgtype)
         msg2 = _to_ros2(msg1, msgtype, self._ros2_store)
         return bytes(self._ros2_store.serialize_cdr(msg2, msgtype))
-
-
-class _LoneStorage:
-    """A ``.mcap``/``.db3`` without ``metadata.yaml``: rosbags' storage plugins find topics in the file."""
-
-    def __init__(self, path: Path) -> None:
-        from rosbags.rosbag2.storage_mcap import McapReader
-        from rosbags.rosbag2.storage_sqlite3 import Sqlite3Reader
-
-        self._storage = (McapReader if path.suffix == ".mcap" else Sqlite3Reader)(path)
-        self._storage.open()
-        self.connections = list(self._storage.connections)
-
-    def messages(self, connections):
-        return self._storage.messages(connections)
-
-    def close(self) -> None:
-        self._storage.close()
 
 
 def _to_ros2(msg1: Any, msgtype: str, store: Any) -> Any:

@@ -33,7 +33,8 @@ from .sequence import Sequence, StereoRig, open_sequence, select_frames
 from .trajectory import Trajectory, interpolate_poses
 from .tum import nearest_stamp_indices
 
-__all__ = ["DEFAULT_TOPICS", "FRAME_IDS", "folder_to_bag", "sequence_to_bag", "BagSequence", "BagError"]
+__all__ = ["DEFAULT_TOPICS", "FRAME_IDS", "folder_to_bag", "sequence_to_bag", "BagSequence", "BagError",
+           "open_bag_reader"]
 
 DEFAULT_TOPICS: dict[str, str] = {
     "color": "/camera/color/image_raw",
@@ -425,6 +426,29 @@ def _resolve_bag_path(path: Path) -> Path:
     raise BagError(f"{path}: not a bag (.bag file or rosbag2 folder)")
 
 
+def open_bag_reader(path: str | Path, store=None):
+    """Open any readable bag: a rosbag2 folder, a lone ``.mcap``/``.db3``, or a ROS 1 ``.bag``.
+
+    Returns ``(reader, resolved_path, is_ros1)``; the reader is opened and has rosbags' AnyReader
+    calls (``connections``, ``messages``, ``deserialize``, ``close``). ``store`` defaults to the
+    typestore this module writes with. Unreadable input raises :class:`BagError`.
+    """
+    resolved = _resolve_bag_path(Path(path))
+    ros1 = resolved.suffix == ".bag"
+    store = _typestore(ros1) if store is None else store
+    try:
+        if resolved.suffix in (".mcap", ".db3"):
+            reader = _LoneStorageReader(resolved, store)
+        else:
+            from rosbags.highlevel import AnyReader
+
+            reader = AnyReader([resolved], default_typestore=store)
+        reader.open()
+    except Exception as exc:  # rosbags raises several unrelated types for damaged files
+        raise BagError(f"cannot read bag {resolved}: {type(exc).__name__}: {exc}") from exc
+    return reader, resolved, ros1
+
+
 class BagSequence(Sequence):
     """Frames of a rosbag2 (sqlite3/mcap) or ROS 1 bag.
 
@@ -469,17 +493,7 @@ class BagSequence(Sequence):
 
     # -- reading helpers -------------------------------------------------------------------------------
     def _reader(self):
-        from rosbags.highlevel import AnyReader
-
-        try:
-            if self.path.suffix in (".mcap", ".db3"):
-                reader = _LoneStorageReader(self.path, self._store)
-            else:
-                reader = AnyReader([self.path], default_typestore=self._store)
-            reader.open()
-        except Exception as exc:  # rosbags raises several unrelated types for damaged files
-            raise BagError(f"cannot read bag {self.path}: {type(exc).__name__}: {exc}") from exc
-        return reader
+        return open_bag_reader(self.path, self._store)[0]
 
     def _messages(self, reader, keys: set[str], start: int | None = None, stop: int | None = None,
                   stamp_only: bool = False):
