@@ -83,9 +83,8 @@ def _eval_trajectory(args: argparse.Namespace, out: dict, lines: list[str]):
 
 
 def _eval_mesh(args: argparse.Namespace, out: dict, lines: list[str], gt_traj, written: list[Path]) -> None:
-    from ..eval.mesh_metrics import evaluate_mesh, sample_mesh_points
+    from ..eval.mesh_metrics import evaluate_mesh, labeled_mesh_miou, sample_mesh_points
     from ..eval.render import error_colored_mesh, save_mesh_png
-    from ..eval.semantic_metrics import miou_3d
     from ..io.ply import read_ply
 
     pred = read_ply(args.mesh)
@@ -118,10 +117,8 @@ def _eval_mesh(args: argparse.Namespace, out: dict, lines: list[str], gt_traj, w
         else:
             gt_lab_pts = None
         if gt_lab_pts is not None:
-            # Sample the predicted surface too: its vertices alone can be sparser than max_dist.
-            ps = sample_mesh_points(pred.vertices, pred.faces, density=args.density, rng=1,
-                                    vertex_labels=pred.vertex_props["class"])
-            sem = miou_3d(ps.points, ps.labels, gt_lab_pts, gt_lab, max_dist_m=args.threshold)
+            sem = labeled_mesh_miou(pred.vertices, pred.faces, pred.vertex_props["class"], gt_lab_pts, gt_lab,
+                                    max_dist_m=args.threshold, density=args.density)
             out["semantic_3d"] = sem.to_dict() | {"max_dist_m": args.threshold}
             conf = sem.confusion
             lines.append(f"{'3D semantic mIoU':<28s}      mIoU {sem.miou:.4f} over {len(sem.per_class_iou)} classes")

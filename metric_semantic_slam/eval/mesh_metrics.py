@@ -27,6 +27,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 __all__ = [
+    "labeled_mesh_miou",
     "MeshSamples",
     "MeshMetrics",
     "triangle_areas",
@@ -289,3 +290,18 @@ def evaluate_mesh_ply(
     gt_points = None if gt_points_path is None else read_ply(gt_points_path).vertices
     return evaluate_mesh(pred.vertices, pred.faces, gt.vertices, gt.faces, gt_points=gt_points,
                          threshold_m=threshold_m, density=density, seed=seed, distance=distance)
+
+
+def labeled_mesh_miou(vertices: np.ndarray, triangles: np.ndarray, vertex_classes: np.ndarray,
+                      gt_points: np.ndarray, gt_labels: np.ndarray, max_dist_m: float = 0.05,
+                      density: float = DEFAULT_DENSITY_PER_M2, seed: int = 1):
+    """3D mIoU of a mesh's vertex classes against labeled ground-truth points.
+
+    The predicted surface is sampled (each sample takes its nearest corner's class), because the
+    vertices alone can be sparser than ``max_dist_m``; then :func:`~.semantic_metrics.miou_3d`.
+    Shape: vertices (V, 3), triangles (F, 3), vertex_classes (V,), gt_points (M, 3), gt_labels (M,).
+    """
+    from .semantic_metrics import miou_3d
+
+    s = sample_mesh_points(vertices, triangles, density=density, rng=seed, vertex_labels=vertex_classes)
+    return miou_3d(s.points, s.labels, gt_points, gt_labels, max_dist_m=max_dist_m)

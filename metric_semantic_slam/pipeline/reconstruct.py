@@ -33,28 +33,27 @@ class ReconstructionResult:
     metrics: dict = field(default_factory=dict)
 
 
-def _evaluate_against_ground_truth(sequence_path: Path, mesh_path: Path, mesh, stamps: np.ndarray,
-                                   poses: np.ndarray, gt_trajectory, threshold_m: float) -> dict:
+def _evaluate_against_ground_truth(sequence_path: Path, mesh, stamps: np.ndarray, poses: np.ndarray,
+                                   gt_trajectory, threshold_m: float) -> dict:
     """Mesh F-score (and 3D mIoU of a labeled mesh) when the input has a ground-truth scene (the
     simulator), and ATE when it has GT poses."""
     metrics: dict = {}
     scene = sequence_path / "scene"
     if (scene / "mesh.ply").is_file():
-        from ..eval.mesh_metrics import evaluate_mesh_ply
+        from ..eval.mesh_metrics import evaluate_mesh, labeled_mesh_miou
+        from ..io.ply import read_ply
 
-        gt_points = scene / "observed_points.ply"
-        mm = evaluate_mesh_ply(mesh_path, scene / "mesh.ply", threshold_m=threshold_m,
-                               gt_points_path=gt_points if gt_points.is_file() else None)
+        gt_mesh = read_ply(scene / "mesh.ply")
+        obs = read_ply(scene / "observed_points.ply") if (scene / "observed_points.ply").is_file() else None
+        # Vertices as stored in mesh.ply (float32), so `msslam eval` on the files gives the same numbers.
+        vertices = mesh.vertices.astype(np.float32)
+        mm = evaluate_mesh(vertices, mesh.triangles, gt_mesh.vertices, gt_mesh.faces,
+                           gt_points=None if obs is None else obs.vertices, threshold_m=threshold_m)
         metrics["mesh"] = mm.to_dict()
-        if mesh.classes is not None and np.any(mesh.classes > 0) and gt_points.is_file():
-            from ..eval.semantic_metrics import miou_3d
-            from ..io.ply import read_ply
-
-            gt = read_ply(gt_points)
-            if "class" in gt.vertex_props:
-                res = miou_3d(mesh.vertices, mesh.classes, gt.vertices, gt.vertex_props["class"],
-                              max_dist_m=threshold_m)
-                metrics["semantic_3d"] = res.to_dict()
+        if mesh.classes is not None and np.any(mesh.classes > 0) and obs is not None and "class" in obs.vertex_props:
+            res = labeled_mesh_miou(vertices, mesh.triangles, mesh.classes, obs.vertices, obs.vertex_props["class"],
+                                    max_dist_m=threshold_m)
+            metrics["semantic_3d"] = res.to_dict()
     if gt_trajectory is not None and len(stamps):
         from ..eval.trajectory_metrics import compute_ate
         from ..io.trajectory import Trajectory
@@ -131,7 +130,7 @@ def reconstruct(input_path: str | Path, output_dir: str | Path, config: Pipeline
                    **asdict(config.mapping)},
     }
     metrics.update(_evaluate_against_ground_truth(input_path if input_path.is_dir() else input_path.parent,
-                                                  mesh_path, mesh, stamps, poses, seq.gt_trajectory(),
+                                                  mesh, stamps, poses, seq.gt_trajectory(),
                                                   f_score_threshold_m))
     metrics_path = out / "metrics.json"
     metrics_path.write_text(json.dumps(metrics, indent=2))
