@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.camera import PinholeCamera
-from .stamps import seconds_to_stamp
+from .stamps import fill_header
 
 __all__ = ["camera_info_to_camera", "camera_to_camera_info", "stereo_baseline_m"]
 
@@ -61,9 +61,4 @@ def camera_to_camera_info(cam: PinholeCamera, stamp_s: float | None = None, fram
     msg.k = K.ravel().tolist()
     msg.r = np.eye(3).ravel().tolist()
     msg.p = P.ravel().tolist()
-    msg.header.frame_id = frame_id
-    if stamp is not None:
-        msg.header.stamp = stamp
-    elif stamp_s is not None:
-        msg.header.stamp = seconds_to_stamp(stamp_s)
-    return msg
+    return fill_header(msg, frame_id, stamp, stamp_s)

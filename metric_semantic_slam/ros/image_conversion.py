@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..io.image_encoding import ENCODINGS, color_to_rgb8, decode_image, depth_to_meters, encode_image
-from .stamps import seconds_to_stamp
+from .stamps import fill_header
 
 __all__ = ["HAVE_CV_BRIDGE", "image_to_numpy", "numpy_to_image", "image_to_rgb8", "image_to_depth_m"]
 
@@ -68,12 +68,7 @@ def numpy_to_image(array: np.ndarray, encoding: str, stamp_s: float | None = Non
         h, w, step, big, data = encode_image(array, encoding)
         msg = Image(height=h, width=w, encoding=encoding, is_bigendian=int(big), step=step)
         msg.data = data  # rclpy copies bytes into its array.array in C (~1 ms per 640x480 rgb8)
-    msg.header.frame_id = frame_id
-    if stamp is not None:
-        msg.header.stamp = stamp
-    elif stamp_s is not None:
-        msg.header.stamp = seconds_to_stamp(stamp_s)
-    return msg
+    return fill_header(msg, frame_id, stamp, stamp_s)
 
 
 def image_to_rgb8(msg: object) -> np.ndarray:

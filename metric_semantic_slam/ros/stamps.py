@@ -5,7 +5,7 @@ code that compares stamps exactly should use the integer form.
 """
 from __future__ import annotations
 
-__all__ = ["stamp_to_ns", "stamp_to_seconds", "ns_to_stamp", "seconds_to_stamp"]
+__all__ = ["stamp_to_ns", "stamp_to_seconds", "ns_to_stamp", "seconds_to_stamp", "fill_header"]
 
 _NS = 1_000_000_000
 
@@ -33,3 +33,14 @@ def ns_to_stamp(t_ns: int):
 def seconds_to_stamp(t_s: float):
     """A ``builtin_interfaces/msg/Time`` for seconds, rounded to the nearest nanosecond."""
     return ns_to_stamp(round(float(t_s) * _NS))
+
+
+def fill_header(msg: object, frame_id: str, stamp: object | None = None, stamp_s: float | None = None) -> object:
+    """Set ``msg.header``: frame id, and the stamp from a ``builtin_interfaces/Time`` (wins) or from
+    seconds; neither leaves the stamp as it is. Returns ``msg``."""
+    msg.header.frame_id = frame_id
+    if stamp is not None:
+        msg.header.stamp = stamp
+    elif stamp_s is not None:
+        msg.header.stamp = seconds_to_stamp(stamp_s)
+    return msg
