@@ -19,6 +19,8 @@ VERBS: dict[str, str] = {
     "play": "play",
     "record": "record",
     "launch": "launch",
+    "render": "render",
+    "query": "query",
 }
 
 
