@@ -1,20 +1,29 @@
-"""Full system launch for a ROS 2 install with launch_ros (Jazzy / Kilted).
+"""Full system launch (ROS 2 Jazzy / Kilted with launch_ros): every node of the graph as its own process.
 
-Builds every node from the one node-graph definition (metric_semantic_slam/graph.py).
-NOTE: the nodes themselves are not implemented yet (issue #7); this file only wires the graph.
+    ros2 launch metric_semantic_slam msslam.launch.py config:=realsense_d435i.yaml
+
+Nodes, executables, params files and remappings come from the node graph and ``config/launch/CONFIG``
+(the files ``msslam launch`` reads) through ``msslam_launch_common.py``. Large images need
+``FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA`` in the environment (``msslam launch`` sets it itself).
 """
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+import importlib.util
+from pathlib import Path
 
-from metric_semantic_slam.graph import NODES, PACKAGE
+from launch import LaunchDescription
+from launch.actions import SetEnvironmentVariable
+from launch.substitutions import EnvironmentVariable
+
+from metric_semantic_slam.graph import NODES  # noqa: F401  (the one node graph, used through the common module)
+
+_spec = importlib.util.spec_from_file_location("msslam_launch_common", Path(__file__).with_name("msslam_launch_common.py"))
+common = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(common)
 
 
 def generate_launch_description() -> LaunchDescription:
-    namespace = LaunchConfiguration("namespace")
-    nodes = [
-        Node(package=PACKAGE, executable=exe, name=name, namespace=namespace, output="screen")
-        for name, (exe, _target) in NODES.items()
-    ]
-    return LaunchDescription([DeclareLaunchArgument("namespace", default_value="msslam"), *nodes])
+    return LaunchDescription([
+        common.config_argument("realsense_d435i.yaml"),
+        SetEnvironmentVariable("FASTDDS_BUILTIN_TRANSPORTS",
+                               EnvironmentVariable("FASTDDS_BUILTIN_TRANSPORTS", default_value="LARGE_DATA")),
+        common.nodes_action(),
+    ])

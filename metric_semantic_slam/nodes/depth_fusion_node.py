@@ -1,6 +1,264 @@
-"""ROS 2 node `depth_fusion_node`: NOT IMPLEMENTED YET (the node suite is issue #7)."""
-from ._unfinished import unfinished_main
+"""ROS 2 node ``depth_fusion_node``: active depth + IR stereo -> ``depth/fused`` and ``depth/confidence``.
 
-__all__ = ["main"]
+Thin adapter over :class:`metric_semantic_slam.core.depth_fusion.DepthFuser` (the offline pipeline's
+object). Active depth frames drive the output; the IR pair (synchronized with each other) joins the
+depth frame whose stamp is within ``sync_slop_s``. Either source missing passes the other through:
+without IR pairs (``use_stereo`` false, or none received for ``source_timeout_s``) the output is the
+active depth with its confidence; without active depth for ``source_timeout_s`` the IR pairs drive a
+stereo-only output. The left IR camera's pose in the color camera comes from TF when ``tf2_ros`` imports,
+else from the ``ir_left_pose_in_color`` parameter (T_color_left). Outputs are 32FC1 in the color camera
+frame with the depth frame's stamp.
+"""
+from __future__ import annotations
 
-main = unfinished_main("depth_fusion_node")
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..ros.node_runtime import CameraInfoCache, StageNode, TopicSpec, matrix_param, run_node
+from ..ros.params import ParamSpec
+
+__all__ = ["PARAMS", "SUBSCRIBES", "PUBLISHES", "DepthFusionNode", "main"]
+
+_IDENTITY = tuple(float(v) for v in np.eye(4).ravel())
+
+PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("method", "local", "fusion method: 'local' (per-pixel inverse variance + edge-aware smoothing) or "
+              "'variational' (primal-dual Huber-TV in torch)"),
+    ParamSpec("use_active", True, "subscribe to the active depth (depth/image_raw)"),
+    ParamSpec("use_stereo", True, "subscribe to the IR pair (ir_left/ir_right image_raw + camera_info)"),
+    ParamSpec("w_active", 1.0, "weight of the active depth data term", dimensionless=True),
+    ParamSpec("w_stereo", 1.0, "weight of the stereo data term", dimensionless=True),
+    ParamSpec("sigma_ref_m", 0.02, "depth std at which the output confidence is 0.5"),
+    ParamSpec("max_relative_sigma", 0.025, "with both sources, drop pixels whose std exceeds this fraction of "
+              "their depth (0 keeps all)", dimensionless=True),
+    ParamSpec("smooth_sigma_px", 2.0, "local method: Gaussian std of the edge-aware smoothing (0: none)"),
+    ParamSpec("tv_weight", 10.0, "variational: smoothness weight", dimensionless=True),
+    ParamSpec("iterations", 10, "variational: primal-dual iterations per frame"),
+    ParamSpec("device", "cpu", "torch device of the variational solver ('cpu', 'cuda')"),
+    ParamSpec("stereo_num_disparities", 96, "stereo disparity search range (multiple of 16)"),
+    ParamSpec("stereo_lr_check", True, "stereo left-right consistency check (about doubles matching time)"),
+    ParamSpec("sync_slop_s", 0.02, "largest stamp difference between the IR images and the depth frame"),
+    ParamSpec("source_timeout_s", 1.0, "a source silent this long counts as missing (the other passes through)"),
+    ParamSpec("stereo_wait_s", 0.05, "how long a depth frame waits for its IR pair while stereo is alive"),
+    ParamSpec("queue_size", 2, "input queue length (the oldest frame is dropped when full)"),
+    ParamSpec("ir_left_pose_in_color", list(_IDENTITY), "left IR camera pose in the color camera (row-major 4x4), used "
+              "when TF does not know it", dimensionless=True),
+    ParamSpec("output_frame_id", "", "frame of the outputs ('' = the color camera_info's frame)"),
+)
+
+SUBSCRIBES: tuple[TopicSpec, ...] = (
+    TopicSpec("color/camera_info", "sensor_msgs/msg/CameraInfo", "input_qos", "color intrinsics (depth is "
+              "registered to color)"),
+    TopicSpec("depth/image_raw", "sensor_msgs/msg/Image", "input_qos", "active depth 16UC1 mm / 32FC1 m"),
+    TopicSpec("ir_left/image_raw", "sensor_msgs/msg/Image", "input_qos", "rectified left IR mono8"),
+    TopicSpec("ir_right/image_raw", "sensor_msgs/msg/Image", "input_qos", "rectified right IR mono8"),
+    TopicSpec("ir_left/camera_info", "sensor_msgs/msg/CameraInfo", "input_qos", "rectified IR intrinsics"),
+    TopicSpec("ir_right/camera_info", "sensor_msgs/msg/CameraInfo", "input_qos", "baseline from P[0,3]"),
+)
+PUBLISHES: tuple[TopicSpec, ...] = (
+    TopicSpec("depth/fused", "sensor_msgs/msg/Image", "reliable", "fused depth 32FC1 meters (0 = invalid)"),
+    TopicSpec("depth/confidence", "sensor_msgs/msg/Image", "reliable", "confidence 32FC1 in [0, 1]"),
+)
+
+
+@dataclass
+class _Depth:
+    stamp_s: float
+    stamp: Any
+    depth_m: np.ndarray
+    frame_id: str
+
+
+@dataclass
+class _Pair:
+    stamp_s: float
+    stamp: Any
+    left: np.ndarray
+    right: np.ndarray
+
+
+class DepthFusionNode(StageNode):
+    """Subscribes depth + IR pair, fuses them with :class:`DepthFuser`, publishes fused depth + confidence."""
+
+    def __init__(self, **node_kwargs: Any) -> None:
+        super().__init__("depth_fusion", PARAMS, **node_kwargs)
+        from sensor_msgs.msg import Image
+
+        from ..core.depth_fusion import DepthFuser, DepthFusionConfig
+        from ..core.stereo import StereoConfig
+        from ..ros.qos import qos_profile
+        from ..ros.sync import SyncedSubscriptions
+        from ..ros.tf import TfReader
+
+        p = self.params
+        if not (p.use_active or p.use_stereo):
+            raise ValueError("use_active and use_stereo are both false: nothing to fuse")
+        config = DepthFusionConfig(
+            method=p.method, w_active=p.w_active, w_stereo=p.w_stereo, sigma_ref_m=p.sigma_ref_m,
+            max_relative_sigma=p.max_relative_sigma, smooth_sigma_px=p.smooth_sigma_px, tv_weight=p.tv_weight,
+            iterations=p.iterations, device=p.device,
+            stereo=StereoConfig(num_disparities=p.stereo_num_disparities, lr_check=p.stereo_lr_check))
+        self.fuser = DepthFuser(config)
+        self.T_color_left_param = matrix_param(p.ir_left_pose_in_color, "ir_left_pose_in_color")
+        qos = self.input_qos()
+        self.color_info = CameraInfoCache(self, "color/camera_info", qos)
+        self.depth_q = self.make_queue("depth", p.queue_size)
+        self.stereo_q = self.make_queue("stereo", max(2, p.queue_size * 2))
+        self._pairs: list[_Pair] = []
+        self._last_depth_rx = None  # monotonic time of the last depth frame
+        self._last_pair_rx = None
+        if p.use_active:
+            self.create_subscription(Image, "depth/image_raw", self._on_depth, qos)
+        if p.use_stereo:
+            self.left_info = CameraInfoCache(self, "ir_left/camera_info", qos)
+            self.right_info = CameraInfoCache(self, "ir_right/camera_info", qos)
+            self._stereo_sync = SyncedSubscriptions(self, [(Image, "ir_left/image_raw"), (Image, "ir_right/image_raw")],
+                                                    self._on_pair, qos, queue_size=5, slop_s=p.sync_slop_s)
+            self.add_sync_status("sync_ir", self._stereo_sync)
+            self.tf = TfReader(self, fallbacks={})
+        out_qos = qos_profile("reliable")
+        self.pub_depth = self.create_publisher(Image, "depth/fused", out_qos)
+        self.pub_conf = self.create_publisher(Image, "depth/confidence", out_qos)
+        self.start_worker(self._work)
+
+    # ------------------------------------------------------------------ callbacks: convert + enqueue
+    def _on_depth(self, msg: Any) -> None:
+        from ..ros.image_conversion import image_to_depth_m
+        from ..ros.stamps import stamp_to_seconds
+
+        self._last_depth_rx = time.monotonic()
+        try:
+            depth = image_to_depth_m(msg)
+        except ValueError as exc:
+            self.drop("bad_depth", str(exc))
+            return
+        if depth.size == 0:
+            self.drop("empty_depth", f"{msg.width}x{msg.height} depth image")
+            return
+        stamp_s = stamp_to_seconds(msg.header.stamp)
+        if not self.accept_stamp("depth", stamp_s):
+            return
+        self.depth_q.put(_Depth(stamp_s, msg.header.stamp, depth, msg.header.frame_id))
+
+    def _on_pair(self, left_msg: Any, right_msg: Any) -> None:
+        from ..ros.image_conversion import image_to_numpy
+        from ..ros.stamps import stamp_to_seconds
+
+        self._last_pair_rx = time.monotonic()
+        try:
+            left, right = image_to_numpy(left_msg), image_to_numpy(right_msg)
+        except ValueError as exc:
+            self.drop("bad_ir", str(exc))
+            return
+        if left_msg.encoding != "mono8" or right_msg.encoding != "mono8":
+            self.drop("bad_ir", f"IR images must be mono8, got {left_msg.encoding}/{right_msg.encoding}")
+            return
+        if left.size == 0 or left.shape != right.shape:
+            self.drop("bad_ir", f"IR pair shapes {left.shape} / {right.shape}")
+            return
+        stamp_s = stamp_to_seconds(left_msg.header.stamp)
+        if not self.accept_stamp("ir", stamp_s):
+            return
+        self.stereo_q.put(_Pair(stamp_s, left_msg.header.stamp, left, right))
+
+    # ------------------------------------------------------------------------------ worker
+    def _alive(self, last_rx: float | None) -> bool:
+        return last_rx is not None and time.monotonic() - last_rx < self.params.source_timeout_s
+
+    def _collect_pairs(self) -> None:
+        while (pair := self.stereo_q.get_nowait()) is not None:
+            self._pairs.append(pair)
+        del self._pairs[:-8]  # bounded: a few frames of IR history
+
+    def _match_pair(self, stamp_s: float) -> _Pair | None:
+        """The IR pair nearest ``stamp_s`` within the slop, waiting briefly when stereo is streaming."""
+        if not self.params.use_stereo:
+            return None
+        deadline = time.monotonic() + self.params.stereo_wait_s
+        while True:
+            self._collect_pairs()
+            best = min(self._pairs, key=lambda q: abs(q.stamp_s - stamp_s), default=None)
+            if best is not None and abs(best.stamp_s - stamp_s) <= self.params.sync_slop_s:
+                self._pairs = [q for q in self._pairs if q.stamp_s > best.stamp_s]
+                return best
+            newest = max((q.stamp_s for q in self._pairs), default=-np.inf)
+            if (newest > stamp_s + self.params.sync_slop_s or not self._alive(self._last_pair_rx)
+                    or time.monotonic() >= deadline or self.stopping):
+                return None
+            time.sleep(0.002)
+
+    def _stereo_pair(self, pair: _Pair, camera: Any) -> Any:
+        """An ``io.frame.StereoPair`` for ``pair``, or None (logged drop) when its calibration is missing."""
+        from ..io.frame import StereoPair
+        from ..ros.camera_info import stereo_baseline_m
+
+        left_cam, right_msg = self.left_info.camera, self.right_info.msg
+        if left_cam is None or right_msg is None:
+            self.drop("no_ir_camera_info", "IR camera_info not received yet: the IR pair is skipped")
+            return None
+        if left_cam.shape != pair.left.shape:
+            self.drop("size_mismatch", f"IR images {pair.left.shape} vs IR camera_info {left_cam.shape}")
+            return None
+        try:
+            baseline_m = stereo_baseline_m(right_msg)
+        except ValueError as exc:
+            self.drop("bad_camera_info", f"ir_right/camera_info: {exc}")
+            return None
+        if not baseline_m > 0:
+            self.drop("bad_camera_info", f"ir_right/camera_info gives baseline {baseline_m} m (P[0,3] = -fx*b)")
+            return None
+        T_color_left = self.T_color_left_param
+        color_frame, left_frame = self.color_info.frame_id, self.left_info.frame_id
+        if self.tf.backend == "tf2_ros" and color_frame and left_frame and color_frame != left_frame:
+            try:
+                T_color_left = self.tf.lookup(color_frame, left_frame)
+            except ValueError:
+                pass  # the parameter stays in use
+        return StereoPair(pair.left, pair.right, left_cam, baseline_m, T_color_left)
+
+    def _work(self) -> None:
+        item = self.depth_q.get(timeout=0.05)
+        if item is None:
+            # stereo-only: no active depth for a while, the IR pairs drive the output
+            if self.params.use_stereo and not self._alive(self._last_depth_rx):
+                self._collect_pairs()
+                if self._pairs:
+                    pair = self._pairs.pop(0)
+                    self._fuse(None, pair, pair.stamp_s, pair.stamp, "")
+            return
+        pair = self._match_pair(item.stamp_s)
+        self._fuse(item.depth_m, pair, item.stamp_s, item.stamp, item.frame_id)
+
+    def _fuse(self, depth_m: np.ndarray | None, pair: _Pair | None, stamp_s: float, stamp: Any, frame_id: str) -> None:
+        from ..ros.image_conversion import numpy_to_image
+
+        camera = self.color_info.camera
+        if camera is None:
+            self.drop("no_camera_info", "color/camera_info not received yet")
+            return
+        if depth_m is not None and depth_m.shape != camera.shape:
+            self.drop("size_mismatch", f"depth {depth_m.shape} vs color camera_info {camera.shape}")
+            return
+        stereo = self._stereo_pair(pair, camera) if pair is not None else None
+        if depth_m is not None and not (depth_m > 0).any() and stereo is None:
+            self.drop("no_valid_depth", "depth frame has no valid pixel and no IR pair came with it")
+            return
+        if depth_m is None and stereo is None:
+            return
+        with self.timed("fuse"):
+            out = self.fuser.fuse(camera, depth_m=depth_m, stereo=stereo)
+        frame = self.params.output_frame_id or self.color_info.frame_id or frame_id
+        with self.timed("publish"):
+            self.pub_depth.publish(numpy_to_image(out.depth_m.astype(np.float32), "32FC1", frame_id=frame,
+                                                  stamp=stamp))
+            self.pub_conf.publish(numpy_to_image(out.confidence.astype(np.float32), "32FC1", frame_id=frame,
+                                                 stamp=stamp))
+        self.record_latency(stamp_s)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``depth_fusion_node`` executable."""
+    return run_node(DepthFusionNode, argv)

@@ -1,0 +1,166 @@
+"""depth_fusion_node as a real process over DDS (ROS_DOMAIN_ID 72): fused depth + confidence per frame,
+pass-through without IR, and bad messages on every input logged and dropped while the node keeps working."""
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+
+from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
+
+from metric_semantic_slam.ros.camera_info import camera_to_camera_info  # noqa: E402
+from metric_semantic_slam.ros.image_conversion import image_to_numpy, numpy_to_image  # noqa: E402
+from metric_semantic_slam.ros.node_runtime import NodeProcess  # noqa: E402
+from metric_semantic_slam.ros.qos import qos_profile  # noqa: E402
+from metric_semantic_slam.ros.stamps import stamp_to_seconds  # noqa: E402
+from metric_semantic_slam.ros.testing import TopicCollector, ros_env  # noqa: E402
+
+pytestmark = [pytest.mark.ros, pytest.mark.timeout(120)]
+
+DOMAIN = 72
+NS = "/t"
+OUT, CONF, STATUS = f"{NS}/depth/fused", f"{NS}/depth/confidence", f"{NS}/depth_fusion/status"
+INPUTS = {"depth": ("depth/image_raw", Image), "left": ("ir_left/image_raw", Image),
+          "right": ("ir_right/image_raw", Image), "color_info": ("color/camera_info", CameraInfo),
+          "left_info": ("ir_left/camera_info", CameraInfo), "right_info": ("ir_right/camera_info", CameraInfo)}
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory):
+    from metric_semantic_slam.io.sequence import open_sequence
+    from metric_semantic_slam.sim.simulate import simulate
+
+    root = tmp_path_factory.mktemp("sim") / "seq"
+    simulate(root, seed=1, frames=8, width=160, height=120, write_bag=False, verbose=False)
+    return list(open_sequence(root))
+
+
+@pytest.fixture(scope="module")
+def rig(frames, tmp_path_factory):
+    """The node process and a collector with publishers for every input."""
+    log = tmp_path_factory.mktemp("log") / "depth_fusion.log"
+    node = NodeProcess("metric_semantic_slam.nodes.depth_fusion_node", "depth_fusion", ros_env(DOMAIN), namespace="t",
+                       parameters={"status_period_s": 0.3, "source_timeout_s": 0.6, "drop_log_period_s": 0.0},
+                       log_path=log)
+    col = TopicCollector(DOMAIN, {OUT: Image, CONF: Image, STATUS: String})
+    pubs = {k: col.node.create_publisher(t, f"{NS}/{name}", qos_profile("reliable")) for k, (name, t) in INPUTS.items()}
+    assert node.wait_for_log("ready", 90), node.log()
+    # wait until the node's subscriptions match ours
+    assert col.spin_until(lambda: all(p.get_subscription_count() > 0 for p in pubs.values()), 20), node.log()
+    yield node, col, pubs
+    col.close()
+    code = node.stop()
+    assert code == 0, node.log()
+
+
+def _send_info(pubs, frame):
+    s = frame.stereo
+    pubs["color_info"].publish(camera_to_camera_info(frame.camera, frame.stamp_s, "camera_color_optical_frame"))
+    pubs["left_info"].publish(camera_to_camera_info(s.camera, frame.stamp_s, "camera_infra1_optical_frame"))
+    pubs["right_info"].publish(camera_to_camera_info(s.camera, frame.stamp_s, "camera_infra2_optical_frame",
+                                                     baseline_m=s.baseline_m))
+
+
+def _send(pubs, frame, stereo=True, depth=True):
+    if stereo:
+        pubs["left"].publish(numpy_to_image(frame.stereo.left, "mono8", frame.stamp_s, "camera_infra1_optical_frame"))
+        pubs["right"].publish(numpy_to_image(frame.stereo.right, "mono8", frame.stamp_s, "camera_infra2_optical_frame"))
+    if depth:
+        mm = np.round(frame.depth_m * 1000).astype(np.uint16)
+        pubs["depth"].publish(numpy_to_image(mm, "16UC1", frame.stamp_s, "camera_color_optical_frame"))
+
+
+def _wait_outputs(col, n, timeout_s=20):
+    return col.spin_until(lambda: col.count(OUT) >= n and col.count(CONF) >= n, timeout_s)
+
+
+def _status(col, after_s=0.0):
+    t0 = time.monotonic()
+    col.spin_until(lambda: bool(col.messages[STATUS]) and col.messages[STATUS][-1][0] > t0 + after_s, 5)
+    return json.loads(col.messages[STATUS][-1][1].data)
+
+
+def test_fuses_every_frame_and_passes_depth_through_without_ir(rig, frames):
+    node, col, pubs = rig
+    # no camera_info yet: the frame is dropped with a reason, nothing is published
+    _send(pubs, frames[0])
+    assert col.spin_until(lambda: _status(col).get("drops", {}).get("no_camera_info", 0) >= 1, 10), node.log()
+    assert col.count(OUT) == 0
+    _send_info(pubs, frames[0])
+    col.spin_until(lambda: False, 0.3)
+    for i, f in enumerate(frames[1:5], start=1):
+        _send(pubs, f)
+        assert _wait_outputs(col, i), node.log()
+    for (_, out), (_, conf), f in zip(col.messages[OUT][:4], col.messages[CONF][:4], frames[1:5]):
+        assert out.encoding == "32FC1" and conf.encoding == "32FC1"
+        assert out.header.frame_id == "camera_color_optical_frame"
+        assert abs(stamp_to_seconds(out.header.stamp) - f.stamp_s) < 1e-6
+        d, c = image_to_numpy(out), image_to_numpy(conf)
+        assert d.shape == f.depth_m.shape and np.all((c >= 0) & (c <= 1))
+        gt = f.gt.depth_m
+        both = (d > 0) & (gt > 0)
+        assert both.mean() > 0.5
+        assert np.median(np.abs(d[both] - gt[both])) < 0.03  # fused depth is metric
+    # stereo goes silent: after source_timeout_s the depth alone passes through unchanged
+    col.spin_until(lambda: False, 0.8)
+    n = col.count(OUT)
+    _send(pubs, frames[5], stereo=False)
+    assert _wait_outputs(col, n + 1), node.log()
+    d = image_to_numpy(col.messages[OUT][-1][1])
+    raw = np.round(frames[5].depth_m * 1000).astype(np.uint16).astype(np.float32) * np.float32(1e-3)
+    np.testing.assert_allclose(d, raw, atol=1e-6)
+
+
+def test_bad_messages_on_every_input_are_dropped_and_the_node_keeps_working(rig, frames):
+    node, col, pubs = rig
+    f = frames[6]
+    _send_info(pubs, f)
+    col.spin_until(lambda: False, 0.2)
+    before = _status(col)["drops"]
+    n = col.count(OUT)
+    t = f.stamp_s
+    # depth: wrong encoding, wrong size, all NaN, empty, truncated data
+    pubs["depth"].publish(numpy_to_image(f.color, "rgb8", t - 0.020, "c"))
+    pubs["depth"].publish(numpy_to_image(np.ones((60, 80), np.float32), "32FC1", t - 0.019, "c"))
+    pubs["depth"].publish(numpy_to_image(np.full((120, 160), np.nan, np.float32), "32FC1", t - 0.018, "c"))
+    pubs["depth"].publish(Image(height=0, width=0, encoding="32FC1", step=0))
+    short = numpy_to_image(np.ones((120, 160), np.float32), "32FC1", t - 0.017, "c")
+    short.data = bytes(short.data)[:100]
+    pubs["depth"].publish(short)
+    # IR: wrong encoding and mismatched pair sizes
+    pubs["left"].publish(numpy_to_image(f.stereo.left.astype(np.uint16), "mono16", t - 0.016, "l"))
+    pubs["right"].publish(numpy_to_image(f.stereo.right.astype(np.uint16), "mono16", t - 0.016, "r"))
+    # camera_info: uncalibrated (zero focal length)
+    bad_info = CameraInfo(width=160, height=120)
+    pubs["color_info"].publish(bad_info)
+    pubs["left_info"].publish(bad_info)
+    # depth stamp going backwards after a good one
+    _send(pubs, f, stereo=False)
+    assert _wait_outputs(col, n + 1), node.log()
+    back = np.round(f.depth_m * 1000).astype(np.uint16)
+    pubs["depth"].publish(numpy_to_image(back, "16UC1", t - 0.5, "c"))
+    col.spin_until(lambda: False, 0.5)
+    drops = _status(col, after_s=0.3)["drops"]
+    grew = {k: drops.get(k, 0) - before.get(k, 0) for k in drops}
+    assert grew.get("bad_depth", 0) >= 2, drops          # rgb8 as depth, truncated data
+    assert grew.get("size_mismatch", 0) >= 1, drops      # 80x60 vs 160x120 camera
+    assert grew.get("no_valid_depth", 0) >= 1, drops     # all NaN
+    assert grew.get("empty_depth", 0) >= 1, drops
+    assert grew.get("bad_ir", 0) >= 1, drops             # mono16 IR
+    assert grew.get("bad_camera_info", 0) >= 2, drops    # both uncalibrated infos
+    assert grew.get("stamp_backwards", 0) >= 1, drops
+    assert node.alive()
+    # the same process still fuses a good frame (later stamp) with both sources
+    f2 = frames[7]
+    n = col.count(OUT)
+    _send(pubs, f2)
+    assert _wait_outputs(col, n + 1), node.log()
+    out = col.messages[OUT][-1][1]
+    assert abs(stamp_to_seconds(out.header.stamp) - f2.stamp_s) < 1e-6
+    assert (image_to_numpy(out) > 0).mean() > 0.5
+    assert "dropped input (bad_depth" in node.log()
