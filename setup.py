@@ -28,6 +28,8 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(exclude=["test", "test.*", "benchmarks"]),
+    # the built-in panoptic network's weights and training record (issue #6)
+    package_data={PACKAGE: ["models/*.pt", "models/*.json"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
@@ -36,7 +38,7 @@ setup(
         *tree("rviz"),
     ],
     install_requires=["setuptools"],
-    zip_safe=True,
+    zip_safe=False,
     maintainer="metric_semantic_slam developers",
     maintainer_email="msslam@example.com",
     description="Real-time metric-semantic SLAM: depth fusion, VIO, panoptic mapping, 3D scene graph.",

@@ -24,8 +24,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--mapper", default="semantic", choices=["semantic", "open3d"],
                    help="mapping backend: semantic (torch voxel mapper, classes + instances) or open3d "
                         "(VoxelBlockGrid, geometry + color); default semantic")
-    p.add_argument("--labels", default="none", choices=["none", "ground_truth"],
-                   help="per-pixel labels fused into the map: none, or ground_truth (oracle, simulator only)")
+    p.add_argument("--labels", default="none",
+                   choices=["none", "ground_truth", "oracle", "geometric", "builtin", "torchscript", "onnx"],
+                   help="per-pixel labels fused into the map: none; ground_truth (the input's labels, "
+                        "simulator only); oracle (ground truth + --oracle-noise); geometric (model-free planes + "
+                        "objects from depth); builtin (the bundled network); torchscript / onnx (your model: "
+                        "--panoptic-model + --panoptic-adapter)")
+    p.add_argument("--panoptic-model", default=None, help="model file for --labels torchscript / onnx")
+    p.add_argument("--panoptic-adapter", default=None,
+                   help="adapter YAML describing the model's input and outputs (core/panoptic/model.py)")
+    p.add_argument("--oracle-noise", type=float, default=0.0,
+                   help="fraction of segments --labels oracle relabels wrongly (default 0)")
     p.add_argument("--device", default="auto", help="torch device for the semantic mapper (auto, cpu, cuda)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: on 2 shared cores more threads contend and run slower)")
@@ -51,6 +60,9 @@ def run(args: argparse.Namespace) -> int:
         odometry=args.odometry,
         mapper=args.mapper,
         labels=args.labels,
+        panoptic_model=args.panoptic_model,
+        panoptic_adapter=args.panoptic_adapter,
+        oracle_noise=args.oracle_noise,
         device=args.device,
         mapping=TsdfMapperConfig(voxel_size_m=args.voxel_size, truncation_voxels=args.truncation_voxels,
                                  depth_max_m=args.depth_max),
@@ -60,6 +72,17 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"msslam reconstruct: {e}")
         return 2
+    if config.labels in ("builtin", "torchscript", "onnx"):
+        from ..core.panoptic import make_backend
+
+        options = {"device": config.device}
+        if config.labels != "builtin":
+            options.update(model_path=config.panoptic_model, adapter_path=config.panoptic_adapter)
+        try:  # fail early with a message: missing weights, a model file that does not load
+            make_backend(config.labels, **options)
+        except (ValueError, ImportError, FileNotFoundError) as e:
+            print(f"msslam reconstruct: labels {config.labels}: {e}")
+            return 2
     res = reconstruct(args.input, args.output, config, max_frames=args.max_frames, stride=args.stride,
                       picture=not args.no_picture, f_score_threshold_m=args.threshold, view=args.view)
     m = res.metrics

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-__all__ = ["Label", "LabelSpace", "default_label_space_path", "load_label_space"]
+__all__ = ["Label", "LabelSpace", "default_label_space_path", "load_label_space", "LabelRemap", "remap_path",
+           "load_remap"]
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,19 @@ class LabelSpace:
         }
 
 
+def _config_candidates(relative: str) -> list[Path]:
+    """Places a bundled config file may live: source tree, then the installed share/ directory."""
+    here = Path(__file__).resolve()
+    candidates = [here.parents[2] / "config" / relative]
+    try:
+        from ament_index_python.packages import get_package_share_directory  # type: ignore
+
+        candidates.append(Path(get_package_share_directory("metric_semantic_slam")) / "config" / relative)
+    except Exception:  # ament index absent or package not installed through colcon
+        pass
+    return candidates
+
+
 def default_label_space_path() -> Path:
     """Path of the bundled indoor label space (source tree or installed share/ directory)."""
     here = Path(__file__).resolve()
@@ -153,3 +167,86 @@ def load_label_space(path: str | Path | None = None) -> LabelSpace:
     p = Path(path) if path is not None else default_label_space_path()
     with open(p) as f:
         return LabelSpace.from_dict(yaml.safe_load(f))
+
+
+class LabelRemap:
+    """Lookup from a model's class ids to a label space's ids.
+
+    ``lut[source_id] = target_id``; source ids outside the table (or negative) map to ``default``.
+    Loaded from a remap YAML (``config/label_spaces/remaps/*.yaml``)::
+
+        source: <the model's label set>     # free text
+        default: unknown                    # target class name for source ids not listed
+        classes:
+          - {id: 1, source: person, target: person}
+    """
+
+    def __init__(self, lut: np.ndarray, default: int = 0, name: str = "") -> None:
+        self.lut = np.asarray(lut, dtype=np.int64).reshape(-1)
+        self.default = int(default)
+        self.name = name
+
+    def __call__(self, source_ids: np.ndarray) -> np.ndarray:
+        """Map source ids (any integer shape) to target ids, same shape, int64."""
+        ids = np.asarray(source_ids).astype(np.int64)
+        ok = (ids >= 0) & (ids < len(self.lut))
+        return np.where(ok, self.lut[np.clip(ids, 0, max(len(self.lut) - 1, 0))], self.default)
+
+    @classmethod
+    def identity(cls, num_classes: int) -> "LabelRemap":
+        return cls(np.arange(num_classes), default=0, name="identity")
+
+    @classmethod
+    def from_dict(cls, d: dict, label_space: LabelSpace) -> "LabelRemap":
+        """Build from a parsed remap YAML; raises ValueError naming an unknown target class or a bad entry."""
+        def target_id(name) -> int:
+            if isinstance(name, int):
+                if name not in label_space:
+                    raise ValueError(f"remap target id {name} is not in label space {label_space.name!r}")
+                return name
+            try:
+                return label_space.id_of(str(name))
+            except KeyError as e:
+                raise ValueError(f"remap target {name!r}: {e.args[0]}") from None
+
+        entries = d.get("classes")
+        if not isinstance(entries, list):
+            raise ValueError("a remap file needs a 'classes' list of {id, source, target} entries")
+        default = target_id(d.get("default", 0))
+        ids = []
+        for e in entries:
+            if not isinstance(e, dict) or "id" not in e or "target" not in e:
+                raise ValueError(f"bad remap entry {e!r}: needs 'id' and 'target'")
+            if int(e["id"]) < 0:
+                raise ValueError(f"bad remap entry {e!r}: negative source id")
+            ids.append(int(e["id"]))
+        if len(set(ids)) != len(ids):
+            raise ValueError("remap source ids must be unique")
+        lut = np.full(max(ids, default=-1) + 1, default, dtype=np.int64)
+        for e in entries:
+            lut[int(e["id"])] = target_id(e["target"])
+        return cls(lut, default=default, name=str(d.get("name", "")))
+
+
+def remap_path(name_or_path: str | Path) -> Path:
+    """Path of a remap file: an existing path, or the name of a bundled one (``coco_panoptic``, ``nyu40``...)."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    stem = p.name if p.suffix == ".yaml" else p.name + ".yaml"
+    candidates = _config_candidates(f"label_spaces/remaps/{stem}")
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise ValueError(f"remap {str(name_or_path)!r} not found (not a file; looked in {[str(c) for c in candidates]})")
+
+
+def load_remap(name_or_path: str | Path, label_space: LabelSpace | None = None) -> LabelRemap:
+    """Load a remap YAML (a path or a bundled name) into a :class:`LabelRemap` for ``label_space``
+    (None: the bundled indoor space)."""
+    space = label_space if label_space is not None else load_label_space()
+    with open(remap_path(name_or_path)) as f:
+        d = yaml.safe_load(f)
+    if not isinstance(d, dict):
+        raise ValueError(f"remap file {name_or_path} is not a YAML mapping")
+    return LabelRemap.from_dict(d, space)

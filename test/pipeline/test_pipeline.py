@@ -84,3 +84,34 @@ def test_labels_need_a_labeled_mapper():
         Pipeline(PipelineConfig(mapper="open3d", labels="ground_truth"))
     with pytest.raises(ValueError, match="unknown labels"):
         Pipeline(PipelineConfig(labels="magic"))
+
+
+def test_panoptic_label_sources_feed_the_mapper():
+    """The geometric backend labels the wall (gravity from the pose); the oracle reproduces ground truth."""
+    from metric_semantic_slam.pipeline.pipeline import LABEL_SOURCES, PANOPTIC_LABEL_SOURCES
+
+    assert set(PANOPTIC_LABEL_SOURCES) <= set(LABEL_SOURCES) and {"none", "ground_truth"} <= set(LABEL_SOURCES)
+    for source in ("oracle", "geometric"):
+        pipe = Pipeline(PipelineConfig(labels=source, mapping=TsdfMapperConfig(voxel_size_m=0.02)))
+        for i in range(3):
+            f = _frame_looking_at_wall(0, 0.0)
+            f.index, f.stamp_s = i, float(i)
+            f.gt.semantic = np.full(CAM.shape, 2, np.uint16)
+            f.gt.instance = np.zeros(CAM.shape, np.uint16)
+            g = pipe._gravity_camera(f)
+            np.testing.assert_allclose(g, [0.0, np.cos(0.0), 0.0], atol=1e-9)  # camera y is down
+            sem, _ = pipe._labels_of(f)
+            assert np.mean(sem == 2) > 0.9, source
+            assert pipe.step(f).status == "ok"
+        mesh = pipe.mesh()
+        assert mesh.classes is not None and np.mean(mesh.classes == 2) > 0.8, source
+
+
+def test_panoptic_label_source_options_are_checked():
+    with pytest.raises(ValueError, match="panoptic_model"):
+        Pipeline(PipelineConfig(labels="onnx"))
+    with pytest.raises(ValueError, match="oracle_noise"):
+        Pipeline(PipelineConfig(labels="oracle", oracle_noise=2.0))
+    with pytest.raises(ValueError, match="not found"):
+        Pipeline(PipelineConfig(labels="torchscript", panoptic_model="/nonexistent.pt",
+                                panoptic_adapter="/nonexistent.yaml"))

@@ -1,0 +1,575 @@
+"""``geometric`` backend: model-free panoptic labels from registered depth and gravity.
+
+Steps (all in the camera optical frame, meters; the frame is processed at most ``process_width``
+pixels wide and the labels are scaled back with nearest-neighbour):
+
+1. back-project depth; per-pixel normals from central differences of the point map (``normal_step_px``
+   apart; 3x wider beyond ``far_normal_depth_m`` where depth noise grows), box-smoothed, facing the camera;
+2. ``up`` = -gravity. When ``PanopticInput.gravity_camera`` is None, gravity is estimated: starting from
+   "camera y axis points down" (up = -y), a mean shift over the pixel normals in shrinking cones
+   (60 .. 10 degrees; down-facing normals flipped) converges to the dominant horizontal-surface normal.
+   This assumes the camera is within about 60 degrees of upright and that floors / table tops / ceilings
+   dominate the horizontal surfaces it sees (on the TUM frames it lands within 0.2-4 degrees of the
+   mocap gravity); with a gravity vector (from the pose or an accelerometer) nothing is assumed;
+3. horizontal planes from a height histogram (height = point . up): **floor** = the lowest large
+   up-facing plane at least ``floor_min_below_camera_m`` below the camera with almost no points below it;
+   **ceiling** = the highest large down-facing plane above the camera with almost no points above it.
+   Plane membership: point-to-plane distance within ``plane_tolerance_m + plane_tolerance_quadratic z^2``
+   (structured-light noise) and a normal within 40 degrees (pixels without a reliable normal join on
+   distance alone);
+4. **walls**: normal directions from an azimuth histogram of vertical-normal pixels, then plane offsets
+   along each refined direction; a large vertical plane with almost no points behind it (it bounds the
+   visible space) is a wall, any other (a cabinet front, a box side) is left to the objects. Inside a
+   wall, a region of clearly different color framed by the wall is a **door** (down to the floor,
+   >= 1.2 m tall, 0.3-1.4 m wide) or a **window** (>= 0.3 m, above the floor); one framed by other things is
+   furniture against the wall (a bookshelf's back) and goes back to the objects (``_doors_windows``);
+5. **horizontal support surfaces**: the remaining up-facing planes, extracted greedily peak by peak;
+   each connected region of at least ``support_min_area_m2`` (closer than ``support_max_depth_m``, mostly
+   pixels whose own normal points up) becomes an instance of class ``table`` — the label space has no
+   generic "support" class, so tables, desks, shelf boards and bed tops are all ``table``
+   (``support_class`` changes it). Smaller horizontal pieces (a chair seat, a box top) stay with the
+   objects so they are not cut off their object. Object parts touching a support surface from below
+   (legs, a bed's body) join its instance;
+6. **objects**: the remaining valid pixels are cut at depth discontinuities and at concave creases
+   (where two surfaces meet like a box against a sofa; convex box edges do not cut; near range only) and
+   split into 4-connected components; each component of at least ``min_object_px`` becomes an instance
+   of class ``object`` (``object_class``, id 20 in the indoor space). Cut pixels and tiny fragments join
+   a neighbouring component; unlabelled pixels within ``fill_px`` of an object (depth dropouts at its
+   silhouette, dark parts) take that object's label; everything else without a label is unknown (0).
+
+Limits (see ``benchmarks/bench_panoptic.py`` for numbers): objects with little or no depth (dark TV
+screens, thin lamp poles, table legs) cannot be found; touching objects at the same depth merge; a
+person's arm in front of the body is cut off it; doors / windows are only found when their color differs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import cv2
+import numpy as np
+
+from ..camera import PinholeCamera
+from ..labels import LabelSpace
+from .types import PanopticInput, PanopticResult, validate_input
+
+__all__ = ["GeometricConfig", "GeometricBackend", "estimate_up", "depth_normals"]
+
+
+@dataclass(frozen=True)
+class GeometricConfig:
+    process_width: int = 320
+    """Frames wider than this are downscaled (nearest) for processing; labels are scaled back."""
+    max_depth_m: float = 8.0
+    normal_step_px: int = 2
+    normal_smooth_px: int = 5
+    horizontal_deg: float = 20.0
+    """A normal within this of up (or down) is horizontal-plane material."""
+    vertical_deg: float = 20.0
+    """A normal within this of the horizon is vertical-plane material."""
+    plane_tolerance_m: float = 0.02
+    plane_tolerance_quadratic: float = 0.008
+    """Point-to-plane tolerance ``plane_tolerance_m + plane_tolerance_quadratic * z^2`` (structured-light
+    depth noise and quantization grow with z^2)."""
+    far_normal_depth_m: float = 2.0
+    """Beyond this depth normals come from a 3x wider stencil (noise would swamp the narrow one)."""
+    plane_min_fraction: float = 0.02
+    """A plane needs at least this fraction of the valid pixels to be floor, ceiling or wall."""
+    floor_min_below_camera_m: float = 0.3
+    outside_max_fraction: float = 0.02
+    """A floor / ceiling / wall may have at most this fraction of valid points beyond it."""
+    outside_margin_m: float = 0.10
+    """Points count as beyond a plane when farther than ``outside_margin_m + 0.01 z^2``."""
+    support_min_area_m2: float = 0.25
+    support_max_depth_m: float = 4.0
+    """Support surfaces are looked for closer than this (farther, normals are too noisy)."""
+    min_object_px: int = 60
+    """At 320 px width; scaled with the processed image area."""
+    edge_depth_ratio: float = 0.04
+    """Neighbouring pixels whose depths differ by more than this fraction (+ 1 cm) are not connected."""
+    concave_threshold: float = 0.15
+    """Cut objects at concave creases stronger than this (0 disables); see ``_concave_edges``."""
+    concave_max_depth_m: float = 3.0
+    """... only closer than this: farther, noisy normals would shatter objects into crumbs."""
+    grow_iterations: int = 3
+    """Pixels of object material left between components (cuts, tiny fragments) join a neighbour
+    component within this many 3x3 dilation steps."""
+    fill_px: float = 4.0
+    """Unlabelled pixels (no depth, tiny fragments) take the nearest object instance within this many pixels
+    (at 320 px width; 0 disables). An extrapolation for the 2D output: depth-less pixels are not mapped."""
+    max_planes: int = 8
+    doors_windows: bool = True
+    """Find door / window regions in walls by color (see ``_doors_windows``)."""
+    door_color_distance: float = 20.0
+    """Lab distance from the wall's median color that makes a pixel a door / window candidate."""
+    door_lightness_weight: float = 0.5
+    """Weight of the L (lightness) difference in that distance, relative to a and b."""
+    floor_class: str = "floor"
+    wall_class: str = "wall"
+    ceiling_class: str = "ceiling"
+    support_class: str = "table"
+    object_class: str = "object"
+
+    def validate(self) -> None:
+        if self.process_width < 16:
+            raise ValueError(f"process_width must be >= 16, got {self.process_width}")
+        if self.normal_step_px < 1 or self.normal_smooth_px < 1:
+            raise ValueError("normal_step_px and normal_smooth_px must be >= 1")
+        if not (0 < self.horizontal_deg < 90 and 0 < self.vertical_deg < 90):
+            raise ValueError("angle tolerances must be in (0, 90) degrees")
+
+
+def depth_normals(points: np.ndarray, valid: np.ndarray, step_px: int = 2, smooth_px: int = 5,
+                  edge_ratio: float = 0.04) -> tuple[np.ndarray, np.ndarray]:
+    """Unit normals of a point map, facing the camera (n . p < 0).
+
+    Shape: points (H, W, 3) camera frame, valid (H, W) bool -> normals (H, W, 3) float32,
+    normal_valid (H, W) bool. Differences that straddle a depth discontinuity are invalid.
+    """
+    H, W = valid.shape
+    k = step_px
+    z = points[..., 2]
+    dx = np.zeros_like(points)
+    dy = np.zeros_like(points)
+    okx = np.zeros_like(valid)
+    oky = np.zeros_like(valid)
+    dx[:, k:W - k] = points[:, 2 * k:] - points[:, :W - 2 * k]
+    dy[k:H - k] = points[2 * k:] - points[:H - 2 * k]
+    okx[:, k:W - k] = valid[:, 2 * k:] & valid[:, :W - 2 * k] & valid[:, k:W - k]
+    oky[k:H - k] = valid[2 * k:] & valid[:H - 2 * k] & valid[k:H - k]
+    zlim = edge_ratio * 2 * k * np.maximum(z, 1e-3) + 0.02
+    okx &= np.abs(dx[..., 2]) < zlim * 2
+    oky &= np.abs(dy[..., 2]) < zlim * 2
+    ax, ay, az = dx[..., 0], dx[..., 1], dx[..., 2]
+    bx, by, bz = dy[..., 0], dy[..., 1], dy[..., 2]
+    n = np.stack([ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx], axis=-1).astype(np.float32)
+    ok = okx & oky
+    n[~ok] = 0.0
+    n /= np.maximum(_norm(n), 1e-12)[..., None]
+    if smooth_px > 1:
+        n = cv2.blur(n, (smooth_px, smooth_px))
+    norm = _norm(n)
+    ok = ok & (norm > 0.5)  # neighbours mostly agree
+    n /= np.maximum(norm, 1e-12)[..., None]
+    flip = (n[..., 0] * points[..., 0] + n[..., 1] * points[..., 1] + n[..., 2] * points[..., 2]) > 0
+    n[flip] *= -1.0
+    return n, ok
+
+
+def _norm(v: np.ndarray) -> np.ndarray:
+    """Euclidean norm over the last axis (3 components), same float dtype. Shape: (..., 3) -> (...)."""
+    return np.sqrt(v[..., 0] * v[..., 0] + v[..., 1] * v[..., 1] + v[..., 2] * v[..., 2])
+
+
+def estimate_up(normals: np.ndarray, normal_valid: np.ndarray,
+                initial_up: np.ndarray = np.array([0.0, -1.0, 0.0])) -> np.ndarray | None:
+    """Up direction (camera frame) by mean shift over normals, see the module doc. None if no support.
+
+    Shape: normals (H, W, 3), normal_valid (H, W) -> (3,) unit vector or None.
+    """
+    n = normals[normal_valid][::2].astype(np.float64)
+    if len(n) < 50:
+        return None
+    up = np.asarray(initial_up, np.float64)
+    for cone_deg in (60.0, 45.0, 30.0, 15.0, 10.0):
+        c = n @ up
+        sel = np.abs(c) > np.cos(np.deg2rad(cone_deg))
+        if sel.sum() < 30:
+            return None
+        m = (n[sel] * np.sign(c[sel])[:, None]).sum(axis=0)
+        up = m / np.linalg.norm(m)
+    return up
+
+
+def _histogram_peaks(values: np.ndarray, bin_m: float, min_count: int, max_peaks: int) -> list[float]:
+    """Centers of the largest peaks of a 1D histogram (non-maximum suppressed over +-3 bins)."""
+    if len(values) < min_count or min_count <= 0:
+        return []
+    lo, hi = float(values.min()), float(values.max())
+    nb = max(1, int(np.ceil((hi - lo) / bin_m)) + 1)
+    hist = np.bincount(((values - lo) / bin_m).astype(np.int64), minlength=nb).astype(np.float64)
+    sm = np.convolve(hist, [1.0, 1.0, 1.0], mode="same")
+    peaks = []
+    for _ in range(max_peaks):
+        i = int(np.argmax(sm))
+        if sm[i] < min_count:
+            break
+        peaks.append(lo + (i + 0.5) * bin_m)
+        sm[max(0, i - 3):i + 4] = 0
+    return peaks
+
+
+class GeometricBackend:
+    """Model-free panoptic segmentation from depth + gravity (see the module doc). Needs depth and camera."""
+
+    name = "geometric"
+
+    def __init__(self, label_space: LabelSpace, config: GeometricConfig | None = None, **options) -> None:
+        cfg = config if config is not None else GeometricConfig()
+        fields = set(GeometricConfig.__dataclass_fields__)
+        unknown = [k for k in options if k not in fields and k not in ("device", "seed")]
+        if unknown:
+            raise ValueError(f"unknown geometric options {unknown}; known: {sorted(fields)}")
+        cfg = replace(cfg, **{k: v for k, v in options.items() if k in fields})
+        cfg.validate()
+        self.config = cfg
+        self.label_space = label_space
+        try:
+            self._ids = {role: label_space.id_of(getattr(cfg, f"{role}_class"))
+                         for role in ("floor", "wall", "ceiling", "support", "object")}
+            self._ids["door"] = label_space.id_of("door") if "door" in label_space.names() else self._ids["wall"]
+            self._ids["window"] = label_space.id_of("window") if "window" in label_space.names() else self._ids["wall"]
+        except KeyError as e:
+            raise ValueError(f"geometric backend: {e.args[0]}") from None
+        self.last_up: np.ndarray | None = None
+        """Up vector (camera frame) used for the last frame; for inspection."""
+        self.last_planes: list[tuple[str, float, int, int]] = []
+        """Planes considered in the last frame, for inspection: (kind, offset_m along up / the wall
+        normal, inlier pixels, valid pixels beyond the plane)."""
+
+    def predict_batch(self, inputs: list[PanopticInput]) -> list[PanopticResult]:
+        return [self.predict(i) for i in inputs]
+
+    def predict(self, inp: PanopticInput) -> PanopticResult:
+        validate_input(inp, need_depth=True, need_camera=True)
+        cfg = self.config
+        H, W = inp.shape
+        depth = np.asarray(inp.depth_m, dtype=np.float32)
+        cam = inp.camera
+        if W > cfg.process_width:
+            f = cfg.process_width / W
+            cam = cam.scaled(f)
+            depth = cv2.resize(depth, (cam.width, cam.height), interpolation=cv2.INTER_NEAREST)
+        color = inp.color
+        if color.shape[:2] != depth.shape:
+            color = cv2.resize(color, (cam.width, cam.height), interpolation=cv2.INTER_AREA)
+        sem, inst, classes = self._segment(depth, cam, inp.gravity_camera, color)
+        if sem.shape != (H, W):
+            sem = cv2.resize(sem, (W, H), interpolation=cv2.INTER_NEAREST)
+            inst = cv2.resize(inst, (W, H), interpolation=cv2.INTER_NEAREST)
+        return PanopticResult(sem, inst, None, classes, {k: 1.0 for k in classes})
+
+    def _concave_edges(self, P: np.ndarray, n: np.ndarray, nok: np.ndarray) -> np.ndarray:
+        """Pixels on a concave crease (where two surfaces meet like a box standing against a sofa).
+
+        For neighbours i, j (``normal_step_px`` apart) with offset d = p_j - p_i, the crease is concave when
+        ``d_hat . (n_j - n_i) < -concave_threshold``; convex creases (the edges of one box) give a positive
+        value and do not cut, so an object's faces stay together. Shape: (h, w, 3) x2, (h, w) -> (h, w) bool.
+        """
+        k = self.config.normal_step_px
+        thr = self.config.concave_threshold
+        cut = np.zeros(nok.shape, bool)
+        for axis in (0, 1):
+            sl_i = [slice(None), slice(None)]
+            sl_j = [slice(None), slice(None)]
+            sl_i[axis] = slice(0, -k)
+            sl_j[axis] = slice(k, None)
+            d = P[tuple(sl_j)] - P[tuple(sl_i)]
+            d /= np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-6)
+            dn = n[tuple(sl_j)] - n[tuple(sl_i)]
+            c = (np.einsum("hwc,hwc->hw", d, dn) < -thr) & nok[tuple(sl_i)] & nok[tuple(sl_j)]
+            cut[tuple(sl_i)] |= c
+            cut[tuple(sl_j)] |= c
+        return cut
+
+    def _doors_windows(self, sem: np.ndarray, wall: np.ndarray, nw: np.ndarray, up: np.ndarray, P: np.ndarray,
+                       height: np.ndarray, color: np.ndarray, floor_h: float | None, valid: np.ndarray,
+                       all_walls: np.ndarray) -> np.ndarray:
+        """Relabel door- and window-shaped regions of a wall plane whose color differs from the walls'.
+
+        Geometry cannot tell a closed door or a window pane from the wall they sit in, so this looks for a
+        connected region of the wall plane whose Lab color (lightness weighted by ``door_lightness_weight``:
+        light falloff shades plain walls) is far (> ``door_color_distance``) from the median color of all
+        walls in the frame, and judges it by its metric size in the wall plane: a **door** reaches down to
+        the floor, is at least 1.2 m tall there and 0.3-1.4 m wide (without a floor: at least 1.6 m tall);
+        a **window** is at least 0.3 m in both directions and starts at least 0.3 m above the floor (or no
+        floor is known). Both must be framed by the wall (or floor / missing depth) on at least half of
+        their outline. A differently colored region framed by other things is the back panel of furniture
+        standing against the wall (a bookshelf): it is released from the wall and returned (the caller
+        hands it to the objects). Shape: masks (h, w) -> released (h, w) bool.
+        """
+        released = np.zeros(wall.shape, bool)
+        cfg = self.config
+        if wall.sum() < 100:
+            return released
+        frame_ok = wall | (sem == self._ids["floor"]) | ~valid
+        lab = self._lab if self._lab is not None else cv2.cvtColor(color, cv2.COLOR_RGB2LAB).astype(np.float32)
+        self._lab = lab
+        # the room's wall color: the median over every wall plane of the frame (a door can fill half of
+        # its own wall plane, never half of all walls seen)
+        ref = np.median(lab[all_walls], axis=0)
+        cand = np.zeros(wall.shape, np.uint8)
+        # lightness counts less than chroma: light falloff and lamp spots shade a plain wall
+        cand[wall] = _norm((lab[wall] - ref) * np.array([cfg.door_lightness_weight, 1.0, 1.0], np.float32)) \
+            > cfg.door_color_distance
+        cand = cv2.morphologyEx(cand, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+        cand = cv2.morphologyEx(cand, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8)) & wall
+        k, lab_cc, stats, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=8)
+        along = np.cross(up, nw).astype(np.float32)
+        s_along = P @ along
+        for j in range(1, k):
+            if stats[j, cv2.CC_STAT_AREA] < 30:
+                continue
+            region = lab_cc == j
+            hj = height[region]
+            sj = s_along[region]
+            h_lo, h_hi = np.percentile(hj, [2, 98])
+            s_lo, s_hi = np.percentile(sj, [2, 98])
+            tall, wide = h_hi - h_lo, s_hi - s_lo
+            near_floor = floor_h is not None and h_lo - floor_h < 0.3
+            ring = cv2.dilate(region.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool) & ~region
+            if ring.any() and frame_ok[ring].mean() < 0.5:
+                sem[region] = 0
+                released |= region
+            elif 0.3 <= wide <= 1.4 and ((near_floor and tall >= 1.2) or (floor_h is None and tall >= 1.6)):
+                # the top of a door is often above the image: 1.2 m visible from the floor is enough
+                sem[region] = self._ids["door"]
+            elif tall >= 0.3 and wide >= 0.3 and (floor_h is None or h_lo - floor_h > 0.3):
+                sem[region] = self._ids["window"]
+        return released
+
+    @staticmethod
+    def _fill_unlabelled(sem: np.ndarray, inst: np.ndarray, max_dist_px: float) -> None:
+        """Give unlabelled pixels (mostly depth dropouts at edges and on dark surfaces) the label of the
+        nearest labelled pixel within ``max_dist_px`` when that is an object instance, in place.
+        Shape: (h, w) uint16 x2."""
+        unl = sem == 0
+        if not unl.any() or unl.all():
+            return
+        dist, nearest = cv2.distanceTransformWithLabels(unl.astype(np.uint8), cv2.DIST_L2, 3,
+                                                        labelType=cv2.DIST_LABEL_PIXEL)
+        src = np.flatnonzero(~unl.ravel())           # label k (1-based) = k-th labelled pixel in raster order
+        fill = unl & (dist <= max_dist_px)
+        idx = src[nearest[fill] - 1]
+        # only objects grow: a depth hole next to a wall is as likely dark furniture as wall
+        thing = inst.ravel()[idx] > 0
+        ys, xs = np.nonzero(fill)
+        sem[ys[thing], xs[thing]] = sem.ravel()[idx[thing]]
+        inst[ys[thing], xs[thing]] = inst.ravel()[idx[thing]]
+
+    # --- the algorithm, at processing resolution -------------------------------------------------
+    def _segment(self, depth: np.ndarray, cam: PinholeCamera, gravity_camera, color: np.ndarray | None = None):
+        cfg = self.config
+        h, w = depth.shape
+        valid = np.isfinite(depth) & (depth > 0) & (depth < cfg.max_depth_m)
+        z = np.where(valid, depth, 0.0).astype(np.float32)
+        P = (cam.ray_directions().astype(np.float32) * z[..., None])
+        n, nok = depth_normals(P, valid, cfg.normal_step_px, cfg.normal_smooth_px, cfg.edge_depth_ratio)
+        far = z > cfg.far_normal_depth_m
+        if far.sum() > 0.02 * z.size:
+            n3, nok3 = depth_normals(P, valid, 3 * cfg.normal_step_px, cfg.normal_smooth_px + 2,
+                                     cfg.edge_depth_ratio)
+            n = np.where(far[..., None], n3, n)
+            nok = np.where(far, nok3, nok)
+        sem = np.zeros((h, w), np.uint16)
+        inst = np.zeros((h, w), np.uint16)
+        classes: dict[int, int] = {}
+        n_valid = int(valid.sum())
+        self.last_up = None
+        self.last_planes = []
+        if n_valid < 50:
+            return sem, inst, classes
+        if gravity_camera is not None:
+            g = np.asarray(gravity_camera, np.float64)
+            up = -g / np.linalg.norm(g)
+        else:
+            up = estimate_up(n, nok)
+            if up is None:
+                up = np.array([0.0, -1.0, 0.0])
+        self.last_up = up
+        up32 = up.astype(np.float32)
+        height = P @ up32                      # (h, w) meters above the camera
+        cos_up = n @ up32                      # (h, w)
+        tol = cfg.plane_tolerance_m + cfg.plane_tolerance_quadratic * z * z
+        margin = cfg.outside_margin_m + 0.01 * z * z
+        min_plane_px = max(20, int(cfg.plane_min_fraction * n_valid))
+        outside_max = cfg.outside_max_fraction * n_valid
+        cos_h = np.cos(np.deg2rad(cfg.horizontal_deg))
+        sin_v = np.sin(np.deg2rad(cfg.vertical_deg))
+        taken = np.zeros((h, w), bool)
+
+        def horizontal_inliers(h0: float, facing: float) -> np.ndarray:
+            # pixels without a reliable normal (noisy far or grazing surfaces) join on distance alone
+            return valid & (np.abs(height - h0) < tol) & (~nok | (facing * cos_up > np.cos(np.deg2rad(40.0))))
+
+        # floor: lowest large up-facing plane well below the camera with (almost) nothing below it
+        upm = valid & nok & (cos_up > cos_h)
+        up_peaks = sorted(_histogram_peaks(height[upm], 0.02, min(min_plane_px, 200), cfg.max_planes))
+        floor_h = None
+        for h0 in up_peaks:
+            if h0 > -cfg.floor_min_below_camera_m:
+                break
+            m = horizontal_inliers(h0, 1.0)
+            if m.sum() < min_plane_px:
+                continue
+            below = int((height < h0 - margin)[valid].sum())
+            self.last_planes.append(("floor_candidate", h0, int(m.sum()), below))
+            if below <= outside_max:
+                floor_h = float(np.median(height[m]))
+                self.last_planes.append(("floor", floor_h, int(m.sum()), below))
+                m = horizontal_inliers(floor_h, 1.0)
+                sem[m] = self._ids["floor"]
+                taken |= m
+            break  # only the lowest large plane may be the floor
+        # ceiling: highest large down-facing plane above the camera with (almost) nothing above it
+        downm = valid & nok & (cos_up < -cos_h)
+        down_peaks = sorted(_histogram_peaks(height[downm], 0.02, min(min_plane_px, 200), cfg.max_planes),
+                            reverse=True)
+        for h0 in down_peaks:
+            if h0 < 0.2:
+                break
+            m = horizontal_inliers(h0, -1.0) & ~taken
+            if m.sum() < min_plane_px:
+                continue
+            if (height > h0 + margin)[valid].sum() <= outside_max:
+                h1 = float(np.median(height[m]))
+                m = horizontal_inliers(h1, -1.0) & ~taken
+                sem[m] = self._ids["ceiling"]
+                taken |= m
+            break
+
+        walls: list[tuple[np.ndarray, np.ndarray]] = []
+        # walls: vertical planes bounding the visible space. Normal directions first (azimuth histogram
+        # of vertical-normal pixels), then plane offsets along each refined direction: offsets computed
+        # with one shared normal are far less noisy than with per-pixel normals.
+        vert = valid & nok & (np.abs(cos_up) < sin_v) & ~taken
+        if vert.sum() >= min_plane_px:
+            nh = n[vert] - cos_up[vert][:, None] * up32
+            nh /= np.maximum(np.linalg.norm(nh, axis=-1, keepdims=True), 1e-9)
+            e1 = np.cross(up, [1.0, 0.0, 0.0] if abs(up[0]) < 0.9 else [0.0, 0.0, 1.0])
+            e1 /= np.linalg.norm(e1)
+            e2 = np.cross(up, e1)
+            az = np.arctan2(nh @ e2.astype(np.float32), nh @ e1.astype(np.float32))
+            n_az = 72
+            ia = ((az + np.pi) * (n_az / (2 * np.pi))).astype(np.int64) % n_az
+            hist = np.bincount(ia, minlength=n_az).astype(np.float64)
+            sm = hist + np.roll(hist, 1) + np.roll(hist, -1) + np.roll(hist, 2) + np.roll(hist, -2)
+            Pv = P[vert]
+            for _ in range(cfg.max_planes):
+                a = int(np.argmax(sm))
+                if sm[a] < min_plane_px:
+                    break
+                sm[[(a + k) % n_az for k in range(-4, 5)]] = 0  # +-22 degrees suppressed
+                ang = -np.pi + (a + 0.5) * 2 * np.pi / n_az
+                nw = np.cos(ang) * e1 + np.sin(ang) * e2
+                for cone_deg in (15.0, 8.0):
+                    sel = nh @ nw.astype(np.float32) > np.cos(np.deg2rad(cone_deg))
+                    if sel.sum() < 10:
+                        break
+                    nw = nh[sel].mean(axis=0).astype(np.float64)
+                    nw -= (nw @ up) * up
+                    nw /= np.linalg.norm(nw)
+                if sel.sum() < min_plane_px * 0.5:
+                    continue
+                nw32 = nw.astype(np.float32)
+                dist = P @ nw32
+                for r0 in _histogram_peaks(Pv[sel] @ nw32, 0.03, int(min_plane_px * 0.5), 4):
+                    m0 = valid & ~taken & (np.abs(dist - r0) < tol) & (~nok | (n @ nw32 > np.cos(np.deg2rad(40.0))))
+                    if m0.sum() < min_plane_px:
+                        continue
+                    r1 = float(np.median(dist[m0]))
+                    m = valid & ~taken & (np.abs(dist - r1) < tol) & (~nok | (n @ nw32 > np.cos(np.deg2rad(40.0))))
+                    behind = int((dist < r1 - margin)[valid].sum())
+                    self.last_planes.append(("vertical_candidate", r1, int(m.sum()), behind))
+                    if m.sum() < min_plane_px or behind > outside_max:
+                        continue  # small, or something is visible behind it (a cabinet front): not a wall
+                    sem[m] = self._ids["wall"]
+                    taken |= m
+                    walls.append((m, nw))
+        if cfg.doors_windows and color is not None:
+            self._lab = None  # Lab image, converted once per frame when a wall needs it
+            all_walls = sem == self._ids["wall"]
+            for m, nw in walls:
+                released = self._doors_windows(sem, m, nw, up, P, height, color, floor_h, valid, all_walls)
+                taken &= ~released
+
+        # support surfaces: other up-facing planes, large connected regions only
+        pix_area = (z * z) / (cam.fx * cam.fy) / np.maximum(np.abs(cos_up), 0.2)
+        next_id = 1
+        supports: list[tuple[int, np.ndarray, float]] = []  # (instance id, region, height)
+        # greedy: the strongest height peak among the remaining up-facing pixels, its regions, repeat
+        # (two desks a few cm apart in height are two peaks; a one-shot peak list would merge them)
+        good_up = upm & (z < cfg.support_max_depth_m)
+        tried: list[float] = []
+        for _ in range(cfg.max_planes):
+            rest = good_up & ~taken
+            if floor_h is not None:
+                rest &= height > floor_h + cfg.outside_margin_m
+            for h_t in tried:
+                rest &= np.abs(height - h_t) > 0.02
+            peaks = _histogram_peaks(height[rest], 0.02, 20, 1)
+            if not peaks:
+                break
+            h0 = peaks[0]
+            tried.append(h0)
+            m = horizontal_inliers(h0, 1.0) & ~taken & (z < cfg.support_max_depth_m)
+            if m.sum() < 20:
+                continue
+            mm = cv2.morphologyEx(m.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)) & m
+            k, lab, stats, _ = cv2.connectedComponentsWithStats(mm.astype(np.uint8), connectivity=8)
+            if k <= 1:
+                continue
+            area = np.bincount(lab.ravel(), weights=pix_area.ravel(), minlength=k)
+            reliable = np.bincount(lab.ravel(), weights=(nok & (cos_up > cos_h)).ravel(), minlength=k)
+            for j in range(1, k):
+                # large, and mostly pixels whose own normal points up (not far noisy vertical stuff)
+                if area[j] < cfg.support_min_area_m2 or reliable[j] < 0.5 * stats[j, cv2.CC_STAT_AREA]:
+                    continue
+                region = lab == j
+                sem[region] = self._ids["support"]
+                inst[region] = next_id
+                classes[next_id] = self._ids["support"]
+                supports.append((next_id, region, float(np.median(height[region]))))
+                taken |= region
+                next_id += 1
+
+        # objects: the rest, cut at depth discontinuities, connected components
+        obj = valid & ~taken
+        thr = cfg.edge_depth_ratio * z + 0.01
+        cut = np.zeros((h, w), bool)
+        jump_x = np.abs(np.diff(z, axis=1)) > np.minimum(thr[:, 1:], thr[:, :-1])
+        jump_y = np.abs(np.diff(z, axis=0)) > np.minimum(thr[1:], thr[:-1])
+        cut[:, 1:] |= jump_x
+        cut[:, :-1] |= jump_x
+        cut[1:] |= jump_y
+        cut[:-1] |= jump_y
+        if cfg.concave_threshold > 0:
+            # noisy far normals would shatter objects into crumbs: creases only where normals are good
+            cut |= self._concave_edges(P, n, nok) & (z < cfg.concave_max_depth_m)
+        core = obj & ~cut
+        k, lab, stats, _ = cv2.connectedComponentsWithStats(core.astype(np.uint8), connectivity=4)
+        min_px = max(4, int(round(cfg.min_object_px * (w * h) / (320.0 * 240.0))))
+        keep = stats[:, cv2.CC_STAT_AREA] >= min_px
+        keep[0] = False
+        ids = np.zeros(k, np.int64)
+        ids[keep] = np.arange(next_id, next_id + int(keep.sum()))
+        lab_ids = ids[lab].astype(np.int32)
+        # give the cut pixels (silhouette borders, creases) and tiny fragments back to the adjacent
+        # component, a few pixels at a time
+        for _ in range(cfg.grow_iterations):
+            grown = cv2.dilate(lab_ids.astype(np.float32), np.ones((3, 3), np.uint8)).astype(np.int32)
+            fill = obj & (lab_ids == 0) & (grown > 0)
+            if not fill.any():
+                break
+            lab_ids[fill] = grown[fill]
+        # a support surface and the object parts right below it that touch it (a bed's or a desk's body
+        # and legs) are one piece of furniture; things standing on it stay separate
+        for sid, region, h_s in supports:
+            ring = cv2.dilate(region.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) & (lab_ids > 0)
+            for o in np.unique(lab_ids[ring]):
+                part = lab_ids == o
+                if np.mean(height[part] < h_s + cfg.outside_margin_m) > 0.9:
+                    lab_ids[part] = 0
+                    inst[part] = sid
+                    sem[part] = self._ids["support"]
+        obj_cls = self._ids["object"]
+        m = lab_ids > 0
+        sem[m] = obj_cls
+        inst[m] = lab_ids[m].astype(np.uint16)
+        for i in np.unique(lab_ids[m]):
+            classes[int(i)] = obj_cls
+        if cfg.fill_px > 0:
+            self._fill_unlabelled(sem, inst, cfg.fill_px * w / 320.0)
+        # ids that lost all pixels to nothing cannot happen (components are non-empty), but keep it exact
+        present = set(np.unique(inst).tolist()) - {0}
+        classes = {i: c for i, c in classes.items() if i in present}
+        return sem, inst, classes
