@@ -26,6 +26,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--no-depth-noise", action="store_true", help="write exact depth as the sensor depth")
     p.add_argument("--lighting-variation", type=float, default=0.0,
                    help="amplitude of the global lighting change over time, 0-1 (default 0 = constant)")
+    p.add_argument("--texture-contrast", type=float, default=1.0,
+                   help="texture contrast of the color images, 0-1 (default 1; low values: low-texture scenes)")
     p.add_argument("--no-bag", action="store_true", help="do not write the rosbag2 copy in OUTPUT/bag")
     p.add_argument("--workers", type=int, default=None, help="frame worker threads (default: min(2, CPUs))")
     return p
@@ -50,5 +52,6 @@ def run(args: argparse.Namespace) -> int:
         lighting_variation=args.lighting_variation,
         write_bag=not args.no_bag,
         workers=args.workers,
+        texture_contrast=args.texture_contrast,
     )
     return 0

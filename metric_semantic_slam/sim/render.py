@@ -44,6 +44,9 @@ class RenderConfig:
     """Main period of the lighting change."""
     raycast_threads: int = 0
     """Open3D ray-casting threads per call (0 = all cores; 1 when frames are rendered in parallel)."""
+    texture_contrast: float = 1.0
+    """Scale of every texture's variation about its material's base color (1 = as designed, 0 = flat
+    color; small values give the low-texture scenes that defeat photometric tracking)."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.lighting_variation <= 1.0:
@@ -56,6 +59,8 @@ class RenderConfig:
             raise ValueError(f"raycast_threads must be >= 0, got {self.raycast_threads}")
         if self.light_falloff_m <= 0 or self.lighting_period_s <= 0:
             raise ValueError("light_falloff_m and lighting_period_s must be positive")
+        if not 0.0 <= self.texture_contrast <= 1.0:
+            raise ValueError(f"texture_contrast must be in [0, 1], got {self.texture_contrast}")
 
 
 def lighting_gain_offset(t_s: float, variation: float, period_s: float = 6.0) -> tuple[float, float]:
@@ -293,6 +298,9 @@ class Renderer:
             mt = self.world.materials[int(m)]
             out[sel] = evaluate_texture(mt.texture, pts[sel], nrm[sel], mt.texture_scale_m, mt.base_rgb,
                                         mt.secondary_rgb, seed=int(m) * 7919)
+            if self.config.texture_contrast != 1.0:  # skipped at the default: output stays bit-identical
+                base = np.asarray(mt.base_rgb, np.float32)
+                out[sel] = base + np.float32(self.config.texture_contrast) * (out[sel] - base)
         return out.reshape(h, w, 3)
 
     def shade(self, hits: RayHits, camera: PinholeCamera, T_world_camera: np.ndarray, t_s: float,

@@ -59,6 +59,8 @@ class SimConfig:
     baseline_m: float = 0.05
     depth_noise: bool = True
     lighting_variation: float = 0.0
+    #: Texture contrast of the color images, in [0, 1] (see ``RenderConfig.texture_contrast``; 1 = default).
+    texture_contrast: float = 1.0
     t0_s: float = SIM_T0_S
     depth_scale: float = DEPTH_SCALE
     observed_points_per_m2: float = 10000.0
@@ -87,6 +89,8 @@ class SimConfig:
             raise ValueError(f"preset must be 'handheld' or 'robot', got {self.preset!r}")
         if not 0.0 <= self.lighting_variation <= 1.0:
             raise ValueError(f"lighting_variation must be in [0, 1], got {self.lighting_variation}")
+        if not 0.0 <= self.texture_contrast <= 1.0:
+            raise ValueError(f"texture_contrast must be in [0, 1], got {self.texture_contrast}")
         if not self.baseline_m > 0:
             raise ValueError(f"baseline_m must be positive, got {self.baseline_m}")
 
@@ -96,6 +100,11 @@ class SimConfig:
         d["T_camera_imu"] = [list(r) for r in self.T_camera_imu]
         d["ir"]["T_color_left"] = [list(r) for r in self.ir.T_color_left]
         d["depth_sensor"]["speckle_radius_px"] = list(self.depth_sensor.speckle_radius_px)
+        # Written only when changed, so default runs keep their sim_config.json byte for byte.
+        if self.texture_contrast == 1.0:
+            d.pop("texture_contrast")
+        if d["render"].get("texture_contrast") == 1.0:
+            d["render"].pop("texture_contrast")
         return d
 
 
@@ -377,7 +386,8 @@ def simulate_sequence(
     camera = default_camera(cfg.width, cfg.height)
     ir_cfg = replace(cfg.ir, baseline_m=cfg.baseline_m)
     n_workers = max(1, int(workers if workers is not None else min(2, os.cpu_count() or 1)))
-    rcfg = replace(cfg.render, lighting_variation=cfg.lighting_variation)
+    rcfg = replace(cfg.render, lighting_variation=cfg.lighting_variation,
+                   texture_contrast=cfg.texture_contrast * cfg.render.texture_contrast)
     cfg = replace(cfg, ir=ir_cfg, render=rcfg)
     # Parallel frames each ray cast single-threaded: Open3D's own threads would only compete with them.
     # (A speed setting only, so it stays out of sim_config.json: outputs do not depend on it.)
@@ -456,6 +466,7 @@ def simulate(
     world: World | None = None,
     trajectory: CameraTrajectory | None = None,
     verbose: bool = True,
+    texture_contrast: float = 1.0,
 ) -> Path:
     """Simulate a sequence folder and return its path (see :func:`simulate_sequence`).
 
@@ -464,6 +475,6 @@ def simulate(
     """
     cfg = SimConfig(seed=seed, frames=frames, width=width, height=height, fps=fps, preset=preset,
                     with_person=with_person, imu_rate_hz=imu_rate_hz, baseline_m=baseline_m,
-                    depth_noise=depth_noise, lighting_variation=lighting_variation)
+                    depth_noise=depth_noise, lighting_variation=lighting_variation, texture_contrast=texture_contrast)
     return simulate_sequence(output_dir, cfg, write_bag=write_bag, workers=workers, world=world,
                              trajectory=trajectory, verbose=verbose).output_dir

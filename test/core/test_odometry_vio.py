@@ -39,13 +39,13 @@ def imu_between(t0: float, t1: float, gyro: bool = True) -> ImuSamples:
 
 
 def make_frame(i: int, stamp: float, prev_stamp: float | None, depth_scale: float = 1.0,
-               brightness: float = 1.0, imu: ImuSamples | None = None) -> Frame:
+               brightness: float = 1.0, imu: ImuSamples | None = None, labels: bool = False) -> Frame:
     T = pose(stamp)
-    d, c, _ = render_planes(CAM, T, box_room(), brightness=brightness)
+    d, c, lab = render_planes(CAM, T, box_room(), brightness=brightness)
     if imu is None:
         imu = ImuSamples.empty() if prev_stamp is None else imu_between(prev_stamp, stamp)
     return Frame(index=i, stamp_s=stamp, color=c, depth_m=d * depth_scale, camera=CAM, imu=imu,
-                 gt=GroundTruth(T_world_camera=T), T_camera_imu=T_CI.copy())
+                 gt=GroundTruth(T_world_camera=T), T_camera_imu=T_CI.copy(), semantic=lab if labels else None)
 
 
 def small_vio(**kw) -> VisualInertialOdometry:
@@ -150,3 +150,52 @@ def test_camera_change_reanchors_instead_of_failing_forever():
     d, c, _ = render_planes(cam2, pose(stamps[3]), box_room())
     r = vio.track(Frame(index=3, stamp_s=stamps[3], color=c, depth_m=d, camera=cam2))
     assert r.status == TrackingStatus.OK
+
+
+def test_half_second_imu_gap_and_dropped_frames_keep_tracking():
+    vio = small_vio()
+    stamps = T0 + np.arange(40) / FPS
+    keep = [i for i in range(40) if i not in (5, 6, 7, 8)]  # four dropped frames (0.17 s without images)
+    gap = (stamps[12], stamps[12] + 0.5)  # no IMU samples at all for 0.5 s
+    prev = None
+    res = []
+    for i in keep:
+        s = stamps[i]
+        imu = None
+        if prev is not None:
+            full = imu_between(prev, s)
+            m = (full.stamps_s <= gap[0]) | (full.stamps_s > gap[1])
+            imu = ImuSamples(full.stamps_s[m], full.gyro_rad_s[m], full.accel_m_s2[m])
+        res.append((i, vio.track(make_frame(i, s, prev, imu=imu))))
+        prev = s
+    assert all(r.status == TrackingStatus.OK for _, r in res[1:]), [(i, r.status, r.message) for i, r in res]
+    in_gap = [r for i, r in res if gap[0] + 1 / FPS < stamps[i] <= gap[1]]
+    after = [r for i, r in res if stamps[i] > gap[1] + 1 / FPS]
+    assert in_gap and not any(r.used_gyro for r in in_gap)  # the gyro prior is dropped, not extrapolated
+    assert after and all(r.used_gyro for r in after)        # and comes back with the samples
+    assert len(vio.trajectory()) == len(keep)
+    assert final_error(vio, stamps[keep[-1]]) < 0.01
+
+
+def test_semantic_labels_are_used_when_present_and_ignored_when_unusable():
+    vio = small_vio()
+    stamps = T0 + np.arange(8) / FPS
+    res = [vio.track(make_frame(i, s, stamps[i - 1] if i else None, labels=True)) for i, s in enumerate(stamps)]
+    assert all(r.status in (TrackingStatus.INITIALIZED, TrackingStatus.OK) for r in res)
+    assert vio._sem_anchor is not None and len(vio._sem_anchor) > 100
+    assert final_error(vio, stamps[-1]) < 0.005
+    # Unusable labels (wrong shape, float dtype) switch the term off for that frame without an error.
+    f = make_frame(8, T0 + 8 / FPS, stamps[-1], labels=True)
+    f.semantic = np.zeros((3, 3), np.uint16)
+    assert vio.track(f).status == TrackingStatus.OK
+    f = make_frame(9, T0 + 9 / FPS, T0 + 8 / FPS, labels=True)
+    f.semantic = f.semantic.astype(np.float32)
+    assert vio.track(f).status == TrackingStatus.OK
+    # Labels with a black image and with no depth: same statuses as without labels.
+    assert vio.track(make_frame(10, T0 + 10 / FPS, T0 + 9 / FPS, brightness=0.0, labels=True)).status == \
+        TrackingStatus.OK
+    assert vio.track(make_frame(11, T0 + 11 / FPS, T0 + 10 / FPS, depth_scale=0.0, labels=True)).status == \
+        TrackingStatus.PREDICTED
+    r = vio.track(make_frame(12, T0 + 12 / FPS, T0 + 11 / FPS, labels=True))
+    assert r.status == TrackingStatus.OK
+    assert final_error(vio, T0 + 12 / FPS) < 0.01

@@ -176,3 +176,27 @@ def test_cli_end_to_end_with_generated_world(tmp_path, capsys):
     assert cli_simulate.run(args) == 0
     assert f"to {out.resolve()}" in capsys.readouterr().out
     assert len(list((out / "rgb").iterdir())) == 3 and (out / "scene" / "mesh.ply").is_file()
+
+
+def test_texture_contrast_flattens_textures_and_is_invisible_at_its_default(sim_dir, tmp_path):
+    with pytest.raises(ValueError, match="texture_contrast"):
+        SimConfig(texture_contrast=1.5)
+    cfg = json.loads((sim_dir / "sim_config.json").read_text())
+    assert "texture_contrast" not in cfg and "texture_contrast" not in cfg["render"]  # default: file unchanged
+    flat = simulate(tmp_path / "flat", seed=4, frames=2, width=160, height=120, fps=10.0, with_person=False,
+                    write_bag=False, workers=1, world=box_room_world(with_person=False),
+                    trajectory=WobbleTrajectory(duration_s=0.1), verbose=False, texture_contrast=0.2)
+    full = simulate(tmp_path / "full", seed=4, frames=2, width=160, height=120, fps=10.0, with_person=False,
+                    write_bag=False, workers=1, world=box_room_world(with_person=False),
+                    trajectory=WobbleTrajectory(duration_s=0.1), verbose=False)
+    assert json.loads((flat / "sim_config.json").read_text())["texture_contrast"] == 0.2
+    name = sorted((full / "rgb").iterdir())[0].name
+
+    def detail(folder: Path) -> float:  # high-pass energy of the gray image: texture, not shading
+        g = cv2.imread(str(folder / "rgb" / name), cv2.IMREAD_GRAYSCALE).astype(np.float32)
+        return float(np.abs(g - cv2.GaussianBlur(g, (0, 0), 3.0)).mean())
+
+    assert detail(flat) < 0.6 * detail(full)
+    # geometry and labels do not depend on the texture
+    for sub in ("depth_gt", "semantic"):
+        assert (flat / sub / name).read_bytes() == (full / sub / name).read_bytes()

@@ -5,6 +5,11 @@ frame densely against the current keyframe (:class:`RgbdTracker`), check the sol
 residual, Hessian conditioning, jump from the prediction), fall back to the prediction on failure and
 re-anchor a keyframe there so tracking recovers. ``track`` never raises: bad input yields a status.
 
+With class labels in ``frame.semantic`` (a segmenter's output, (H, W) integer class ids) the tracker
+also minimises the semantic reprojection error of a *semantic anchor* (:mod:`.semantic_term`): labelled
+points of an earlier frame, kept in the world frame over many keyframes and renewed only when too few
+of them stay visible and consistent. Frames without (usable) labels simply track without the term.
+
 Convention: the world frame is the first camera frame (or, with ``gravity_aligned_world``, that frame
 rotated so world z points up). Covariances are 6x6 over the left-perturbation twist ``(rho, phi)`` of
 ``T_world_camera`` and ignore the uncertainty of the keyframe pose itself.
@@ -26,6 +31,7 @@ from .imu_preintegration import (GyroBiasEstimator, gravity_direction_from_accel
 from .keyframes import Keyframe, KeyframePolicy
 from .pyramid import PyramidLevel, build_pyramid, rgb_to_intensity
 from .rgbd_tracker import RgbdTracker, RotationPrior, TrackerConfig, TrackerResult
+from .semantic_term import SemanticAnchor, SemanticConfig, SemanticDistanceMaps, level_intrinsics
 
 __all__ = ["TrackingStatus", "TrackingResult", "VioConfig", "VisualInertialOdometry", "adjoint_se3"]
 
@@ -72,9 +78,11 @@ class TrackingResult:
 class VioConfig:
     """Settings of :class:`VisualInertialOdometry`."""
 
-    #: Dense tracker settings (default: skip the full-resolution level; tuned on 640x480 TUM fr1/rpy).
+    #: Dense tracker settings (default: skip the full-resolution level; tuned on 640x480 TUM fr1/rpy for
+    #: <= 40 ms CPU per frame: 6000 points per term and level, stop a level at updates below 2e-3;
+    #: ATE on tum_fr1_rpy_90 1.40 cm vs 1.49 cm with 15000 points, w_rgb 0.3 at ~3x the time).
     tracker: TrackerConfig = field(default_factory=lambda: TrackerConfig(
-        finest_level=1, max_points=15000, w_rgb=0.3, huber_k=0.7))
+        finest_level=1, max_points=6000, w_rgb=0.7, huber_k=0.7, min_update=2e-3))
     #: Track against the previous frame too (joint problem with the keyframe): ~1.5x the cost,
     #: ATE on tum_fr1_rpy_90 1.71 -> 1.49 cm.
     use_previous_frame: bool = True
@@ -112,6 +120,9 @@ class VioConfig:
     max_extrapolation_s: float = 0.5
     #: Rotate the world so that z is up, from the first accelerometer samples.
     gravity_aligned_world: bool = False
+    #: Semantic reprojection term (used on frames with ``frame.semantic`` labels; CPU tracker only).
+    use_semantic: bool = True
+    semantic: SemanticConfig = field(default_factory=SemanticConfig)
 
     def __post_init__(self) -> None:
         self.tracker.validate()
@@ -121,6 +132,9 @@ class VioConfig:
             raise ValueError("gyro_prior_sigma_rad must be positive")
         if not 0 < self.min_depth_m < self.max_depth_m:
             raise ValueError(f"need 0 < min_depth_m < max_depth_m, got {self.min_depth_m}, {self.max_depth_m}")
+        if self.use_semantic and not self.tracker.finest_level <= self.semantic.level < self.tracker.levels:
+            raise ValueError(f"semantic.level {self.semantic.level} outside the tracked levels "
+                             f"{self.tracker.finest_level}..{self.tracker.levels - 1}")
 
 
 def adjoint_se3(T: np.ndarray) -> np.ndarray:
@@ -161,6 +175,7 @@ class VisualInertialOdometry:
         self._poses: list[np.ndarray] = []
         self._results: list[TrackingResult] = []
         self.gravity_camera: np.ndarray | None = None  #: gravity direction in the first camera frame
+        self._sem_anchor: SemanticAnchor | None = None
         self._bias.bias_rad_s = np.zeros(3)
 
     @property
@@ -268,6 +283,30 @@ class VisualInertialOdometry:
         textured = float(lvl.intensity.std()) >= self.config.min_intensity_std
         return pyr, valid_frac, textured
 
+    def _semantic_maps(self, frame: Any) -> SemanticDistanceMaps | None:
+        """Distance maps of the frame's labels, or None when the term is off or the labels are unusable."""
+        cfg = self.config
+        labels = getattr(frame, "semantic", None)
+        if not cfg.use_semantic or cfg.semantic.weight <= 0 or labels is None or self.device.type != "cpu":
+            return None
+        labels = np.asarray(labels)
+        if labels.shape != (frame.camera.height, frame.camera.width) or not np.issubdtype(labels.dtype, np.integer):
+            return None  # a mismatched label image is ignored, not an error: the term is optional
+        # Maps for the anchor's classes only; all classes when a new anchor may be taken from this frame.
+        only = None if self._sem_anchor is None else np.unique(self._sem_anchor.classes)
+        return SemanticDistanceMaps(labels, cfg.semantic, only)
+
+    def _new_semantic_anchor(self, maps: SemanticDistanceMaps | None, pyr: list[PyramidLevel], T: np.ndarray,
+                             stamp: float) -> None:
+        if maps is None:
+            self._sem_anchor = None
+            return
+        lvl = pyr[self.config.semantic.level]
+        h, w = maps.shape
+        self._sem_anchor = SemanticAnchor.from_frame(
+            maps.labels, lvl.vertices.numpy()[:h, :w], lvl.depth_valid.numpy()[:h, :w], T, self.config.semantic,
+            stamp)
+
     def _set_keyframe(self, frame: Any, pyr: list[PyramidLevel], T: np.ndarray, stamp: float, textured: bool
                       ) -> None:
         self._keyframe = Keyframe(index=int(getattr(frame, "index", -1)), stamp_s=stamp, pyramid=pyr,
@@ -310,6 +349,7 @@ class VisualInertialOdometry:
                 return self._commit(stamp, T0, TrackingResult(stamp, T0, cov, TrackingStatus.INITIALIZED,
                                                               message="no valid depth: keyframe deferred"))
             self._set_keyframe(frame, pyr, T0, stamp, textured)
+            self._new_semantic_anchor(self._semantic_maps(frame), pyr, T0, stamp)
             return self._commit(stamp, T0, TrackingResult(stamp, T0, cov, TrackingStatus.INITIALIZED,
                                                           is_keyframe=True))
 
@@ -319,8 +359,10 @@ class VisualInertialOdometry:
             return self._commit(stamp, T_pred, TrackingResult(
                 stamp, T_pred, _GUESS_COV.copy(), TrackingStatus.PREDICTED, used_gyro=R_gyro is not None,
                 message=f"valid depth {valid_frac:.1%} below {cfg.min_valid_depth_fraction:.1%}"))
+        sem_maps = self._semantic_maps(frame)
         if self._keyframe is None:
             self._set_keyframe(frame, pyr, T_pred, stamp, textured)
+            self._new_semantic_anchor(sem_maps, pyr, T_pred, stamp)
             return self._commit(stamp, T_pred, TrackingResult(
                 stamp, T_pred, _GUESS_COV.copy(), TrackingStatus.INITIALIZED, is_keyframe=True,
                 used_gyro=R_gyro is not None, message="first keyframe after frames without depth"))
@@ -329,6 +371,7 @@ class VisualInertialOdometry:
         if kf.pyramid[0].shape != pyr[0].shape or kf.pyramid[0].intrinsics != pyr[0].intrinsics:
             # A new camera (resolution or intrinsics): nothing to align with; start over from the prediction.
             self._set_keyframe(frame, pyr, T_pred, stamp, textured)
+            self._new_semantic_anchor(sem_maps, pyr, T_pred, stamp)
             self._previous = None
             return self._commit(stamp, T_pred, TrackingResult(
                 stamp, T_pred, _GUESS_COV.copy(), TrackingStatus.LOST, is_keyframe=True,
@@ -342,11 +385,21 @@ class VisualInertialOdometry:
         extra = None
         if cfg.use_previous_frame and self._previous is not None and self._previous[0] is not kf.pyramid:
             extra = [(self._previous[0], T_kf_w @ self._previous[1])]
-        tr: TrackerResult = tracker.track(kf.pyramid, pyr, T_kf_w @ T_pred, prior, extra)
+        sem_systems = None
+        k_sem = None
+        if sem_maps is not None:
+            k_sem = level_intrinsics(frame.camera.fx, frame.camera.fy, frame.camera.cx, frame.camera.cy,
+                                     cfg.semantic.level)
+            if self._sem_anchor is not None and len(self._sem_anchor) > 0:
+                h, w = sem_maps.shape
+                depth_lvl = pyr[cfg.semantic.level].depth.numpy()[:h, :w]
+                sem_systems = [self._sem_anchor.system(sem_maps, k_sem, T_kf_w, cfg.semantic, depth_lvl)]
+        tr: TrackerResult = tracker.track(kf.pyramid, pyr, T_kf_w @ T_pred, prior, extra, sem_systems)
         T = kf.T_world_camera @ tr.T_ref_cur
         failure = self._failure(tr, T, T_pred)
         if failure:
             self._set_keyframe(frame, pyr, T_pred, stamp, textured)
+            self._new_semantic_anchor(sem_maps, pyr, T_pred, stamp)
             self._previous = None
             return self._commit(stamp, T_pred, TrackingResult(
                 stamp, T_pred, _GUESS_COV.copy(), TrackingStatus.LOST, is_keyframe=True,
@@ -363,6 +416,14 @@ class VisualInertialOdometry:
         new_kf = cfg.keyframes.needs_new(tr.T_ref_cur, tr.inlier_ratio, self._kf_age)
         if new_kf:
             self._set_keyframe(frame, pyr, T, stamp, textured)
+        if sem_maps is not None:
+            anchor = self._sem_anchor
+            renew = anchor is None
+            if anchor is not None:
+                visible, good = anchor.update(sem_maps, k_sem, T, cfg.semantic)
+                renew = anchor.needs_renewal(visible, good, cfg.semantic)
+            if renew:
+                self._new_semantic_anchor(sem_maps, pyr, T, stamp)
         # A black previous image would feed the photometric term nothing but noise.
         self._previous = (pyr, T.copy()) if textured else None
         return self._commit(stamp, T, TrackingResult(
