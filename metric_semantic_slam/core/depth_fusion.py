@@ -163,21 +163,40 @@ def fuse_local(active: SourceConfidence | None, stereo: SourceConfidence | None,
                           timings_s={"fusion": time.perf_counter() - t0})
     sref = np.float32(c.sigma_ref_m)
     # Inverse variances relative to sigma_ref^2 (float32 stays well conditioned); inf sigma gives 0.
-    wa = np.square(sref / a.sigma_m)
-    ws = np.square(sref / s.sigma_m)
+    # In-place ufuncs on few buffers: this runs per frame at full resolution, and every extra
+    # temporary image is another pass over memory.
+    wa = np.divide(sref, a.sigma_m)
+    np.multiply(wa, wa, out=wa)
+    ws = np.divide(sref, s.sigma_m)
+    np.multiply(ws, ws, out=ws)
     da, ds = a.depth_m, s.depth_m
-    diff = da - ds
-    # No conflict when |diff| <= k sqrt(sa^2 + ss^2); always true where a source is missing (weight 0).
-    conflict = np.square(diff) * (wa * ws) > np.float32(c.outlier_k**2) * sref * sref * (wa + ws)
-    if conflict.any():
-        # One of them is an outlier: keep the one that claims less noise.
-        wa = np.where(conflict & (ws > wa), np.float32(0), wa)
-        ws = np.where(conflict & (wa >= ws), np.float32(0), ws)
-    w = wa + ws
+    diff = np.subtract(da, ds)
+    w = np.add(wa, ws)
+    # No conflict when |diff| <= k sqrt(sa^2 + ss^2), i.e. diff^2 wa ws <= k^2 sref^2 (wa + ws); always
+    # true where a source is missing (weight 0).
+    lhs = np.multiply(diff, diff)
+    lhs *= wa
+    lhs *= ws
+    conflict = np.flatnonzero(lhs > w * np.float32(c.outlier_k**2 * c.sigma_ref_m**2))
+    del lhs
+    if conflict.size:
+        # One of them is an outlier: keep the one that claims less noise (few pixels: fix them sparsely).
+        wa_f, ws_f = wa.reshape(-1), ws.reshape(-1)
+        wa_c, ws_c = wa_f[conflict], ws_f[conflict]
+        drop_a = ws_c > wa_c
+        wa_f[conflict] = np.where(drop_a, np.float32(0), wa_c)
+        ws_f[conflict] = np.where(drop_a, ws_c, np.float32(0))
+        w.reshape(-1)[conflict] = np.where(drop_a, ws_c, wa_c)
+    # ds + wa (da - ds) / w: exactly ds where wa = 0; where ws = 0 the active depth (0 if invalid too)
+    # is copied in exactly.
+    depth = np.multiply(wa, diff, out=diff)
     with np.errstate(divide="ignore", invalid="ignore"):
-        # ds + wa (da - ds) / w: exactly ds where wa = 0, exactly da (0 if invalid too) where ws = 0.
-        depth = np.where(ws > 0, ds + wa * diff / w, da)
-    sources = (wa > 0).view(np.uint8) | ((ws > 0).view(np.uint8) << np.uint8(1))
+        depth /= w
+    depth += ds
+    no_s = ws == 0
+    np.copyto(depth, da, where=no_s)
+    sources = (wa > 0).view(np.uint8)
+    sources |= np.logical_not(no_s).view(np.uint8) << np.uint8(1)
     if use_temporal:
         tp = _weighted(temporal, c.w_temporal, shape)
         wt = np.square(sref / tp.sigma_m)
@@ -198,13 +217,20 @@ def fuse_local(active: SourceConfidence | None, stereo: SourceConfidence | None,
         depth, w = _smooth(depth, w, c.smooth_sigma_px, c.smooth_accept_k * sref)
     if c.max_relative_sigma > 0 and both_given:
         # sigma <= r z  <=>  w r^2 z^2 >= sref^2  (sigma = sref / sqrt(w))
-        keep = w * np.square(np.float32(c.max_relative_sigma) * depth) >= sref * sref
-        depth = np.where(keep, depth, np.float32(0))
-        w = np.where(keep, w, np.float32(0))
-        sources = sources * keep.view(np.uint8)
+        t = np.multiply(depth, np.float32(c.max_relative_sigma))
+        np.multiply(t, t, out=t)
+        t *= w
+        drop = t < sref * sref
+        del t
+        depth[drop] = 0
+        w[drop] = 0
+        sources[drop] = 0
     with np.errstate(divide="ignore"):
-        sigma = sref / np.sqrt(w)  # inf where invalid (w = 0)
-    return FusedDepth(depth_m=depth.astype(np.float32, copy=False), confidence=w / (w + np.float32(1)),
+        sigma = np.sqrt(w)
+        np.divide(sref, sigma, out=sigma)  # inf where invalid (w = 0)
+    conf = np.add(w, np.float32(1))
+    np.divide(w, conf, out=conf)
+    return FusedDepth(depth_m=depth.astype(np.float32, copy=False), confidence=conf,
                       sigma_m=sigma, sources=sources, method="local", timings_s={"fusion": time.perf_counter() - t0})
 
 
@@ -220,17 +246,22 @@ def _smooth(depth: np.ndarray, w: np.ndarray, sigma_px: float, accept_m: float) 
     ``w`` is the inverse variance relative to ``sigma_ref^2`` and ``accept_m = k sigma_ref``: the
     smoothed value replaces the pixel's where ``|mean - d| <= k sigma``. A Gaussian mean is unbiased
     on planes (also slanted ones); next to a depth edge it is pulled toward the other side and the
-    test falls back to the pixel's own estimate.
+    test falls back to the pixel's own estimate. ``depth`` and ``w`` are updated in place (and returned).
     """
     ksize = 2 * int(np.ceil(2.5 * sigma_px)) + 1
     den = cv2.GaussianBlur(w, (ksize, ksize), sigma_px)
-    num = cv2.GaussianBlur(w * depth, (ksize, ksize), sigma_px)
+    num = cv2.GaussianBlur(np.multiply(w, depth), (ksize, ksize), sigma_px)
     with np.errstate(divide="ignore", invalid="ignore"):
-        mean = num / den
-    accept = (np.square(mean - depth) * w <= np.float32(accept_m * accept_m)) & (w > 0)
-    out = np.where(accept, mean, depth)
-    out_w = np.where(accept, w * np.float32(1.0 / _SMOOTH_VARIANCE_FACTOR), w)
-    return out, out_w
+        mean = np.divide(num, den, out=num)
+    # |mean - d|^2 w <= accept^2 on valid pixels (w > 0); NaN means (den = 0) fail the comparison.
+    r = np.subtract(mean, depth, out=den)
+    np.multiply(r, r, out=r)
+    r *= w
+    accept = r <= np.float32(accept_m * accept_m)
+    accept &= w > 0
+    np.copyto(depth, mean, where=accept)
+    np.multiply(w, np.float32(1.0 / _SMOOTH_VARIANCE_FACTOR), out=w, where=accept)
+    return depth, w
 
 
 class DepthFuser:

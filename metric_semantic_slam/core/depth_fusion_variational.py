@@ -62,46 +62,50 @@ def primal_dual_huber_tv(u0: torch.Tensor, f: torch.Tensor, lam: torch.Tensor, w
     if u0.shape[0] < 2 or u0.shape[1] < 2 or iterations == 0:
         return u0.clone()
     tau = sigma = 0.99 / math.sqrt(8.0)  # tau * sigma * ||K||^2 < 1 with ||K||^2 <= 8 (|w| <= 1)
-    wx = wx.clone()
-    wy = wy.clone()
-    wx[:, -1] = 0.0  # makes the divergence below a plain backward difference
-    wy[-1, :] = 0.0
+    # The duals are kept multiplied by the edge weights (q = w p, so |p| <= mu becomes |q| <= w mu): the
+    # divergence then reads q directly, which saves two passes over the image per iteration. A zero
+    # weight on the last column/row (Neumann boundary) keeps q there at 0, so the divergence below is a
+    # plain backward difference. (New tensors: the caller's weights are left as they are.)
+    sx = wx.square().mul_(sigma)
+    sy = wy.square().mul_(sigma)
+    bx = wx.mul(mu)
+    by = wy.mul(mu)
+    for t in (sx[:, -1], bx[:, -1], sy[-1, :], by[-1, :]):
+        t.zero_()
+    nbx, nby = -bx, -by
+    # delta may vary per pixel (a Huber threshold proportional to depth).
+    if isinstance(delta, torch.Tensor):
+        shrink = torch.mul(delta, sigma / max(mu, 1e-12)).add_(1.0).reciprocal_()
+    else:
+        shrink = 1.0 / (1.0 + sigma * delta / max(mu, 1e-12))
     u = u0.clone()
     ubar = u0.clone()
-    u_old = torch.empty_like(u)
-    px = torch.zeros_like(u)
-    py = torch.zeros_like(u)
-    gx = torch.zeros_like(u)
-    gy = torch.zeros_like(u)
-    qx = torch.empty_like(u)
-    qy = torch.empty_like(u)
-    div = torch.empty_like(u)
-    # delta may vary per pixel (a Huber threshold proportional to depth).
-    shrink = 1.0 / (1.0 + sigma * delta / max(mu, 1e-12))
+    u_next = torch.empty_like(u)
+    qx = torch.zeros_like(u)
+    qy = torch.zeros_like(u)
+    g = torch.zeros_like(u)  # gradient scratch; its last row/column only ever meets a zero weight
 
     def data_terms(lam_: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return tau * (lam_ * f).sum(0), 1.0 / (1.0 + tau * lam_.sum(0))
+        # u_next = (u + tau div + tau sum(lam f)) / (1 + tau sum(lam)) = (u + tau div) inv + c
+        inv_ = (lam_.sum(0) * tau).add_(1.0).reciprocal_()
+        return (lam_ * f).sum(0).mul_(tau).mul_(inv_), inv_
 
-    tlf, inv = data_terms(lam)
+    c, inv = data_terms(lam)
     for it in range(iterations):
-        torch.sub(ubar[:, 1:], ubar[:, :-1], out=gx[:, :-1])
-        torch.sub(ubar[1:, :], ubar[:-1, :], out=gy[:-1, :])
-        px.addcmul_(wx, gx, value=sigma).mul_(shrink)
-        py.addcmul_(wy, gy, value=sigma).mul_(shrink)
-        # Anisotropic Huber-TV: each component's dual lives in [-mu, mu] (a clamp instead of a
-        # normalisation: fewer passes over memory per iteration).
-        px.clamp_(-mu, mu)
-        py.clamp_(-mu, mu)
-        torch.mul(wx, px, out=qx)
-        torch.mul(wy, py, out=qy)
-        torch.add(qx, qy, out=div)
-        div[:, 1:].sub_(qx[:, :-1])
-        div[1:, :].sub_(qy[:-1, :])
-        u_old.copy_(u)
-        u.add_(div, alpha=tau).add_(tlf).mul_(inv)
-        torch.mul(u, 2.0, out=ubar).sub_(u_old)
+        torch.sub(ubar[:, 1:], ubar[:, :-1], out=g[:, :-1])
+        # Huber prox (the shrink) then the anisotropic projection onto |q| <= w mu (a clamp).
+        qx.addcmul_(sx, g).mul_(shrink).clamp_(nbx, bx)
+        torch.sub(ubar[1:, :], ubar[:-1, :], out=g[:-1, :])
+        qy.addcmul_(sy, g).mul_(shrink).clamp_(nby, by)
+        torch.add(u, qx, alpha=tau, out=u_next)
+        u_next[:, 1:].sub_(qx[:, :-1], alpha=tau)
+        u_next.add_(qy, alpha=tau)
+        u_next[1:, :].sub_(qy[:-1, :], alpha=tau)
+        torch.addcmul(c, u_next, inv, out=u_next)
+        torch.lerp(u, u_next, 2.0, out=ubar)  # over-relaxation: 2 u_next - u
+        u, u_next = u_next, u
         if reweight is not None and (it + 1) % reweight_every == 0 and it + 1 < iterations:
-            tlf, inv = data_terms(reweight(u))
+            c, inv = data_terms(reweight(u))
     return u
 
 
@@ -131,36 +135,43 @@ class VariationalFusion:
         dev = self.device
         inv_ref = np.float32(1.0 / s_ref)
         # Sources' depth in sigma_ref units; invalid pixels have sigma = inf, hence lambda = 0.
-        f = torch.from_numpy(np.stack([x.depth_m for x, _ in srcs])).to(dev).mul_(inv_ref)
-        sig2 = torch.from_numpy(np.stack([x.sigma_m for x, _ in srcs])).to(dev).mul_(inv_ref).square_()
+        shape = (len(srcs), *local.depth_m.shape)
+        f = torch.empty(shape, dtype=torch.float32, device=dev)
+        sig2 = torch.empty(shape, dtype=torch.float32, device=dev)
+        for i, (x, _) in enumerate(srcs):  # scaled straight into the stacked arrays: one pass each
+            torch.mul(torch.from_numpy(x.depth_m).to(dev), inv_ref, out=f[i])
+            torch.mul(torch.from_numpy(x.sigma_m).to(dev), inv_ref, out=sig2[i]).square_()
         w = torch.tensor([wt for _, wt in srcs], dtype=torch.float32, device=dev)[:, None, None]
-        lam0 = w / sig2
-        u0 = torch.from_numpy(local.depth_m).to(dev).mul_(inv_ref)  # 0 where the local fusion has no depth
+        # Not in place: on the CPU from_numpy shares the caller's array.
+        u0 = torch.from_numpy(local.depth_m).to(dev).mul(inv_ref)  # 0 where the local fusion has no depth
         valid_t = u0 > 0
-        k2 = float(c.outlier_k) ** 2
+        inv_k2 = 1.0 / float(c.outlier_k) ** 2
 
         def reweight(u: torch.Tensor) -> torch.Tensor:
-            # Cauchy weights: a residual of k std halves a source's weight.
-            r2 = (u[None] - f).square_().div_(sig2).mul_(1.0 / k2).add_(1.0)
-            return lam0 / r2
+            # Cauchy weights: a residual of k std halves a source's weight. lam0 / (1 + r^2 / (k^2 sig^2))
+            # written as w / (sig^2 + r^2 / k^2): fewer passes over the (S, H, W) arrays.
+            return torch.sub(u[None], f).square_().mul_(inv_k2).add_(sig2).reciprocal_().mul_(w)
 
         lam = reweight(u0)
         # Per-pixel Huber threshold grows with depth (as do noise and slanted-plane slopes), so planes
         # stay in the quadratic regime and only real jumps are treated as edges.
         delta = torch.clamp(u0, min=0.3 * float(inv_ref)).mul_(float(c.huber_delta_m))
-        gx, gy = _grad(u0)
-        # Edge weights: no smoothing across jumps nor across validity borders (holes are decoupled, so
-        # their start value does not matter).
-        scale = -1.0 / float(c.edge_beta)
-        wx = torch.exp(gx.abs_().div_(delta).mul_(scale))
-        wy = torch.exp(gy.abs_().div_(delta).mul_(scale))
-        wx[:, :-1] *= valid_t[:, 1:] & valid_t[:, :-1]
-        wy[:-1, :] *= valid_t[1:, :] & valid_t[:-1, :]
+        # Edge weights exp(-|jump| / (beta delta)): no smoothing across jumps nor across validity borders
+        # (holes are decoupled, so their start value does not matter). The last column/row is unused.
+        neg_inv = torch.reciprocal(delta).mul_(-1.0 / float(c.edge_beta))
+        wx = torch.zeros_like(u0)
+        wy = torch.zeros_like(u0)
+        torch.sub(u0[:, 1:], u0[:, :-1], out=wx[:, :-1])
+        torch.sub(u0[1:, :], u0[:-1, :], out=wy[:-1, :])
+        wx.abs_().mul_(neg_inv).exp_()
+        wy.abs_().mul_(neg_inv).exp_()
+        wx[:, :-1].mul_(valid_t[:, 1:] & valid_t[:, :-1])
+        wy[:-1, :].mul_(valid_t[1:, :] & valid_t[:-1, :])
         u = primal_dual_huber_tv(u0, f, lam, wx, wy, float(c.tv_weight), delta, int(c.iterations),
                                  reweight=reweight, reweight_every=int(c.reweight_every))
         depth = u.mul_(s_ref).cpu().numpy()
-        depth *= local.valid
-        bad = local.valid & ~(depth > 0)  # NaN or non-positive: never expected, but never published
+        depth *= valid
+        bad = valid & ~(depth > 0)  # NaN or non-positive: never expected, but never published
         if bad.any():
             depth[bad] = local.depth_m[bad]
         conf, sigma, sources = local.confidence, local.sigma_m, local.sources

@@ -92,3 +92,18 @@ def test_variational_on_cuda_matches_cpu():
     cpu = DepthFuser(DepthFusionConfig(method="variational")).fuse_sources(a, s)
     gpu = DepthFuser(DepthFusionConfig(method="variational", device="cuda")).fuse_sources(a, s)
     np.testing.assert_allclose(cpu.depth_m, gpu.depth_m, atol=1e-4)
+
+
+def test_refine_leaves_its_inputs_unchanged():
+    # The CPU solver wraps numpy arrays without copying; it must not scale them in place.
+    from metric_semantic_slam.core.depth_fusion import fuse_local
+    from metric_semantic_slam.core.depth_fusion_variational import VariationalFusion
+
+    _, a, s = _scene(1)
+    cfg = DepthFusionConfig(method="variational", iterations=5)
+    local = fuse_local(a, s, cfg)
+    saved = [x.copy() for x in (local.depth_m, local.sigma_m, a.depth_m, a.sigma_m, s.depth_m, s.sigma_m)]
+    out = VariationalFusion(cfg).refine(local, a, s)
+    for x, y in zip((local.depth_m, local.sigma_m, a.depth_m, a.sigma_m, s.depth_m, s.sigma_m), saved):
+        assert np.array_equal(x, y)
+    assert np.array_equal(out.valid, local.valid) and not np.array_equal(out.depth_m, local.depth_m)

@@ -202,3 +202,15 @@ def test_two_objects_make_two_instances_and_class_must_agree():
         m.integrate(depth, color, cam, T, sem2, inst2)
     classes = sorted(i.class_id for i in m.instances())
     assert classes == sorted([TABLE, CHAIR])
+
+
+def test_histogram_unique_matches_torch_unique():
+    from metric_semantic_slam.core.mapping.instances import _unique_small
+
+    g = torch.Generator().manual_seed(0)
+    for values in (torch.randint(0, 40, (1000,), generator=g), torch.tensor([7, 7, 0, 3]),
+                   torch.tensor([5, 2**40, 5]), torch.zeros(0, dtype=torch.int64)):
+        got = _unique_small(values)
+        want = torch.unique(values, return_inverse=True, return_counts=True)
+        for a, b in zip(got, want):
+            assert torch.equal(a, b)

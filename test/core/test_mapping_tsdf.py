@@ -109,3 +109,46 @@ def test_depth_range_limits():
         TsdfConfig(depth_min_m=2.0, depth_max_m=1.0).validate()
     m.integrate(np.full(cam.shape, 2.0, np.float32), None, cam, np.eye(4))
     assert m.num_blocks == 0
+
+
+def test_block_dense_update_leaves_unobserved_voxels_bit_identical():
+    # integrate_tsdf blends whole blocks with weight 0 where a voxel is not updated; those voxels must
+    # keep their exact state (no rounding drift), and the observation lists exactly the updated voxels.
+    from metric_semantic_slam.core.mapping.tsdf import allocate_blocks, integrate_tsdf
+
+    cam = small_camera()
+    m = _mapper()
+    T1 = look_at_T([0.0, 0.0, 0.0], [0.0, 0.0, 3.0])
+    m.integrate(sphere_depth(cam, T1, [0.0, 0.0, 2.0], 0.5), np.full(cam.shape + (3,), 50, np.uint8), cam, T1)
+    T2 = look_at_T([0.6, 0.0, 0.2], [0.0, 0.0, 2.0])
+    depth2 = torch.as_tensor(plane_depth(cam, T2, [0, 0, 2.4], [0, 0, 1.0]))
+    K, T = torch.as_tensor(cam.K, dtype=torch.float32), torch.as_tensor(T2)
+    cfg = m.config.tsdf
+    slots = allocate_blocks(m.store, cfg, depth2, K, T)
+    before = {k: m.store.view(k).clone() for k in ("tsdf", "weight", "color")}
+    obs = integrate_tsdf(m.store, cfg, slots, depth2, torch.full(cam.shape + (3,), 200, dtype=torch.uint8), K, T,
+                         m._offsets, select_band_m=None)
+    assert obs.num_updated == obs.voxel.numel() > 500 and torch.unique(obs.voxel).numel() == obs.voxel.numel()
+    changed = torch.zeros(before["weight"].shape[0], dtype=torch.bool)
+    changed[obs.voxel] = True
+    for k in ("tsdf", "weight", "color"):
+        assert torch.equal(m.store.view(k)[~changed], before[k][~changed]), k
+    assert torch.equal(m.store.view("weight")[changed], before["weight"][changed] + 1)
+    # A first observation (weight 0 before) takes the observed TSDF and color as they are.
+    first = before["weight"][obs.voxel] == 0
+    assert first.sum() > 100
+    tr = cfg.truncation_m
+    np.testing.assert_allclose(m.store.view("tsdf")[obs.voxel[first]].numpy(),
+                               (obs.sdf_m[first] / tr).clamp(max=1.0).numpy(), atol=1e-6)
+    assert torch.all(m.store.view("color")[obs.voxel[first]] == 200.0)
+    # The band selection is the subset |sdf| < band of the same update.
+    tsdf_after = m.store.view("tsdf").clone()
+    for k, v in before.items():
+        m.store.view(k).copy_(v)
+    band = integrate_tsdf(m.store, cfg, slots, depth2, None, K, T, m._offsets, select_band_m=0.08)
+    near = obs.sdf_m.abs() < 0.08
+    assert torch.equal(torch.sort(band.voxel).values, torch.sort(obs.voxel[near]).values)
+    assert band.num_updated == obs.num_updated
+    assert torch.equal(m.store.view("tsdf"), tsdf_after)
+    none = integrate_tsdf(m.store, cfg, slots, depth2, None, K, T, m._offsets, select_band_m=0.0)
+    assert none.voxel.numel() == 0 and none.num_updated == obs.num_updated

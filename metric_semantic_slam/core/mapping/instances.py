@@ -76,6 +76,23 @@ class MapInstance:
                    voxel_count=int(d.get("voxel_count", 0)), merged_ids=[int(i) for i in d.get("merged_ids", [])])
 
 
+def _unique_small(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``torch.unique(values, return_inverse=True, return_counts=True)`` for small non-negative ids.
+
+    A histogram instead of a sort: linear in the number of values (ids here are frame segment ids and
+    map instance ids, far below the value count). Falls back to ``torch.unique`` for large ids.
+    Shape: values (K,) int64 -> unique (U,), inverse (K,), counts (U,).
+    """
+    top = int(values.max()) if values.numel() else 0
+    if top > 4 * values.numel() + 65536:
+        return torch.unique(values, return_inverse=True, return_counts=True)
+    hist = torch.bincount(values, minlength=top + 1)
+    present = hist > 0
+    uniq = torch.nonzero(present).flatten()
+    rank = torch.cumsum(present, 0) - 1
+    return uniq, rank.index_select(0, values), hist.index_select(0, uniq)
+
+
 class InstanceTracker:
     """Per-voxel instance ids (layers ``inst_id``, ``inst_conf``) and the table of map instances."""
 
@@ -103,9 +120,8 @@ class InstanceTracker:
         Shape: voxel (K,), segment (K,) int64, segment_class (K,) int64.
         """
         id_v, conf_v = self.store.view("inst_id"), self.store.view("inst_conf")
-        cur = id_v.index_select(0, voxel).to(torch.int64)
-        conf = conf_v.index_select(0, voxel).to(torch.int64)
-        cur = torch.where(conf > 0, cur, torch.zeros_like(cur))
+        conf = conf_v.index_select(0, voxel)
+        cur = torch.where(conf > 0, id_v.index_select(0, voxel), 0).to(torch.int64)
         # Only voxels that see a segment or hold an id have anything to update (stuff is most of a frame).
         rel = torch.nonzero((segment > 0) | (cur > 0)).flatten()
         if rel.numel() == 0:
@@ -114,13 +130,13 @@ class InstanceTracker:
         centres_m = centres_fn(voxel)
         cur, conf = cur[rel], conf[rel]
         target = torch.zeros_like(cur)
-        segs, inv, counts = torch.unique(segment, return_inverse=True, return_counts=True)
+        segs, inv, counts = _unique_small(segment)
         C = self.num_classes
         # Majority class per segment in one bincount over (segment, class) pairs.
         cls_hist = torch.bincount(inv * C + segment_class, minlength=segs.shape[0] * C).view(-1, C)
         seg_cls = cls_hist.argmax(dim=1)
         # Overlap of each segment with each current map id.
-        m_ids, m_inv = torch.unique(cur, return_inverse=True)
+        m_ids, m_inv, _ = _unique_small(cur)
         pair = torch.bincount(inv * m_ids.shape[0] + m_inv, minlength=segs.shape[0] * m_ids.shape[0])
         pair = pair.view(segs.shape[0], m_ids.shape[0]).cpu().numpy()
         segs_np, counts_np, cls_np, m_np = (segs.cpu().numpy(), counts.cpu().numpy(), seg_cls.cpu().numpy(),

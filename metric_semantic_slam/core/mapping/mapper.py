@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -155,11 +156,16 @@ class SemanticVoxelMapper:
             raise ValueError(f"depth shape {depth.shape} does not match camera {camera.shape}")
         if not np.issubdtype(depth.dtype, np.floating):
             raise ValueError(f"depth must be float meters, got dtype {depth.dtype}")
-        if np.isinf(depth).any():
+        # Two reductions instead of one boolean image per test (NaN is skipped by nanmin/nanmax; an
+        # all-NaN image gives NaN, which fails the > 0 test below).
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            lo, hi = np.nanmin(depth), np.nanmax(depth)
+        if np.isinf(lo) or np.isinf(hi):
             raise ValueError("depth contains infinite values")
-        if (depth < 0).any():
+        if lo < 0:
             raise ValueError("depth contains negative values")
-        if not (np.isfinite(depth) & (depth > 0)).any():
+        if not hi > 0:
             raise ValueError("depth has no valid pixel (all zero or NaN)")
         if color is not None:
             col = np.asarray(color)
@@ -177,7 +183,9 @@ class SemanticVoxelMapper:
             if sem.shape == camera.shape:
                 if not np.issubdtype(sem.dtype, np.integer):
                     raise ValueError(f"semantic labels must be integers, got {sem.dtype}")
-                if sem.min() < 0 or sem.max() >= self.num_classes or not self._known_ids[sem].all():
+                # The per-pixel lookup of defined ids is only needed when the label space has gaps.
+                if (sem.min() < 0 or sem.max() >= self.num_classes
+                        or (not self._known_ids.all() and not self._known_ids[sem].all())):
                     bad = np.unique(sem[(sem < 0) | (sem >= self.num_classes)])
                     raise ValueError(f"semantic labels outside the label space {self.labels.name!r}: "
                                      f"{bad[:10].tolist() or 'ids not defined'}")
@@ -191,7 +199,7 @@ class SemanticVoxelMapper:
             ins = np.asarray(instance)
             if ins.shape != camera.shape or not np.issubdtype(ins.dtype, np.integer):
                 raise ValueError(f"instance must be an integer {camera.shape} image, got {ins.dtype} {ins.shape}")
-            if ins.min() < 0:
+            if np.issubdtype(ins.dtype, np.signedinteger) and ins.min() < 0:
                 raise ValueError("instance ids must be >= 0")
             if semantic is None:
                 raise ValueError("instance ids need a semantic image (an instance's class comes from it)")
@@ -211,40 +219,44 @@ class SemanticVoxelMapper:
         t0 = time.perf_counter()
         dev = self.device
         cfg = self.config.tsdf
-        depth = torch.as_tensor(np.asarray(depth_m, dtype=np.float32), device=dev)
-        # NaN fails both comparisons, so this also clears invalid pixels.
-        depth = depth * ((depth >= cfg.depth_min_m) & (depth <= cfg.depth_max_m))
-        depth = torch.nan_to_num_(depth, nan=0.0)
-        sem_t = probs_t = None
+        # A copy we own, out-of-range pixels zeroed; NaN fails both comparisons, so this also clears
+        # invalid pixels. (numpy: its vectorised comparisons and masked store beat torch's here.)
+        depth_np = np.array(depth_m, dtype=np.float32)
+        depth_np[~((depth_np >= cfg.depth_min_m) & (depth_np <= cfg.depth_max_m))] = 0.0
+        depth = torch.as_tensor(depth_np, device=dev)
+        sem_flat = probs_t = None
         if semantic is not None:
             s = torch.as_tensor(np.asarray(semantic), device=dev)
             if s.ndim == 2:
-                sem_t = s.to(torch.int64)
+                # int32 ids: half the memory traffic of int64 and still a valid gather index.
+                sem_flat = (s if s.dtype == torch.int32 else s.to(torch.int32)).view(-1)
             else:
                 probs_t = s.to(torch.float32)
-                sem_t = probs_t.argmax(dim=2)
+                sem_flat = probs_t.argmax(dim=2).view(-1)
             # Dynamic/private pixels are removed before anything is fused.
-            depth = torch.where(self._excluded[sem_t], torch.zeros_like(depth), depth)
+            depth = torch.where(self._excluded.index_select(0, sem_flat).view_as(depth), 0.0, depth)
         col_t = torch.as_tensor(np.asarray(color), device=dev) if color is not None else None
         K = torch.as_tensor(camera.K, dtype=torch.float32, device=dev)
         T = torch.as_tensor(np.asarray(T_world_camera, dtype=np.float64), device=dev)
         n_before = len(self.store)
         slots = allocate_blocks(self.store, cfg, depth, K, T)
-        obs = integrate_tsdf(self.store, cfg, slots, depth, col_t, K, T, self._offsets)
-        if sem_t is not None:
-            near = obs.sdf_m.abs() < self.config.semantics.band_voxels * cfg.voxel_size_m
-            v_near, p_near = obs.voxel[near], obs.pixel[near]
+        band_m = self.config.semantics.band_voxels * cfg.voxel_size_m if sem_flat is not None else 0.0
+        obs = integrate_tsdf(self.store, cfg, slots, depth, col_t, K, T, self._offsets, select_band_m=band_m)
+        if sem_flat is not None:
+            v_near, p_near = obs.voxel, obs.pixel
+            labels = sem_flat.index_select(0, p_near).to(torch.int64)
             if probs_t is not None:
                 p = probs_t.reshape(-1, probs_t.shape[2]).index_select(0, p_near)
                 self.semantics.update_probabilities(v_near, p)
             else:
-                self.semantics.update_labels(v_near, sem_t.reshape(-1).index_select(0, p_near))
+                self.semantics.update_labels(v_near, labels)
             if instance is not None:
-                ins_t = torch.as_tensor(np.asarray(instance).astype(np.int64), device=dev).reshape(-1)
-                seg_cls = sem_t.reshape(-1).index_select(0, p_near)
-                seg = ins_t.index_select(0, p_near)
-                seg = torch.where(self._thing[seg_cls], seg, torch.zeros_like(seg))
-                self.instance_tracker.update(v_near, seg, seg_cls, self.voxel_centres,
+                ins = np.asarray(instance)
+                ins_t = torch.as_tensor(ins.astype(np.int32 if np.can_cast(ins.dtype, np.int32) else np.int64),
+                                        device=dev)
+                seg = ins_t.view(-1).index_select(0, p_near).to(torch.int64)
+                seg = torch.where(self._thing.index_select(0, labels), seg, 0)
+                self.instance_tracker.update(v_near, seg, labels, self.voxel_centres,
                                              self.frames_integrated)
         n = len(self.store)
         if self._changed.shape[0] < n:
@@ -256,7 +268,7 @@ class SemanticVoxelMapper:
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         return IntegrationStats(blocks_visited=int(slots.shape[0]), blocks_allocated=n - n_before,
-                                blocks_evicted=evicted, voxels_updated=int(obs.voxel.shape[0]),
+                                blocks_evicted=evicted, voxels_updated=obs.num_updated,
                                 total_blocks=len(self.store), time_s=time.perf_counter() - t0)
 
     def voxel_centres(self, voxel: torch.Tensor) -> torch.Tensor:

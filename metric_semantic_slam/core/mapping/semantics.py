@@ -119,23 +119,26 @@ class DenseBayesianFusion(SemanticFusion):
         store.add_layer("sem_scores", (self.num_classes,), torch.float16, 0.0)
 
     def update_labels(self, voxel: torch.Tensor, labels: torch.Tensor) -> None:
-        keep = labels > 0
-        voxel, labels = voxel[keep], labels[keep]
         if voxel.numel() == 0:
             return
         flat = self.store.layers["sem_scores"].view(-1)
         pos = voxel * self.num_classes + labels
-        new = flat.index_select(0, pos).to(torch.float32) + self.delta
+        # Unknown (0) labels add 0 to class 0: the score is written back unchanged, which is cheaper
+        # than filtering them out first (voxels are unique within one update, so no write collides).
+        new = flat.index_select(0, pos).to(torch.float32).add_((labels > 0).to(torch.float32), alpha=self.delta)
         cap = self.config.max_log_odds
         sat = new > cap
         flat.index_copy_(0, pos, new.clamp(max=cap).to(torch.float16))
         if bool(sat.any()):
-            # Saturated voxels: shift the whole row so the other classes keep their distance.
-            sv = voxel[sat]
-            rows = self.store.view("sem_scores").index_select(0, sv).to(torch.float32)
-            rows -= (new[sat] - cap)[:, None]
-            rows.scatter_(1, labels[sat][:, None], cap)
-            self.store.view("sem_scores").index_copy_(0, sv, rows.clamp_(min=0.0).to(torch.float16))
+            # Saturated voxels (most of a well observed map): shift the whole row so the other classes
+            # keep their distance. One index list serves every gather.
+            si = torch.nonzero(sat).flatten()
+            sv = voxel.index_select(0, si)
+            view = self.store.view("sem_scores")
+            rows = view.index_select(0, sv).to(torch.float32)
+            rows.sub_(new.index_select(0, si).sub_(cap)[:, None]).clamp_(min=0.0)
+            rows.scatter_(1, labels.index_select(0, si)[:, None], cap)
+            view.index_copy_(0, sv, rows.to(torch.float16))
 
     def update_probabilities(self, voxel: torch.Tensor, probs: torch.Tensor) -> None:
         if voxel.numel() == 0:

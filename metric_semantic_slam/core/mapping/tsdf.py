@@ -69,14 +69,18 @@ class TsdfConfig:
 class Observation:
     """Voxels updated by one frame.
 
-    Shape: voxel (K,) int64 flat voxel index (``slot * R^3 + local``); pixel (K,) int64 flat pixel index
-    (``v * W + u``); sdf_m (K,) float32 projective signed distance. ``slots`` (B,) are the blocks visited.
+    ``voxel``, ``pixel`` and ``sdf_m`` list the updated voxels within ``select_band_m`` of the observed
+    surface (all updated voxels when no band was asked for; none when the band is 0): voxel (K,) int64
+    flat voxel index (``slot * R^3 + local``); pixel (K,) int64 flat pixel index (``v * W + u``); sdf_m
+    (K,) float32 projective signed distance. ``slots`` (B,) are the blocks visited and ``num_updated``
+    counts every voxel whose TSDF was updated.
     """
 
     voxel: torch.Tensor
     pixel: torch.Tensor
     sdf_m: torch.Tensor
     slots: torch.Tensor
+    num_updated: int = 0
 
 
 def local_voxel_offsets(R: int, device: torch.device) -> torch.Tensor:
@@ -114,28 +118,38 @@ def allocate_blocks(store: BlockStore, config: TsdfConfig, depth: torch.Tensor, 
     rx = xs.index_select(0, idx % xs.shape[0])
     ry = ys.index_select(0, torch.div(idx, xs.shape[0], rounding_mode="floor"))
     tr = config.truncation_m
-    Rm = T_world_camera[:3, :3].tolist()  # python floats: no tiny-tensor ops in the loop
+    Rm = T_world_camera[:3, :3].tolist()  # python floats: no tiny-tensor ops
     t = T_world_camera[:3, 3].tolist()
     inv_b = 1.0 / config.block_size_m
-    keys = []
-    for off in (-tr, 0.0, tr):
-        z = (dd + off).clamp_(min=1e-3)
-        x = rx * z
-        y = ry * z
-        # world = R @ (x, y, z) + t, written out: (N, 3) @ (3, 3) matmuls are slow for skinny inputs
-        c = [torch.floor(((Rm[i][0] * x + Rm[i][1] * y + Rm[i][2] * z) + t[i]) * inv_b).to(torch.int64)
-             for i in range(3)]
-        keys.append(pack_keys(torch.stack(c, dim=1)))
-    keys = torch.unique(torch.cat(keys))
-    slots, _ = store.insert(unpack_keys(keys))
+    # The samples at depth - tr, depth, depth + tr in one (3, N) array: fewer, larger tensor ops.
+    z = (dd + torch.tensor([[-tr], [0.0], [tr]], dtype=dd.dtype, device=dev)).clamp_(min=1e-3)
+    x = rx * z
+    y = ry * z
+    # world = R @ (x, y, z) + t, written out: (N, 3) @ (3, 3) matmuls are slow for skinny inputs
+    c = [torch.floor_((x * (Rm[i][0] * inv_b)).add_(y, alpha=Rm[i][1] * inv_b).add_(z, alpha=Rm[i][2] * inv_b)
+                      .add_(t[i] * inv_b)).to(torch.int64).view(-1) for i in range(3)]
+    keys = pack_keys(torch.stack(c, dim=1))
+    # Most blocks exist already: look every sample up (binary search) and mark the hit slots in a
+    # bitmap instead of sorting all samples; only the missing keys are deduplicated and inserted.
+    found = store.index.lookup_keys(keys)
+    hit = torch.zeros(len(store) + 1, dtype=torch.bool, device=dev)
+    hit[found] = True  # misses (-1) mark the spare last entry
+    slots = torch.nonzero(hit[:-1]).flatten()
+    missing = keys[found < 0]
+    if missing.numel():
+        _, new_slots = store.insert(unpack_keys(torch.unique(missing)))
+        slots = torch.cat([slots, new_slots])
     return slots
 
 
 def integrate_tsdf(store: BlockStore, config: TsdfConfig, slots: torch.Tensor, depth: torch.Tensor,
                    color: torch.Tensor | None, K: torch.Tensor, T_world_camera: torch.Tensor,
-                   offsets: torch.Tensor) -> Observation:
+                   offsets: torch.Tensor, select_band_m: float | None = None) -> Observation:
     """Fuse one depth (+ color) image into the blocks ``slots``; return the updated voxels.
 
+    ``slots`` must be unique (as :func:`allocate_blocks` returns them). ``select_band_m`` picks which
+    updated voxels the returned :class:`Observation` lists: those with ``|sdf| < select_band_m`` (what
+    semantic fusion needs), all of them when None, none when 0 (geometry only: no index lists built).
     Layers used: ``tsdf`` (float32), ``weight`` (float32), ``color`` (float32 RGB 0-255, optional).
     Shape: depth (H, W) float32 meters (0 = invalid); color (H, W, 3) uint8 or None; K (3, 3);
     T_world_camera (4, 4); offsets (R^3, 3) from :func:`local_voxel_offsets`.
@@ -154,48 +168,65 @@ def integrate_tsdf(store: BlockStore, config: TsdfConfig, slots: torch.Tensor, d
     P = torch.tensor([[fx, 0.0, cx + 1.5], [0.0, fy, cy + 1.5], [0.0, 0.0, 1.0]], dtype=torch.float64,
                      device=Rcw.device) @ Rcw
     origins = (store.index.coords[slots].to(torch.float64) * R_blk + 0.5) * vs
-    A = (_rows_times(origins, P) + (P @ Rcw.T @ tcw)).to(torch.float32)  # (B, 3): K'(Rcw o + tcw)
-    Lp = _rows_times(offsets.to(torch.float64) * vs, P).to(torch.float32)  # (R^3, 3)
+    # Component-major and contiguous (a strided column as a broadcast operand is several times slower).
+    A = (_rows_times(origins, P) + (P @ Rcw.T @ tcw)).T.to(torch.float32).contiguous()[:, :, None]  # (3, B, 1)
+    Lp = _rows_times(offsets.to(torch.float64) * vs, P).T.to(torch.float32).contiguous()[:, None, :]  # (3, 1, R^3)
     Wp = W + 2
     padded = torch.nn.functional.pad(depth, (1, 1, 1, 1)).reshape(-1)
-    z = A[:, 2:3] + Lp[None, :, 2]
+    # Every voxel of the visited blocks, as (B, R^3) arrays. The update is done block-densely (whole
+    # rows of the layers gathered and written back, non-updated voxels blended with weight 0): that
+    # streams through memory instead of gathering/scattering single voxels, and needs no index list.
+    z = A[2] + Lp[2]
     z_min = max(config.depth_min_m, 1e-3)
-    zc = z.clamp(min=z_min)  # no 0/0 NaN in the division; voxels with z < z_min are rejected below
-    up = torch.div(A[:, 0:1] + Lp[None, :, 0], zc).clamp_(0, W + 1).trunc_()
-    vp = torch.div(A[:, 1:2] + Lp[None, :, 1], zc).clamp_(0, H + 1).trunc_()
-    del zc
-    pix_all = torch.add(up, vp, alpha=Wp).to(torch.int64).reshape(-1)
-    del up, vp
-    d_all = padded.index_select(0, pix_all).view_as(z)
-    sdf_all = d_all - z
+    buf = z.clamp(min=z_min).reciprocal_()  # no 0/0 NaN; voxels with z < z_min are rejected below
+    uv = torch.add(A[0], Lp[0]).mul_(buf).clamp_(0, W + 1)
+    pix = uv.to(torch.int32)  # truncation = floor on these non-negative values (the +0.5 is in P)
+    torch.add(A[1], Lp[1], out=uv).mul_(buf).clamp_(0, H + 1)
+    row = uv.to(torch.int32)
+    del uv
+    pix.add_(row, alpha=Wp)  # padded-image index
+    d_all = padded.index_select(0, pix.view(-1)).view_as(z)
+    sdf_all = torch.sub(d_all, z, out=buf)
     tr = config.truncation_m
     upd = (sdf_all >= -tr) & (d_all > 0) & (z > z_min)
-    idx = torch.nonzero(upd.reshape(-1)).flatten()
-    b = torch.div(idx, n_local, rounding_mode="floor")
-    local = idx - b * n_local
-    voxel = slots.index_select(0, b) * n_local + local
-    pp = pix_all.index_select(0, idx)
-    prow = torch.div(pp, Wp, rounding_mode="floor")
-    pixel = (prow - 1) * W + (pp - prow * Wp - 1)  # back to the unpadded image
-    sdf = sdf_all.reshape(-1).index_select(0, idx)
-    tsdf_obs = (sdf / tr).clamp_(max=1.0)
+    del d_all
     if config.weight_mode == "constant":
-        w_obs = torch.ones_like(sdf)
+        w_obs = upd.to(torch.float32)
     else:
-        zz = z.reshape(-1).index_select(0, idx)
-        w_obs = (1.0 / (zz * zz)).clamp_(max=1.0)
-
-    tsdf_v = store.view("tsdf")
-    weight_v = store.view("weight")
-    w_old = weight_v.index_select(0, voxel)
-    w_sum = w_old + w_obs
-    a = w_obs / w_sum  # blend factor of the new observation
-    t_old = tsdf_v.index_select(0, voxel)
-    tsdf_v.index_copy_(0, voxel, t_old.add_((tsdf_obs - t_old).mul_(a)))
-    weight_v.index_copy_(0, voxel, w_sum.clamp_(max=config.max_weight))
+        w_obs = z.square_().reciprocal_().clamp_(max=1.0).mul_(upd)
+    del z
+    w_blk = store.layers["weight"].index_select(0, slots)
+    w_sum = w_blk.add_(w_obs)
+    # Blend factor of the new observation; 0 (state unchanged, exactly) where the voxel is not updated.
+    a = w_obs.div_(w_sum.clamp(min=1e-12))
+    t_blk = store.layers["tsdf"].index_select(0, slots)
+    t_obs = torch.mul(sdf_all, 1.0 / tr).clamp_(max=1.0)
+    t_blk.lerp_(t_obs, a)  # t + a (t_obs - t) in one pass
+    del t_obs
+    store.layers["tsdf"].index_copy_(0, slots, t_blk)
+    store.layers["weight"].index_copy_(0, slots, w_sum.clamp_(max=config.max_weight))
+    # Unpadded pixel index ((row - 1) W + col - 1), clamped: border voxels are not updated (a = 0), so
+    # any in-image pixel will do for them, and the color image needs no padded copy.
+    pix_img = torch.sub(pix, row, alpha=2).sub_(W + 1).clamp_(0, H * W - 1)
+    del pix, row
     if color is not None and "color" in store.layers:
-        color_v = store.view("color")
-        c_obs = color.reshape(-1, 3).index_select(0, pixel).to(torch.float32)
-        c_old = color_v.index_select(0, voxel)
-        color_v.index_copy_(0, voxel, c_old.add_((c_obs - c_old).mul_(a[:, None])))
-    return Observation(voxel=voxel, pixel=pixel, sdf_m=sdf, slots=slots)
+        c_obs = color.reshape(-1, 3).index_select(0, pix_img.view(-1)).view(*a.shape, 3).to(torch.float32)
+        c_blk = store.layers["color"].index_select(0, slots)
+        # A materialised (B, R^3, 3) weight: broadcasting a stride-0 innermost dimension of 3 is ~4x slower.
+        c_blk.lerp_(c_obs, a[..., None].expand_as(c_blk).contiguous())
+        store.layers["color"].index_copy_(0, slots, c_blk)
+    num_updated = int(upd.sum())
+    if select_band_m is None:
+        sel = upd
+    elif select_band_m > 0:
+        sel = upd & (sdf_all.abs() < select_band_m)
+    else:
+        empty = torch.zeros(0, dtype=torch.int64, device=depth.device)
+        return Observation(voxel=empty, pixel=empty, sdf_m=empty.to(torch.float32), slots=slots,
+                           num_updated=num_updated)
+    idx = torch.nonzero(sel.view(-1)).flatten()
+    shift = n_local.bit_length() - 1  # R^3 is a power of two: block = idx >> shift, local = idx & (R^3 - 1)
+    voxel = slots.index_select(0, idx >> shift).mul_(n_local).add_(idx & (n_local - 1))
+    pixel = pix_img.view(-1).index_select(0, idx).to(torch.int64)
+    sdf = sdf_all.view(-1).index_select(0, idx)
+    return Observation(voxel=voxel, pixel=pixel, sdf_m=sdf, slots=slots, num_updated=num_updated)
