@@ -20,6 +20,7 @@ builtin mIoU >= 0.70, PQ >= 0.50, CPU <= 60 ms (a missing weights file counts as
 mIoU = PQ = 1.
 
     python benchmarks/bench_panoptic.py [--frames 20] [--output output/bench_panoptic]
+        [--backends geometric] [--seeds 7,8,9] [--no-real]
 """
 from __future__ import annotations
 
@@ -201,14 +202,15 @@ class Scores:
         return s
 
 
-def run_sim(backends: dict, frames: int, space: LabelSpace, out_dir: Path) -> dict[str, dict]:
+def run_sim(backends: dict, frames: int, space: LabelSpace, out_dir: Path,
+            seeds: tuple[int, ...] = EVAL_SEEDS) -> dict[str, dict]:
     from metric_semantic_slam.core.panoptic import PanopticResult
     from tqdm import tqdm
 
     scores = {name: Scores(space) for name in backends}
     tiles: dict[str, list[np.ndarray]] = {name: [] for name in backends}
     thing = space.thing_mask
-    for seed in EVAL_SEEDS:
+    for seed in seeds:
         data = render_eval_frames(seed, frames)
         K = data["K"]
         H, W = data["depth_m"].shape[1:]
@@ -301,8 +303,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma list among oracle, oracle_noisy, geometric, builtin, torchscript, onnx")
     ap.add_argument("--model", default=None, help="model file for the torchscript / onnx rows")
     ap.add_argument("--adapter", default=None, help="adapter YAML for the torchscript / onnx rows")
+    ap.add_argument("--seeds", default=",".join(map(str, EVAL_SEEDS)),
+                    help="simulator seeds (default 7,8,9; must be < 1000: seeds >= 1000 train the built-in network)")
     ap.add_argument("--no-real", action="store_true", help="skip the TUM frames")
     args = ap.parse_args(argv)
+    seeds = tuple(int(x) for x in args.seeds.split(",") if x.strip())
+    if not seeds or any(x >= 1000 for x in seeds):
+        ap.error("--seeds: give simulator seeds below 1000 (>= 1000 are the built-in network's training seeds)")
     import torch
 
     torch.set_num_threads(1)
@@ -335,8 +342,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name}: cannot be built: {e}")
                 missed.append(f"{name}: not built")
     t0 = time.perf_counter()
-    table = run_sim(backends, args.frames, space, out_dir) if backends else {}
-    print(f"\nsimulator seeds {EVAL_SEEDS}, {args.frames} views each, 320x240, gravity from the pose "
+    table = run_sim(backends, args.frames, space, out_dir, seeds) if backends else {}
+    print(f"\nsimulator seeds {seeds}, {args.frames} views each, 320x240, gravity from the pose "
           f"({time.perf_counter() - t0:.0f} s)")
     hdr = f"{'backend':<14}{'mIoU':>7}{'PQ':>7}{'floor':>7}{'wall':>7}{'wall*':>7}{'ceil':>7}{'recall':>8}" \
           f"{'objs':>6}{'recall*':>8}{'objs*':>6}{'CPU ms':>8}{'wall ms':>9}"

@@ -209,3 +209,67 @@ def test_geometric_finds_a_door_and_a_window_by_color(space):
     plain = make_backend("geometric", space, doors_windows=False).predict(
         PanopticInput(color=color, depth_m=depth, camera=cam, gravity_camera=g))
     assert not np.isin(plain.semantic, [space.id_of("door"), space.id_of("window")]).any()
+
+
+def test_fill_depth_speckles_fills_inside_a_surface_but_does_not_bridge_depths():
+    from metric_semantic_slam.core.panoptic.geometric import fill_depth_speckles
+
+    z = np.full((40, 40), 2.0, np.float32)
+    z[:, 20:] = 3.0                                   # two surfaces 1 m apart
+    valid = np.ones(z.shape, bool)
+    rng = np.random.default_rng(0)
+    speckle = rng.random(z.shape) < 0.2
+    valid &= ~speckle
+    valid[:, 19:21] = False                           # a dropout line between the two surfaces
+    zin = np.where(valid, z, 0.0).astype(np.float32)
+    zf, vf = fill_depth_speckles(zin, valid, 5, 0.04)
+    inside = speckle.copy()
+    inside[:, 17:23] = False
+    assert vf[inside].mean() > 0.95                   # speckle inside each surface is filled ...
+    assert np.allclose(zf[inside & vf], z[inside & vf], atol=1e-4)   # ... with that surface's depth
+    assert not vf[:, 19:21].any()                     # the gap between the surfaces stays open
+    assert np.array_equal(zf[valid], zin[valid])      # measured depth is untouched
+
+
+def test_geometric_depthless_screen_is_an_object_and_wall_holes_are_wall(space):
+    depth, sem, inst, cam, g = box_room()
+    pw = box_room.last_points_world
+    color = np.full(depth.shape + (3,), 200, np.uint8)
+    back = (sem == 2) & (np.abs(pw[..., 1] - 4.0) < 1e-6)
+    screen = back & (pw[..., 0] > 0.2) & (pw[..., 0] < 1.2) & (pw[..., 2] > 1.0) & (pw[..., 2] < 1.6)
+    hole = back & (pw[..., 0] > -0.7) & (pw[..., 0] < -0.3) & (pw[..., 2] > 1.2) & (pw[..., 2] < 1.5)
+    assert screen.sum() > 150 and hole.sum() > 40
+    color[screen] = 20                                # a dark screen returns no depth
+    d = depth.copy()
+    d[screen | hole] = 0.0                            # the bright hole: a dropout in the plain wall
+    res = make_backend("geometric", space).predict(
+        PanopticInput(color=color, depth_m=d, camera=cam, gravity_camera=g))
+    ids, counts = np.unique(res.instance[screen], return_counts=True)
+    best = ids[np.argmax(counts)]
+    assert best != 0 and res.instance_classes[int(best)] == space.id_of("object")
+    assert _iou(res.instance == best, screen) > 0.8
+    assert np.mean(res.semantic[hole] == space.id_of("wall")) > 0.9
+    off = make_backend("geometric", space, screen_objects=False, wall_hole_frame=2.0).predict(
+        PanopticInput(color=color, depth_m=d, camera=cam, gravity_camera=g))
+    assert np.mean(off.instance[screen] > 0) < 0.5 and np.mean(off.semantic[hole] == 0) > 0.9
+
+
+def test_geometric_light_gradient_on_a_wall_is_not_a_window(space):
+    depth, sem, inst, cam, g = box_room()
+    pw = box_room.last_points_world
+    back = (sem == 2) & (np.abs(pw[..., 1] - 4.0) < 1e-6)
+    # a warm lamp glow fading smoothly over the back wall: far from the walls' median color in its
+    # middle, but without an edge
+    r2 = (pw[..., 0] + 0.8) ** 2 + (pw[..., 2] - 1.8) ** 2
+    glow = np.exp(-r2 / 0.3)
+    color = np.full(depth.shape + (3,), 200.0)
+    color[..., 0] += 55 * glow * back
+    color[..., 2] -= 90 * glow * back
+    color = np.clip(color, 0, 255).astype(np.uint8)
+    res = make_backend("geometric", space).predict(
+        PanopticInput(color=color, depth_m=depth, camera=cam, gravity_camera=g))
+    assert not np.isin(res.semantic, [space.id_of("door"), space.id_of("window")]).any()
+    assert _iou(res.semantic == space.id_of("wall"), sem == 2) > 0.9
+    no_edge_test = make_backend("geometric", space, door_edge_contrast=0.0).predict(
+        PanopticInput(color=color, depth_m=depth, camera=cam, gravity_camera=g))
+    assert np.isin(no_edge_test.semantic, [space.id_of("door"), space.id_of("window")]).any()
