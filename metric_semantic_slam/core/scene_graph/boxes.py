@@ -33,18 +33,23 @@ def fit_boxes(points_g: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.
     mean = np.add.reduceat(xy, starts, axis=0) / counts[:, None]
     xy = xy - np.repeat(mean, counts, axis=0)
 
+    # Angle-major layout (K, N): the per-group min / max reduce along contiguous rows, several times
+    # faster than along the columns of (N, K); every value is computed as before (same products and sums).
+    x = np.ascontiguousarray(xy[:, 0])
+    y = np.ascontiguousarray(xy[:, 1])
+    nx = -x
+
     def areas(angles_rad: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         # angles (G, K) per group or (K,) shared.
         c, s = np.cos(angles_rad), np.sin(angles_rad)
         if angles_rad.ndim == 1:
-            u = xy[:, :1] * c + xy[:, 1:2] * s
-            v = -xy[:, :1] * s + xy[:, 1:2] * c
+            cr, sr = c[:, None], s[:, None]
         else:
-            cr, sr = np.repeat(c, counts, axis=0), np.repeat(s, counts, axis=0)
-            u = xy[:, :1] * cr + xy[:, 1:2] * sr
-            v = -xy[:, :1] * sr + xy[:, 1:2] * cr
-        ulo, uhi = _group_minmax(u, starts)
-        vlo, vhi = _group_minmax(v, starts)
+            cr, sr = np.repeat(c.T, counts, axis=1), np.repeat(s.T, counts, axis=1)
+        u = x * cr + y * sr
+        v = nx * sr + y * cr
+        ulo, uhi = np.minimum.reduceat(u, starts, axis=1).T, np.maximum.reduceat(u, starts, axis=1).T
+        vlo, vhi = np.minimum.reduceat(v, starts, axis=1).T, np.maximum.reduceat(v, starts, axis=1).T
         return (uhi - ulo) * (vhi - vlo), (ulo, uhi), (vlo, vhi), None
 
     coarse = np.deg2rad(_COARSE_DEG)

@@ -1,10 +1,19 @@
 """Incremental scene-graph builder: mapper surface cloud + instance table -> graph and updates.
 
-One ``update`` call rebuilds every node from the current map (the map, not the graph, holds the
-state), then diffs against what was last sent: new / changed objects, deleted ids (evicted or merged
-instances, following ``MapInstance.merged_ids``), and always the complete relations and structure.
-Ids are the mapper's instance ids, so they stay stable across updates. Private and dynamic classes
-never produce a node (the mapper does not fuse them either; this is the second line of defence).
+Every ``update`` takes the whole current map (the map, not the graph, holds the state) and returns
+the graph that a from-scratch build of that map gives; it then diffs against what was last sent: new /
+changed objects, deleted ids (evicted or merged instances, following ``MapInstance.merged_ids``), and
+always the complete relations and structure. Ids are the mapper's instance ids, so they stay stable
+across updates. Private and dynamic classes never produce a node (the mapper does not fuse them
+either; this is the second line of defence).
+
+Cost: the per-point work is a few vectorised passes over the cloud; per-object work is skipped for
+objects whose points did not change. Kept between updates: box fits (keyed on each instance's point
+count and coordinate sums), front directions, object nodes (reused when all their values are equal),
+support surfaces, the structure, the relations (:class:`~.relations.RelationIndex`: only pairs that
+touch a changed object are re-evaluated) and the dicts already serialised for them. Objects handed out
+(``graph`` nodes, relation tuples, the update's relation / structure dicts) are shared with later
+updates: treat them as read-only.
 """
 from __future__ import annotations
 
@@ -17,7 +26,7 @@ from .boxes import fit_boxes, footprint_corners, rect_overlap_area
 from .config import SceneGraphConfig
 from .model import (Box, ObjectNode, SceneGraph, SceneGraphUpdate, Structure, SupportSurface, gravity_frame,
                     relations_to_dicts)
-from .relations import compute_relations
+from .relations import RelationIndex
 from .structure import estimate_fronts, fit_structure, points_in_polygon, support_surface_box
 
 __all__ = ["SceneGraphBuilder"]
@@ -33,6 +42,12 @@ class SceneGraphBuilder:
         self.R_world_gravity = gravity_frame(config.up_world)
         self._dynamic = label_space.dynamic_mask
         self._excluded = self._dynamic | label_space.private_mask
+        self._known_class = np.array([i in label_space for i in range(label_space.max_id + 1)], dtype=bool)
+        self._class_names = [label_space.by_id(i).name if i in label_space else ""
+                             for i in range(label_space.max_id + 1)]
+        containers = set(config.container_classes)
+        self._container_lut = np.array([n in containers for n in self._class_names], dtype=bool)
+        self._support_lut = np.array([n in set(config.support_classes) for n in self._class_names], dtype=bool)
         self._stuff_ids = {}
         for name in ("floor", "wall", "ceiling"):
             try:
@@ -45,9 +60,28 @@ class SceneGraphBuilder:
         """Forget everything; the next update is a full one with sequence 1."""
         self._graph = SceneGraph(up_world=np.asarray(self.config.up_world, np.float64) /
                                  np.linalg.norm(self.config.up_world), label_space=self.labels.name)
-        self._sent: dict[int, ObjectNode] = {}
-        self._sent_geo: dict[int, np.ndarray] = {}
-        self._fit_cache: dict[int, tuple] = {}
+        # What subscribers last got, per object (sorted ids; rows: box centre, extents, yaw | class,
+        # room (-1 none), confidence, front x y z (NaN none)) and the merged ids.
+        self._sent_ids = np.zeros(0, np.int64)
+        self._sent_rows = np.zeros((0, 13))
+        self._sent_merged: list[list[int]] = []
+        # Box fits by object (sorted ids; count, coordinate sums, centre, extents, yaw, top offset).
+        self._fit_ids = np.zeros(0, np.int64)
+        self._fit_rows = np.zeros((0, 13))
+        # Object nodes of the last update with the values they were built from (reused when equal).
+        self._node_ids = np.zeros(0, np.int64)
+        self._node_rows = np.zeros((0, 0))
+        self._nodes: list[ObjectNode] = []
+        self._relations = RelationIndex(self.config)
+        self._refit = np.zeros(0, dtype=bool)
+        self._structure_same = False
+        self._front_ids = np.zeros(0, np.int64)  # front directions of the last update (gravity x-y)
+        self._front_cid = np.zeros(0, np.int64)
+        self._front_rows = np.zeros((0, 2))
+        # Support surfaces by object id: (class name, occupant ids, surface) of the last update.
+        self._surfaces: dict[int, tuple] = {}
+        # Dicts of structure parts (planes, support surfaces) by identity: (object, dict).
+        self._part_dicts: dict[int, tuple] = {}
         self._structure_cache = None
         self._force_full = True
 
@@ -93,14 +127,17 @@ class SceneGraphBuilder:
         R = self.R_world_gravity
         cls = cls.astype(np.int64)
         ins = ins.astype(np.int64)
-        known = (cls >= 0) & (cls <= self.labels.max_id)
-        cls = np.where(known, cls, 0)
-        finite = np.isfinite(pts).all(axis=1)
+        if len(cls) and not (cls.min() >= 0 and cls.max() <= self.labels.max_id):
+            cls = np.where((cls >= 0) & (cls <= self.labels.max_id), cls, 0)
+        # (column by column: an all(axis=1) over 3 columns costs ten times more)
+        finite = np.isfinite(pts[:, 0]) & np.isfinite(pts[:, 1]) & np.isfinite(pts[:, 2])
         keep = finite & ~self._excluded[cls]
         pts_g = pts.astype(np.float64)
         if not np.array_equal(R, np.eye(3)):
             pts_g = pts_g @ R  # row vectors: p_g = R^T p_w
-        stuff_g = {name: pts_g[keep & (cls == cid)] for name, cid in self._stuff_ids.items()}
+        # np.take gathers rows several times faster than boolean / fancy indexing.
+        stuff_g = {name: np.take(pts_g, np.flatnonzero(keep & (cls == cid)), axis=0)
+                   for name, cid in self._stuff_ids.items()}
         floor, ceiling, walls, rooms = self._structure_cached(stuff_g)
 
         # ---- objects: group points by instance id.
@@ -110,115 +147,182 @@ class SceneGraphBuilder:
                 from ..mapping.instances import MapInstance
                 inst = MapInstance.from_dict(inst)
             table[int(inst.id)] = inst
-        # MapInstance.class_id is an argmax over the votes: look it up once per instance.
-        cid_of = {k: v.class_id for k, v in table.items()}
-        ok_ids = np.array(sorted(k for k, v in table.items()
-                                 if not self._excluded[min(cid_of[k], self.labels.max_id)]
-                                 and cid_of[k] in self.labels and v.voxel_count >= c.min_object_voxels),
-                          dtype=np.int64)
+        insts = list(table.values())
+        t_ids = np.fromiter(table.keys(), dtype=np.int64, count=len(insts))
+        # MapInstance.class_id is an argmax over the votes: all instances at once.
+        votes = [np.asarray(v.class_votes) for v in insts]
+        if insts and len({len(v) for v in votes}) == 1:
+            votes_m = np.stack(votes).astype(np.float64)
+            t_cid = np.argmax(votes_m, axis=1).astype(np.int64)
+            t_total = votes_m.sum(axis=1)
+            t_conf = np.where(t_total > 0, votes_m[np.arange(len(insts)), t_cid] / np.where(t_total > 0, t_total, 1.0),
+                              0.0)
+        else:  # votes of different lengths (instances from another label space): one by one
+            t_cid = np.array([v.class_id for v in insts], dtype=np.int64)
+            t_conf = np.zeros(len(insts))
+            for k, v in enumerate(votes):
+                tot = float(np.asarray(v, np.float64).sum())
+                t_conf[k] = float(v[t_cid[k]] / tot) if tot > 0 else 0.0
+        t_vox = np.fromiter((v.voxel_count for v in insts), dtype=np.int64, count=len(insts))
+        mx = self.labels.max_id
+        t_ok = (~self._excluded[np.minimum(t_cid, mx)] & self._known_class[np.minimum(t_cid, mx)] & (t_cid <= mx)
+                & (t_vox >= c.min_object_voxels))
+        ok_ids = np.sort(t_ids[t_ok])
         ins_c = np.clip(ins, 0, None)
         max_id = int(max(ins_c.max(initial=0), ok_ids.max(initial=0)))
-        ok_lut = np.zeros(max_id + 1, dtype=bool)
-        ok_lut[ok_ids] = True
-        sel = keep & (ins > 0) & ok_lut[ins_c]
-        if c.require_class_match and len(ok_ids):
+        if c.require_class_match:
             # Voxels that carry an instance id but another class (unknown, a wall behind a lamp) are
-            # association noise at object borders; they would inflate the boxes.
-            lut = np.full(int(ok_ids.max()) + 1, -1, dtype=np.int64)
-            lut[ok_ids] = [cid_of[int(k)] for k in ok_ids]
-            sel &= cls == lut[np.clip(ins, 0, len(lut) - 1)]
+            # association noise at object borders; they would inflate the boxes. One look-up: the
+            # class each usable instance's points must have (-1: instance not usable; classes >= 0).
+            lut = np.full(max_id + 1, -1, dtype=np.int64)
+            lut[t_ids[t_ok]] = t_cid[t_ok]
+            sel = keep & (ins > 0) & (lut[ins_c] == cls)
+        else:
+            ok_lut = np.zeros(max_id + 1, dtype=bool)
+            ok_lut[ok_ids] = True
+            sel = keep & (ins > 0) & ok_lut[ins_c]
         counts_all = np.bincount(ins_c[sel], minlength=max_id + 1)
         sel &= (counts_all >= max(c.min_object_points, 1))[ins_c]
-        order = np.argsort(ins[sel], kind="stable")
-        p_obj = pts_g[sel][order]
-        i_obj = ins[sel][order]
+        i_sel = ins[sel]
+        # Radix sort for ids that fit 16 bits (a map's instance ids usually do); same stable order.
+        key = i_sel.astype(np.uint16) if max_id < 65536 else i_sel
+        order = np.argsort(key, kind="stable")
+        p_obj = np.take(pts_g, np.flatnonzero(sel)[order], axis=0)
+        i_obj = i_sel[order]
         # i_obj is sorted: groups start where the id changes (no second sort as np.unique would do).
         starts = np.flatnonzero(np.r_[True, i_obj[1:] != i_obj[:-1]]) if len(i_obj) else np.zeros(0, np.int64)
         ids = i_obj[starts]
         counts = np.diff(np.r_[starts, len(i_obj)])
         G = len(ids)
         objects: dict[int, ObjectNode] = {}
-        relations = []
+        relations, rel_dicts = [], []
         support: list[SupportSurface] = []
         if G:
             sums = np.add.reduceat(p_obj, starts, axis=0)
             centroid_g = sums / counts[:, None]
             centres, extents, yaw, top_off = self._fit_cached(ids, starts, counts, sums, p_obj)
-            names = [self.labels.by_id(cid_of[int(i)]).name for i in ids]
+            # Per-object table values, in the order of ids.
+            t_order = np.argsort(t_ids, kind="stable")
+            t_pos = t_order[np.searchsorted(t_ids[t_order], ids)]
+            o_cid, o_conf = t_cid[t_pos], t_conf[t_pos]
+            names = [self._class_names[k] for k in o_cid.tolist()]
             walls_g = [(R.T @ w.normal_world, w.offset_m) for w in walls]
             room_centre = rooms[0].footprint_xy.mean(axis=0) if rooms else None
-            fronts = estimate_fronts(names, centres, extents, yaw, top_off, walls_g, room_centre, c)
+            fronts = self._fronts_cached(ids, o_cid, names, centres, extents, yaw, top_off, walls_g, room_centre)
             vp_g = None if viewpoint_m is None else R.T @ viewpoint_m
-            containers = set(c.container_classes)
-            relations = compute_relations(ids, centres, extents, yaw, fronts, c, vp_g,
-                                          is_container=np.array([n in containers for n in names]))
+            state = RelationIndex.state(centres, extents, yaw, fronts, vp_g, self._container_lut[o_cid])
+            relations, rel_dicts = self._relations.update(ids, state)
             # Map-frame vectors of all objects at once (row vectors: x_w = R x_g).
             centroid_w, centre_w = centroid_g @ R.T, centres @ R.T
             front_w = np.column_stack([fronts, np.zeros(G)]) @ R.T
             has_front = np.isfinite(fronts).all(axis=1)
-            for k, oid in enumerate(ids.tolist()):
-                inst = table[oid]
-                cid = cid_of[oid]
-                votes = np.asarray(inst.class_votes, np.float64)
-                total = float(votes.sum())
-                conf = float(votes[cid] / total) if total > 0 else 0.0
-                objects[oid] = ObjectNode(
-                    id=oid, class_id=int(cid), class_name=names[k], confidence=conf,
-                    centroid_m=centroid_w[k], box=Box(centre_w[k], extents[k], float(yaw[k])),
-                    point_count=int(counts[k]), voxel_count=int(inst.voxel_count), first_seen=int(inst.first_seen),
-                    last_seen=int(inst.last_seen), is_dynamic=bool(self._dynamic[cid]),
-                    front_world=front_w[k] if has_front[k] else None,
-                    merged_ids=[int(m) for m in inst.merged_ids])
-            # ---- containment in rooms
+            front_w[~has_front] = np.nan
+            # ---- containment in rooms (the last room holding a centroid names it)
+            room_of = np.full(G, -1, np.int64)
             for room in rooms:
                 inside = points_in_polygon(centroid_g[:, :2], room.footprint_xy, margin_m=0.1)
                 room.object_ids = [int(i) for i in ids[inside]]
-                for i in room.object_ids:
-                    objects[i].room_id = room.id
-            support = self._support_surfaces(ids, names, centres, extents, yaw, relations, floor, rooms)
+                room_of[inside] = room.id
+            objects = self._object_nodes(ids, t_pos, insts, o_cid, o_conf, names, counts, centroid_w, centre_w,
+                                         extents, yaw, front_w, room_of)
+            support = self._support_surfaces(ids, names, o_cid, centres, extents, yaw, floor, rooms)
+        else:
+            self._relations.reset()
+            front_w = np.zeros((0, 3))
+            o_cid = np.zeros(0, np.int64)
+            o_conf = np.zeros(0)
+            room_of = np.zeros(0, np.int64)
+            centre_w, extents, yaw = np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0)
 
         g = SceneGraph(objects=objects, structure=Structure(floor, ceiling, walls, support, rooms),
                        relations=relations, sequence=self._graph.sequence + 1, stamp_s=float(stamp_s),
                        frame_id=self._graph.frame_id, up_world=self._graph.up_world, label_space=self.labels.name)
-        if objects:
-            geo_ids, geo_rows = ids.tolist(), np.column_stack([centre_w, extents, yaw])
-        else:
-            geo_ids, geo_rows = [], np.zeros((0, 7))
-        return self._diff(g, table, geo_ids, geo_rows)
+        rows = np.column_stack([centre_w, extents, yaw, o_cid, room_of, o_conf, front_w]).astype(np.float64)
+        return self._diff(g, table, ids, rows, rel_dicts)
+
+    def _object_nodes(self, ids, t_pos, insts, o_cid, o_conf, names, counts, centroid_w, centre_w, extents, yaw,
+                      front_w, room_of) -> dict[int, ObjectNode]:
+        """Object nodes by id; a node whose values all equal those of the last update is reused."""
+        G = len(ids)
+        seen = np.array([(insts[k].voxel_count, insts[k].first_seen, insts[k].last_seen) for k in t_pos.tolist()],
+                        dtype=np.float64).reshape(G, 3)
+        merged = [[int(m) for m in insts[k].merged_ids] for k in t_pos.tolist()]
+        vals = np.column_stack([o_cid, o_conf, centroid_w, centre_w, extents, yaw, counts, seen, front_w, room_of])
+        pos = np.searchsorted(self._node_ids, ids)
+        reuse = np.zeros(G, dtype=bool)
+        if len(self._node_ids):
+            pc = np.minimum(pos, len(self._node_ids) - 1)
+            known = self._node_ids[pc] == ids
+            old = self._node_rows[pc]
+            reuse = known & ((old == vals) | (np.isnan(old) & np.isnan(vals))).all(axis=1)
+        objects: dict[int, ObjectNode] = {}
+        nodes = []
+        dyn = self._dynamic
+        old_nodes = self._nodes
+        for k, (oid, re, pk) in enumerate(zip(ids.tolist(), reuse.tolist(), pos.tolist())):
+            if re and old_nodes[pk].merged_ids == merged[k]:
+                node = old_nodes[pk]
+            else:
+                cid = int(o_cid[k])
+                node = ObjectNode(
+                    id=oid, class_id=cid, class_name=names[k], confidence=float(o_conf[k]),
+                    centroid_m=centroid_w[k], box=Box(centre_w[k], extents[k], float(yaw[k])),
+                    point_count=int(counts[k]), voxel_count=int(seen[k, 0]), first_seen=int(seen[k, 1]),
+                    last_seen=int(seen[k, 2]), is_dynamic=bool(dyn[cid]),
+                    front_world=None if np.isnan(front_w[k, 0]) else front_w[k],
+                    room_id=None if room_of[k] < 0 else int(room_of[k]), merged_ids=merged[k])
+            objects[oid] = node
+            nodes.append(node)
+        self._node_ids, self._node_rows, self._nodes = ids.copy(), vals, nodes
+        return objects
 
     # ------------------------------------------------------------------------------------------
     def _structure_cached(self, stuff_g: dict[str, np.ndarray]):
         """Structure from stuff points; reused while those points are unchanged (count and sum)."""
         key = tuple((name, len(p), *np.round(p.sum(axis=0), 6).tolist()) for name, p in sorted(stuff_g.items()))
-        if self._structure_cache is not None and self._structure_cache[0] == key:
+        self._structure_same = self._structure_cache is not None and self._structure_cache[0] == key
+        if self._structure_same:
             floor, ceiling, walls, rooms = self._structure_cache[1]
             return floor, ceiling, list(walls), [copy.deepcopy(r) for r in rooms]
         out = fit_structure(stuff_g, self.config, self.R_world_gravity)
         self._structure_cache = (key, out)
         return out[0], out[1], list(out[2]), [copy.deepcopy(r) for r in out[3]]
 
+    def _fronts_cached(self, ids, o_cid, names, centres, extents, yaw, top_off, walls_g, room_centre) -> np.ndarray:
+        """``estimate_fronts`` of every object (each row depends only on its own object, the walls and
+        the room): rows of objects with the same box fit and class under the same structure are reused."""
+        G = len(ids)
+        redo = np.ones(G, dtype=bool)
+        fronts = np.full((G, 2), np.nan)
+        if self._structure_same and len(self._front_ids):
+            pos = np.minimum(np.searchsorted(self._front_ids, ids), len(self._front_ids) - 1)
+            same = (self._front_ids[pos] == ids) & (self._front_cid[pos] == o_cid) & ~self._refit
+            fronts[same] = self._front_rows[pos[same]]
+            redo = ~same
+        if redo.any():
+            k = np.nonzero(redo)[0]
+            fronts[k] = estimate_fronts([names[i] for i in k.tolist()], centres[k], extents[k], yaw[k], top_off[k],
+                                        walls_g, room_centre, self.config)
+        self._front_ids, self._front_cid, self._front_rows = ids.copy(), o_cid.copy(), fronts
+        return fronts
+
     def _fit_cached(self, ids, starts, counts, sums, p_obj):
         """Boxes and top-quarter offsets per object; objects whose points are unchanged (same count
         and coordinate sums) reuse the previous fit, so an update costs little when few objects change."""
         c = self.config
         G = len(ids)
-        centres, extents = np.zeros((G, 3)), np.zeros((G, 3))
-        yaw, top_off = np.zeros(G), np.zeros((G, 2))
+        rows = np.zeros((G, 13))  # count, sums (3), centre (3), extents (3), yaw, top offset (2)
         redo = np.ones(G, dtype=bool)
-        hits = [self._fit_cache.get(oid) for oid in ids.tolist()]
-        have = np.array([h is not None for h in hits], dtype=bool)
-        if have.any():
-            kk = np.nonzero(have)[0]
-            c_cnt = np.array([hits[k][0] for k in kk])
-            c_sum = np.array([hits[k][1] for k in kk])
-            same = (c_cnt == counts[kk]) & (np.abs(c_sum - sums[kk]).max(axis=1) <= 1e-6)
-            for k in kk[same]:
-                h = hits[k]
-                centres[k], extents[k], yaw[k], top_off[k] = h[2], h[3], h[4], h[5]
-            redo[kk[same]] = False
+        if len(self._fit_ids):
+            pos = np.minimum(np.searchsorted(self._fit_ids, ids), len(self._fit_ids) - 1)
+            old = self._fit_rows[pos]
+            same = ((self._fit_ids[pos] == ids) & (old[:, 0] == counts)
+                    & (np.abs(old[:, 1:4] - sums).max(axis=1) <= 1e-6))
+            rows[same] = old[same]
+            redo = ~same
         if redo.any():
             sub = np.repeat(redo, counts)
-            p = p_obj[sub]
+            p = np.take(p_obj, np.flatnonzero(sub), axis=0)
             cnt = counts[redo]
             st = np.concatenate([[0], np.cumsum(cnt)[:-1]])
             ce, ex, yw = fit_boxes(p, st)
@@ -232,39 +336,48 @@ class SceneGraphBuilder:
             top = (p[:, 2] >= zmax_pt - 0.25 * h_pt).astype(np.float64)
             n_top = np.maximum(np.add.reduceat(top, st), 1.0)
             to = np.add.reduceat(p[:, :2] * top[:, None], st, axis=0) / n_top[:, None] - ce[:, :2]
-            centres[redo], extents[redo], yaw[redo], top_off[redo] = ce, ex, yw, to
-        self._fit_cache = {oid: (counts[k], sums[k].copy(), centres[k].copy(), extents[k].copy(), yaw[k],
-                                 top_off[k].copy()) for k, oid in enumerate(ids.tolist())}
-        return centres, extents, yaw, top_off
+            rows[redo] = np.column_stack([counts[redo], sums[redo], ce, ex, yw, to])
+        self._fit_ids, self._fit_rows = ids.copy(), rows
+        self._refit = redo  # boxes that were fitted anew (order of ids)
+        return rows[:, 4:7], rows[:, 7:10], rows[:, 10], rows[:, 11:13]
 
-    def _support_surfaces(self, ids, names, centres, extents, yaw, relations, floor, rooms) -> list[SupportSurface]:
+    def _support_surfaces(self, ids, names, o_cid, centres, extents, yaw, floor, rooms) -> list[SupportSurface]:
         c = self.config
         R = self.R_world_gravity
         index = {int(i): k for k, i in enumerate(ids)}
         corners = footprint_corners(centres, extents, yaw)
+        on_s, on_o = self._relations.pairs("on")
         on_map: dict[int, list[int]] = {}
-        supported = set()
-        for r in relations:
-            if r.predicate == "on":
-                on_map.setdefault(r.object_id, []).append(r.subject_id)
-                supported.add(r.subject_id)
+        for sid, oid in zip(on_s.tolist(), on_o.tolist()):
+            on_map.setdefault(oid, []).append(sid)
         out: list[SupportSurface] = []
-        support_set = set(c.support_classes)
-        for k, oid in enumerate(ids):
-            area = float(extents[k, 0] * extents[k, 1])
-            if names[k] not in support_set or area < c.min_support_area_m2:
-                continue
-            occ = sorted(on_map.get(int(oid), []))
-            used = sum(rect_overlap_area(corners[index[o]], corners[k]) for o in occ)
-            top = support_surface_box(centres[k], extents[k], float(yaw[k]))
-            out.append(SupportSurface(int(oid), int(oid), names[k], Box(R @ top.center_m, top.extents_m, top.yaw_rad),
-                                      float(top.center_m[2]), area, max(area - used, 0.0), occ))
+        refit = self._refit.tolist()
+        cache, new_cache = self._surfaces, {}
+        areas = extents[:, 0] * extents[:, 1]
+        cand = np.nonzero(self._support_lut[o_cid] & (areas >= c.min_support_area_m2))[0]
+        for k, oid in zip(cand.tolist(), ids[cand].tolist()):
+            area = float(areas[k])
+            occ = sorted(on_map.get(oid, []))
+            hit = cache.get(oid)
+            # Reuse the last surface while its box, class and occupants (and their boxes) are unchanged.
+            if (hit is not None and not refit[k] and hit[0] == names[k] and hit[1] == occ
+                    and not any(refit[index[o]] for o in occ)):
+                surf = hit[2]
+            else:
+                used = sum(rect_overlap_area(corners[index[o]], corners[k]) for o in occ)
+                top = support_surface_box(centres[k], extents[k], float(yaw[k]))
+                surf = SupportSurface(oid, oid, names[k], Box(R @ top.center_m, top.extents_m, top.yaw_rad),
+                                      float(top.center_m[2]), area, max(area - used, 0.0), occ)
+            new_cache[oid] = (names[k], occ, surf)
+            out.append(surf)
+        self._surfaces = new_cache
         if floor is not None and rooms:
             fp = rooms[0].footprint_xy
             h = float(rooms[0].floor_height_m)
             tol = c.contact_tol_m + c.box_tol_m
             zmin = centres[:, 2] - extents[:, 2] / 2
-            occ = [int(i) for k, i in enumerate(ids) if int(i) not in supported and abs(zmin[k] - h) <= tol]
+            on_floor = ~np.isin(ids, on_s) & (np.abs(zmin - h) <= tol)
+            occ = ids[on_floor].tolist()
             area = float(0.5 * abs(np.dot(fp[:, 0], np.roll(fp[:, 1], -1)) - np.dot(fp[:, 1], np.roll(fp[:, 0], -1))))
             e1, e2 = fp[1] - fp[0], fp[2] - fp[1]
             fp_ccw = fp if e1[0] * e2[1] - e1[1] * e2[0] > 0 else fp[::-1]
@@ -282,54 +395,72 @@ class SceneGraphBuilder:
             out.append(SupportSurface(0, None, "floor", box, h, area, max(area - used, 0.0), occ))
         return out
 
-    def _diff(self, g: SceneGraph, table: dict, geo_ids: list[int], geo_rows: np.ndarray) -> SceneGraphUpdate:
+    def _diff(self, g: SceneGraph, table: dict, ids: np.ndarray, rows: np.ndarray, rel_dicts: list
+              ) -> SceneGraphUpdate:
+        """The update against what subscribers last got. ``rows`` per object (order of ``ids``): box
+        centre (3, map frame), extents (3), yaw, class id, room id (-1 none), confidence, front (3, NaN
+        none)."""
         c = self.config
         R = self.R_world_gravity
         full = self._force_full or (c.full_every > 0 and g.sequence % c.full_every == 0)
-        changed = []
-        keys = sorted(g.objects)
-        # Geometry test for all objects at once (vs what each subscriber last got); the rest per object.
-        moved = np.ones(len(keys), dtype=bool)
-        prev = [self._sent.get(k) for k in keys]
-        have = [i for i, o in enumerate(prev) if o is not None]
-        # Box geometry rows (centre, extents, yaw), in the order of the sorted ids.
-        geo = {k: r for k, r in zip(geo_ids, geo_rows)}
-        if have and not full:
-            tol = c.position_change_m
-            new_geo = np.array([geo[keys[i]] for i in have])
-            old_geo = np.array([self._sent_geo[keys[i]] for i in have])
-            diff = np.abs(new_geo - old_geo)
-            moved[have] = (diff[:, :6].max(axis=1) > tol) | (diff[:, 6] > 0.02)
-        for i, k in enumerate(keys):
-            node = g.objects[k]
-            old = prev[i]
-            if full or old is None or moved[i] or self._differs(old, node):
-                changed.append(node.to_dict(R))
-                self._sent[k] = node
-                self._sent_geo[k] = geo[k]
-        deleted = sorted(k for k in self._sent if k not in g.objects)
+        G = len(ids)
+        nodes = [g.objects[k] for k in ids.tolist()]
+        merged_new = [n.merged_ids for n in nodes]
+        changed_mask = np.ones(G, dtype=bool)
+        pos = np.searchsorted(self._sent_ids, ids)
+        if len(self._sent_ids) and not full:
+            pc = np.minimum(pos, len(self._sent_ids) - 1)
+            known = self._sent_ids[pc] == ids
+            old = self._sent_rows[pc]
+            diff = np.abs(rows - old)
+            moved = (diff[:, :6].max(axis=1) > c.position_change_m) | (diff[:, 6] > 0.02)
+            f_old, f_new = np.isnan(old[:, 10]), np.isnan(rows[:, 10])
+            with np.errstate(invalid="ignore"):
+                front_moved = ~f_new & (np.nan_to_num(diff[:, 10:13], nan=0.0).max(axis=1) > 0.1)
+            differs = ((rows[:, 7] != old[:, 7]) | (rows[:, 8] != old[:, 8]) | (diff[:, 9] > 0.02)
+                       | (f_old != f_new) | front_moved)
+            changed_mask = ~known | moved | differs
+            for k in np.nonzero(~changed_mask)[0].tolist():  # merges: compare the id lists
+                if self._sent_merged[pc[k]] != merged_new[k]:
+                    changed_mask[k] = True
+            keep_old = ~changed_mask
+            new_rows = np.where(keep_old[:, None], old, rows)
+            new_merged = [self._sent_merged[pc[k]] if keep_old[k] else merged_new[k] for k in range(G)]
+        else:
+            new_rows, new_merged = rows.copy(), list(merged_new)
+        changed = [nodes[k].to_dict(R) for k in np.nonzero(changed_mask)[0].tolist()]
+        deleted = self._sent_ids[~np.isin(self._sent_ids, ids)].tolist()
         merged = {}
-        for inst in table.values():
-            for m in inst.merged_ids:
-                if int(m) in deleted and int(inst.id) in g.objects:
-                    merged[int(m)] = int(inst.id)
-        for k in deleted:
-            del self._sent[k]
-            self._sent_geo.pop(k, None)
+        if deleted:
+            dset = set(deleted)
+            for inst in table.values():
+                for m in inst.merged_ids:
+                    if int(m) in dset and int(inst.id) in g.objects:
+                        merged[int(m)] = int(inst.id)
+        self._sent_ids, self._sent_rows, self._sent_merged = ids.copy(), new_rows, new_merged
         self._force_full = False
         self._graph = g
         return SceneGraphUpdate(sequence=g.sequence, stamp_s=g.stamp_s, full=full, changed=changed,
-                                deleted_ids=[] if full else deleted, relations=relations_to_dicts(g.relations),
-                                structure=g.structure.to_dict(R), merged=merged, frame_id=g.frame_id,
+                                deleted_ids=[] if full else deleted, relations=rel_dicts,
+                                structure=self._structure_dict(g.structure), merged=merged, frame_id=g.frame_id,
                                 up_world=tuple(float(x) for x in g.up_world), label_space=g.label_space)
 
-    def _differs(self, old: ObjectNode, new: ObjectNode) -> bool:
-        """Whether a node changed enough to be re-sent, apart from its box (tested in ``_diff`` for all
-        objects at once): class, room, merges, confidence, front."""
-        if old.class_id != new.class_id or old.room_id != new.room_id or old.merged_ids != new.merged_ids:
-            return True
-        if abs(old.confidence - new.confidence) > 0.02:
-            return True
-        if (old.front_world is None) != (new.front_world is None):
-            return True
-        return new.front_world is not None and float(np.abs(old.front_world - new.front_world).max()) > 0.1
+    def _structure_dict(self, st: Structure) -> dict:
+        """``st.to_dict(R)``, reusing the dicts of planes and support surfaces that are the same objects
+        as in the last update (the structure and surface caches hand those out unchanged)."""
+        R = self.R_world_gravity
+        old, new = self._part_dicts, {}
+
+        def part(obj, *args):
+            hit = old.get(id(obj))
+            d = hit[1] if hit is not None and hit[0] is obj else obj.to_dict(*args)
+            new[id(obj)] = (obj, d)
+            return d
+
+        out = {"floor": None if st.floor is None else part(st.floor),
+               "ceiling": None if st.ceiling is None else part(st.ceiling),
+               "walls": [part(w) for w in st.walls],
+               "support_surfaces": [part(s, R) for s in st.support_surfaces],
+               "rooms": [r.to_dict() for r in st.rooms]}
+        self._part_dicts = new
+        return out
