@@ -21,6 +21,7 @@ VERBS: dict[str, str] = {
     "launch": "launch",
     "render": "render",
     "query": "query",
+    "demo": "demo",
 }
 
 

@@ -57,11 +57,27 @@ RUNTIME_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("drop_log_period_s", 5.0, "at most one log line per drop reason in this period"),
     ParamSpec("input_qos", "reliable", f"QoS profile of the sensor inputs, one of {list(PROFILE_NAMES)} "
               "('reliable' for large images across processes, 'sensor' for best-effort drivers)"),
+    ParamSpec("cpu_threads", 1, "threads torch and OpenCV may use inside this node (0 = the libraries' "
+              "default). 1 by default: the suite runs several processes side by side, where intra-op thread "
+              "pools on small tensors spend more CPU waiting than they save"),
     ParamSpec("time_reset_jump_s", 5.0, "an input stamp this far behind the previous one is a time reset "
               "(a bag loop) rather than a late message: it is accepted and on_time_reset() runs"),
 )
 
 _WINDOW = 500  # samples kept per statistic (mean/p95 over the recent past, counts over all time)
+
+
+def _limit_cpu_threads(n: int) -> None:
+    """Cap torch's and OpenCV's thread pools at ``n`` (0: leave the defaults)."""
+    if n < 0:
+        raise ValueError(f"cpu_threads must be >= 0, got {n}")
+    if n == 0:
+        return
+    import cv2
+    import torch
+
+    torch.set_num_threads(n)
+    cv2.setNumThreads(n)
 
 
 def with_runtime_params(specs: Sequence[ParamSpec]) -> tuple[ParamSpec, ...]:
@@ -133,6 +149,7 @@ class StageNode(Node):
         validate_specs(full)
         self.param_specs = full
         self.params = declare_parameters(self, full)
+        _limit_cpu_threads(int(self.params.cpu_threads))
         if self.params.input_qos not in PROFILE_NAMES:
             raise ValueError(f"input_qos must be one of {list(PROFILE_NAMES)}, got {self.params.input_qos!r}")
         self._stop = threading.Event()
