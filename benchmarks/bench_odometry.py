@@ -3,12 +3,16 @@
 1. Real TUM slices: ATE RMSE (SE(3)-aligned) and ms/frame (wall and this thread's CPU time) per sequence
    and method. Open3D runs frame-to-frame (its API is pairwise) in this process on the same frames; it
    is optional (its rows are skipped when ``import open3d`` fails; then there is no ratio, exit code 2).
-2. Simulator ablation (``--sim-frames`` > 0): two sequences are simulated into ``--sim-dir`` (default: a
-   temporary folder), one with constant lighting and one with lighting changes and low-contrast
-   textures; the tracker runs depth-only, +photometric, +IMU (gyro prior) and +semantic (the
-   simulator's ground-truth labels, and the same labels with noise). Targets: the full system has the
-   lowest ATE on the constant-lighting sequence, and the semantic term lowers ATE by >= 10% on the
-   changing-lighting / low-texture one.
+2. Simulator ablation (``--sim-frames`` > 0): sequences are simulated into ``--sim-dir`` (default: a
+   temporary folder): constant lighting; lighting changes with low-contrast textures; the latter
+   degraded (3 of every 20 frames dropped, their IMU samples delivered with the next frame, and a 3-frame
+   sensor blackout, black image and no depth, every 30 frames: where only the gyro and the motion model
+   carry the pose); and a sequence with a walking person in view (seed 2). The tracker runs depth-only,
+   +photometric, +IMU (gyro prior) and +semantic (the simulator's ground-truth labels, and the same labels
+   with noise; on the person sequence also without dynamic-class masking). Targets: the full system
+   (+semantic) has the lowest ATE on every simulated sequence (``FULL_TOLERANCE`` = 0: strictly; each row
+   says by how much), and the semantic term lowers ATE by
+   >= 10% on the changing-lighting / low-texture one.
 
 Ends with ``ratio: X`` = our ATE / the best Open3D ATE on ``tum_fr1_rpy_90``; exits 1 when X > 0.7 or a
 simulator target is missed.
@@ -133,11 +137,16 @@ def _load() -> str:
 
 # ---------------------------------------------------------------- simulator ablation
 SIM_SEQUENCES = {
-    # name: (lighting_variation, texture_contrast)
-    "sim_constant_light": (0.0, 1.0),
-    "sim_light_change_low_texture": (1.0, 0.25),
+    # name: (lighting_variation, texture_contrast, seed, with_person, degraded)
+    "sim_constant_light": (0.0, 1.0, 3, False, False),
+    "sim_light_change_low_texture": (1.0, 0.25, 3, False, False),
+    "sim_light_change_low_texture_drops_blackouts": (1.0, 0.25, 3, False, True),
+    "sim_constant_light_person": (0.0, 1.0, 2, True, False),
 }
 SEMANTIC_GAIN_TARGET = 0.10
+#: The full system counts as lowest when its ATE is at most this much (relative) above the best variant.
+#: 0: the issue asks for the lowest drift, and the tracker is deterministic, so no noise allowance.
+FULL_TOLERANCE = 0.0
 
 
 def sim_vio_config(variant: str) -> VioConfig:
@@ -173,20 +182,48 @@ def noisy_labels(labels: np.ndarray, rng: np.random.Generator, flip_fraction: fl
     return out
 
 
-def simulate_for_ablation(folder: Path, frames: int, size: tuple[int, int]) -> dict[str, Path]:
+def degrade(frames: list, drop_every: int = 20, drop: int = 3, blackout_every: int = 30, blackout: int = 3
+            ) -> list:
+    """Drop the last ``drop`` of every ``drop_every`` frames (their IMU samples join the next frame, as a
+    driver's IMU stream would deliver them), then black out (black image, no depth) the last ``blackout``
+    of every ``blackout_every`` remaining frames."""
+    from metric_semantic_slam.io.frame import ImuSamples
+    kept, pending = [], []
+    for i, f in enumerate(frames):
+        if i > 0 and i % drop_every >= drop_every - drop:
+            if f.imu is not None:
+                pending.append(f.imu)
+            continue
+        if pending:
+            parts = pending + ([f.imu] if f.imu is not None else [])
+            f = replace(f, imu=ImuSamples(np.concatenate([p.stamps_s for p in parts]),
+                                          np.concatenate([p.gyro_rad_s for p in parts]),
+                                          np.concatenate([p.accel_m_s2 for p in parts])))
+            pending = []
+        kept.append(f)
+    out = []
+    for i, f in enumerate(kept):
+        if i % blackout_every >= blackout_every - blackout:
+            f = replace(f, color=np.zeros_like(f.color), depth_m=np.zeros_like(f.depth_m))
+        out.append(f)
+    return out
+
+
+def simulate_for_ablation(folder: Path, frames: int, size: tuple[int, int]) -> dict[str, tuple[Path, bool]]:
+    """Simulate (or reuse) the ablation's sequences; returns name -> (folder, degraded)."""
     from metric_semantic_slam.sim.simulate import SimConfig, simulate_sequence
     out = {}
-    for name, (light, contrast) in SIM_SEQUENCES.items():
-        path = folder / f"{name}_{frames}_{size[0]}x{size[1]}_noperson"
+    for name, (light, contrast, seed, person, degraded) in SIM_SEQUENCES.items():
+        base = name.replace("_drops_blackouts", "").replace("_person", "")
+        suffix = f"seed{seed}_person" if person else "noperson"
+        path = folder / f"{base}_{frames}_{size[0]}x{size[1]}_{suffix}"
         if not (path / "groundtruth.txt").exists():
-            # No walking person: it fills much of the view at times and every dense term then follows it;
-            # dynamic objects are a segmentation/masking question, not what this ablation measures.
-            cfg = SimConfig(seed=3, frames=frames, width=size[0], height=size[1], lighting_variation=light,
-                            texture_contrast=contrast, with_person=False)
+            cfg = SimConfig(seed=seed, frames=frames, width=size[0], height=size[1], lighting_variation=light,
+                            texture_contrast=contrast, with_person=person)
             t = time.perf_counter()
             simulate_sequence(path, cfg, write_bag=False, verbose=False)
             print(f"simulated {name}: {frames} frames {size[0]}x{size[1]} in {time.perf_counter() - t:.0f} s")
-        out[name] = path
+        out[name] = (path, degraded)
     return out
 
 
@@ -198,44 +235,58 @@ def run_ablation(folder: Path, args: argparse.Namespace) -> bool:
     variants = ["depth only", "+photometric", "+IMU", "+semantic", "+semantic (noisy labels)"]
     print(f"\nsimulator ablation ({args.sim_frames} frames, {args.sim_size[0]}x{args.sim_size[1]}, noisy depth, "
           "IMU with noise and bias; +semantic uses ground-truth labels as frame.semantic)")
-    print(f"{'sequence':30s} {'variant':26s} {'ATE [cm]':>9s} {'ms/frame':>9s} {'CPU ms':>7s}  statuses")
+    print(f"{'sequence':46s} {'variant':30s} {'ATE [cm]':>9s} {'ms/frame':>9s} {'CPU ms':>7s}  statuses")
     ates: dict[tuple[str, str], float] = {}
-    for name, path in seqs.items():
+    all_lowest = True
+    for name, (path, degraded) in seqs.items():
         seq = open_sequence(path)
         base = [seq[i] for i in tqdm(range(len(seq)), desc=f"load {name}", leave=False, disable=None)]
+        if degraded:
+            base = degrade(base)
         gt = seq.gt_trajectory()
         rng = np.random.default_rng(0)
         noisy = [noisy_labels(f.gt.semantic, rng) for f in base]
         curves = {}
-        for variant in variants:
+        seq_variants = variants + (["+semantic (no dynamic mask)"] if SIM_SEQUENCES[name][3] else [])
+        for variant in seq_variants:
             frames = []
             for f, nl in zip(base, noisy):
                 g = replace(f)
-                if variant == "+semantic":
+                if variant in ("+semantic", "+semantic (no dynamic mask)"):
                     g.semantic = f.gt.semantic
                 elif variant.startswith("+semantic"):
                     g.semantic = nl
                 else:
                     g.semantic = None
                 frames.append(g)
-            traj, ms, cpu_ms, st = run_ours(frames, args.device, sim_vio_config(variant))
+            cfg = sim_vio_config(variant)
+            if variant == "+semantic (no dynamic mask)":
+                cfg = replace(cfg, mask_dynamic=False)
+            traj, ms, cpu_ms, st = run_ours(frames, args.device, cfg)
             ate = compute_ate(gt, traj)
             ates[(name, variant)] = ate.rmse
             curves[variant] = ate.est_positions_aligned
             note = ", ".join(f"{k} {v}" for k, v in sorted(st.items()))
-            print(f"{name:30s} {variant:26s} {ate.rmse * 100:9.2f} {ms:9.1f} {cpu_ms:7.1f}  {note}", flush=True)
+            print(f"{name:46s} {variant:30s} {ate.rmse * 100:9.2f} {ms:9.1f} {cpu_ms:7.1f}  {note}", flush=True)
         if args.output is not None:
             args.output.mkdir(parents=True, exist_ok=True)
             save_plot(args.output / f"odometry_ablation_{name}.png", curves, ate.gt_positions, name)
+        full = ates[(name, "+semantic")]
+        best_other = min(ates[(name, v)] for v in variants[:3])
+        ok = full <= best_other * (1 + FULL_TOLERANCE)
+        all_lowest &= ok
+        imu_gain = 1.0 - ates[(name, "+IMU")] / ates[(name, "+photometric")]
+        print(f"  {name}: full system {full * 100:.2f} cm vs best of the others {best_other * 100:.2f} cm: "
+              f"{'strictly lowest' if full < best_other else f'within {FULL_TOLERANCE:.0%}' if ok else 'NOT lowest'}"
+              f"; IMU term {imu_gain:+.1%} vs +photometric")
     names = list(seqs)
-    full = ates[(names[0], "+semantic")]
-    lowest = full <= min(ates[(names[0], v)] for v in variants[:3])
     gain = 1.0 - ates[(names[1], "+semantic")] / ates[(names[1], "+IMU")]
     gain_noisy = 1.0 - ates[(names[1], "+semantic (noisy labels)")] / ates[(names[1], "+IMU")]
-    print(f"target: full system lowest ATE on {names[0]}: {'met' if lowest else 'MISSED'}")
+    print(f"target: full system lowest ATE (within {FULL_TOLERANCE:.0%}) on every simulated sequence: "
+          f"{'met' if all_lowest else 'MISSED'}")
     print(f"target: semantic term lowers ATE on {names[1]} by >= {SEMANTIC_GAIN_TARGET:.0%}: "
           f"{gain:.1%} ({'met' if gain >= SEMANTIC_GAIN_TARGET else 'MISSED'}; noisy labels {gain_noisy:.1%})")
-    return lowest and gain >= SEMANTIC_GAIN_TARGET
+    return all_lowest and gain >= SEMANTIC_GAIN_TARGET
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,11 +6,16 @@ mapper: ``semantic`` (the project's torch voxel mapper) or ``open3d``; labels: `
 ``ground_truth`` (the frame's labels as they are), or a panoptic backend of ``core/panoptic``:
 ``oracle`` (ground truth with optional noise), ``geometric`` (model-free), ``builtin`` (the trained
 network), ``torchscript`` / ``onnx`` (a user's model with an adapter YAML)).
+
+With a label source set, the labels are computed first and given to the odometry as well
+(``frame.semantic`` / ``frame.instance`` of a copy of the frame): the VIO then uses its semantic
+reprojection term and leaves dynamic classes (a walking person) out of tracking. With ``labels="none"``
+the frame goes to the odometry unchanged.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -170,7 +175,20 @@ class Pipeline:
         return None, None
 
     def step(self, frame: Frame) -> StepResult:
-        """Process one frame. Bad input is logged and skipped; the map is never left half-updated."""
+        """Process one frame. Bad input is logged and skipped; the map is never left half-updated.
+
+        Labels (when a source is set) are computed before the odometry and passed to it in a copy of the
+        frame; a label failure (ValueError) still tracks the frame, without labels, and then drops it.
+        """
+        semantic = instance = None
+        label_error: ValueError | None = None
+        if self.config.labels != "none":
+            try:
+                semantic, instance = self._labels_of(frame)
+                if semantic is not None:
+                    frame = replace(frame, semantic=semantic, instance=instance)  # the caller's frame stays
+            except ValueError as e:
+                label_error = e
         T_world_camera = self._pose_of(frame)
         if T_world_camera is None:
             self.counts["no_pose"] += 1
@@ -178,7 +196,8 @@ class Pipeline:
                         self.config.odometry)
             return StepResult(frame.index, frame.stamp_s, None, "no_pose", "no pose")
         try:
-            semantic, instance = self._labels_of(frame)
+            if label_error is not None:
+                raise label_error
             self.mapper.integrate(frame.depth_m, frame.color, frame.camera, T_world_camera,
                                   semantic=semantic, instance=instance)
         except ValueError as e:

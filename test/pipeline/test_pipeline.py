@@ -115,3 +115,49 @@ def test_panoptic_label_source_options_are_checked():
     with pytest.raises(ValueError, match="not found"):
         Pipeline(PipelineConfig(labels="torchscript", panoptic_model="/nonexistent.pt",
                                 panoptic_adapter="/nonexistent.yaml"))
+
+
+def _textured_wall_frames(n: int) -> list[Frame]:
+    frames = []
+    rng = np.random.default_rng(0)
+    pattern = rng.integers(0, 255, (CAM.height // 4 + 1, CAM.width // 4 + 1), dtype=np.uint8)
+    for i in range(n):
+        f = _frame_looking_at_wall(i, 0.01 * i)
+        f.color[..., 1] = np.kron(pattern, np.ones((4, 4), np.uint8))[:CAM.height, :CAM.width]
+        f.gt.semantic = np.full(CAM.shape, 2, np.uint16)
+        f.gt.semantic[:, :20] = 5
+        f.gt.instance = np.zeros(CAM.shape, np.uint16)
+        frames.append(f)
+    return frames
+
+
+def test_labels_are_given_to_the_odometry_before_tracking():
+    """With a label source the VIO sees the labels in frame.semantic; with 'none' it runs exactly as alone."""
+    from metric_semantic_slam.core.odometry import VisualInertialOdometry
+
+    for source in ("oracle", "ground_truth", "none"):
+        pipe = Pipeline(PipelineConfig(odometry="vio", labels=source, mapping=TsdfMapperConfig(voxel_size_m=0.05)))
+        seen = []
+        track = pipe._vio.track
+
+        def spy(frame, track=track, seen=seen):
+            seen.append(None if frame.semantic is None else np.array(frame.semantic))
+            return track(frame)
+
+        pipe._vio.track = spy
+        frames = _textured_wall_frames(4)
+        for f in frames:
+            pipe.step(f)
+            assert f.semantic is None  # the caller's frame is not modified
+        assert len(seen) == 4
+        if source == "none":
+            assert all(s is None for s in seen)
+            alone = VisualInertialOdometry()
+            expected = [alone.track(f).T_world_camera for f in _textured_wall_frames(4)]
+            got = pipe.trajectory()[1]
+            assert len(got) == 4
+            np.testing.assert_array_equal(got, np.stack(expected))
+        else:
+            for s, f in zip(seen, frames):
+                assert s is not None and s.shape == CAM.shape
+                np.testing.assert_array_equal(s, f.gt.semantic)

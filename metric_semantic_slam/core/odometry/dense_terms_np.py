@@ -105,6 +105,7 @@ def rgb_reference_points(level: PyramidLevel, min_gradient: float, max_points: i
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """High-gradient reference pixels with depth, their intensities and photometric Jacobians, cached.
 
+    Pixels marked in ``level.cache["dynamic"]`` (moving objects, see ``vio.py``) are left out.
     Returns ``(points (3, N) in the reference camera, intensity (N,), J (6, N) / sigma_rgb)``.
     """
     key = ("rgb_ref", min_gradient, max_points, sigma_rgb)
@@ -114,6 +115,9 @@ def rgb_reference_points(level: PyramidLevel, min_gradient: float, max_points: i
         gx = _np(level.grad_x).reshape(-1)
         gy = _np(level.grad_y).reshape(-1)
         sel = _np(level.depth_valid).reshape(-1) & (gx * gx + gy * gy > min_gradient ** 2)
+        excluded = level.cache.get("dynamic")
+        if excluded is not None:
+            sel &= ~excluded.reshape(-1)
         idx = subsample_indices(np.flatnonzero(sel), max_points)
         P = np.ascontiguousarray(_np(level.vertices).reshape(-1, 3)[idx].T)
         inten = _np(level.intensity).reshape(-1)[idx].astype(np.float32)
@@ -172,14 +176,16 @@ def icp_system_np(pack: np.ndarray, ref_shape: tuple[int, int], ref_k: tuple[flo
 def rgb_system_np(P: np.ndarray, inten: np.ndarray, J: np.ndarray, cur_intensity: np.ndarray,
                   cur_depth: np.ndarray, cur_k: tuple[float, float, float, float], R: np.ndarray, t: np.ndarray,
                   sigma_rgb: float, huber_k: float, occlusion_rel: float, offset_compensation: bool,
-                  cur_stack: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, float, int]:
+                  cur_stack: np.ndarray | None = None, cur_excluded: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, float, int]:
     """Photometric system; returns ``(H, b, weighted squared sum, count)``.
 
     Jacobians are the precomputed inverse-compositional ``J``, or, when ``cur_stack`` (the current
     intensity and its x/y gradients as a 3-channel image) is given, forward-compositional ones from the
-    current gradients at the warped points.
+    current gradients at the warped points. Samples landing on ``cur_excluded`` pixels (e.g. a moving
+    object, whose depth was removed) are dropped: without it an invalid current depth counts as visible.
     Shape: P (3, N) reference points, inten (N,), J (6, N); cur_intensity / cur_depth (H, W) float32;
-    cur_stack (H, W, 3) float32.
+    cur_stack (H, W, 3) float32; cur_excluded (H, W) bool.
     """
     fx, fy, cx, cy = cur_k
     h, w = cur_depth.shape
@@ -202,6 +208,8 @@ def rgb_system_np(P: np.ndarray, inten: np.ndarray, J: np.ndarray, cur_intensity
     vn = np.clip(np.rint(v), 0, h - 1).astype(np.intp)
     dcur = np.take(cur_depth.reshape(-1), vn * w + un)
     ok = inside & ((dcur <= 0) | (np.abs(dcur - z) <= occlusion_rel * z))
+    if cur_excluded is not None:
+        ok &= ~np.take(cur_excluded.reshape(-1), vn * w + un)
     n_ok = int(ok.sum())
     if n_ok == 0:
         return np.zeros((6, 6)), np.zeros(6), 0.0, 0

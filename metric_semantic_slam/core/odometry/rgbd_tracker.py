@@ -8,6 +8,9 @@ Minimises ``E = sum rho(r_icp / sigma_icp) + w_rgb * sum rho(r_rgb / sigma_rgb)`
 - Photometric (Kerl et al. 2013, "Robust odometry estimation for RGB-D cameras"): reference pixels with a
   strong gradient and valid depth are warped into the current image; ``r_rgb = I_cur(w(p)) - I_ref(p)``.
 - Updates are left-multiplied, ``T <- exp(xi) T`` with ``xi = (rho, phi)`` as in :mod:`core.geometry`.
+- A level's ``cache["dynamic"]`` ((H, W) bool, set by the caller) marks pixels to leave out (moving
+  objects): the caller also zeroes their depth, which removes them from ICP and photometric references;
+  here photometric samples that land on them in the current frame are dropped.
 
 An optional rotation prior (from gyro preintegration) adds ``|log(R R_prior^T)|^2 / sigma_rot^2``.
 """
@@ -207,6 +210,9 @@ class RgbdTracker:
         dcur = cur.depth[vn, un]
         visible = (dcur <= 0) | ((dcur - z).abs() <= cfg.occlusion_rel * z)
         ok = inside & visible
+        excluded = cur.cache.get("dynamic")  # (H, W) bool numpy: pixels of moving objects (see vio.py)
+        if excluded is not None:
+            ok &= ~torch.as_tensor(excluded, device=ok.device)[vn, un]
         p, zs = p[ok], zs[ok]
         ic, gx, gy = samp[0][ok], samp[1][ok], samp[2][ok]
         diff = ic - ref_int[ok]
@@ -262,7 +268,8 @@ class RgbdTracker:
                 inl = n_icp / icp_frac / n_cur_valid if icp_frac > 0 else 0.0
             if use_rgb:
                 H, b, s, n_rgb = rgb_system_np(P, inten, Jr, cur_int, cur_depth, cl.intrinsics, R, t, cfg.sigma_rgb,
-                                               cfg.huber_k, cfg.occlusion_rel, cfg.rgb_offset_compensation, cur_stack)
+                                               cfg.huber_k, cfg.occlusion_rel, cfg.rgb_offset_compensation, cur_stack,
+                                               cl.cache.get("dynamic"))
                 Hs += cfg.w_rgb * H
                 bs += cfg.w_rgb * b
                 sq += s * cfg.w_rgb
@@ -293,6 +300,8 @@ class RgbdTracker:
         if use_rgb:
             gmag = torch.sqrt(rl.grad_x ** 2 + rl.grad_y ** 2)
             sel = (rl.depth_valid & (gmag > cfg.min_gradient)).reshape(-1)
+            if rl.cache.get("dynamic") is not None:
+                sel &= ~torch.as_tensor(rl.cache["dynamic"], device=device).reshape(-1)
             ridx = _subsample(torch.nonzero(sel).squeeze(1), cfg.max_points)
             ref_pts = rl.vertices.reshape(-1, 3)[ridx]
             ref_int = rl.intensity.reshape(-1)[ridx]

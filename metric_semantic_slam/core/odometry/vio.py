@@ -10,6 +10,13 @@ also minimises the semantic reprojection error of a *semantic anchor* (:mod:`.se
 points of an earlier frame, kept in the world frame over many keyframes and renewed only when too few
 of them stay visible and consistent. Frames without (usable) labels simply track without the term.
 
+Dynamic classes (``is_dynamic`` in the label space, e.g. a walking person): with labels, their pixels
+(dilated by a few pixels for label and depth-edge errors) are removed from the frame before tracking, so
+they take part in neither the ICP, the photometric nor the semantic term, on the reference side (the
+keyframe and previous frame keep their masks) nor on the current side (photometric samples and semantic
+points landing on them are dropped). Without labels nothing is masked; the Huber weights then only
+down-weight a moving object.
+
 Convention: the world frame is the first camera frame (or, with ``gravity_aligned_world``, that frame
 rotated so world z points up). Covariances are 6x6 over the left-perturbation twist ``(rho, phi)`` of
 ``T_world_camera`` and ignore the uncertainty of the keyframe pose itself.
@@ -17,11 +24,13 @@ rotated so world z points up). Covariances are 6x6 over the left-perturbation tw
 from __future__ import annotations
 
 import enum
+import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 
@@ -33,7 +42,10 @@ from .pyramid import PyramidLevel, build_pyramid, rgb_to_intensity
 from .rgbd_tracker import RgbdTracker, RotationPrior, TrackerConfig, TrackerResult
 from .semantic_term import SemanticAnchor, SemanticConfig, SemanticDistanceMaps, level_intrinsics
 
-__all__ = ["TrackingStatus", "TrackingResult", "VioConfig", "VisualInertialOdometry", "adjoint_se3"]
+__all__ = ["TrackingStatus", "TrackingResult", "VioConfig", "VisualInertialOdometry", "adjoint_se3",
+           "default_dynamic_classes"]
+
+log = logging.getLogger(__name__)
 
 # Covariance reported when a pose is a guess (prediction without image data): 10 cm, ~6 deg std.
 _GUESS_COV = np.diag([1e-2] * 3 + [1e-2] * 3)
@@ -123,6 +135,12 @@ class VioConfig:
     #: Semantic reprojection term (used on frames with ``frame.semantic`` labels; CPU tracker only).
     use_semantic: bool = True
     semantic: SemanticConfig = field(default_factory=SemanticConfig)
+    #: Exclude pixels of dynamic classes (from ``frame.semantic``) from every tracking term.
+    mask_dynamic: bool = True
+    #: Class ids treated as dynamic (None: the ``is_dynamic`` classes of the default label space).
+    dynamic_classes: tuple[int, ...] | None = None
+    #: The dynamic mask grows by this many pixels (full resolution) to cover label and depth-edge errors.
+    dynamic_dilation_px: int = 4
 
     def __post_init__(self) -> None:
         self.tracker.validate()
@@ -132,9 +150,21 @@ class VioConfig:
             raise ValueError("gyro_prior_sigma_rad must be positive")
         if not 0 < self.min_depth_m < self.max_depth_m:
             raise ValueError(f"need 0 < min_depth_m < max_depth_m, got {self.min_depth_m}, {self.max_depth_m}")
+        if self.dynamic_dilation_px < 0:
+            raise ValueError(f"dynamic_dilation_px must be >= 0, got {self.dynamic_dilation_px}")
         if self.use_semantic and not self.tracker.finest_level <= self.semantic.level < self.tracker.levels:
             raise ValueError(f"semantic.level {self.semantic.level} outside the tracked levels "
                              f"{self.tracker.finest_level}..{self.tracker.levels - 1}")
+
+
+def default_dynamic_classes() -> tuple[int, ...]:
+    """Ids of the ``is_dynamic`` classes of the project's default label space (empty if it is missing)."""
+    try:
+        from ..labels import load_label_space
+        return tuple(int(i) for i in np.flatnonzero(load_label_space().dynamic_mask))
+    except (OSError, ValueError, KeyError) as exc:
+        log.warning("no label space for dynamic classes (%s): nothing is masked", exc)
+        return ()
 
 
 def adjoint_se3(T: np.ndarray) -> np.ndarray:
@@ -160,6 +190,14 @@ class VisualInertialOdometry:
         tc = self.config.tracker
         self._tracker_icp = RgbdTracker(TrackerConfig(**{**tc.__dict__, "use_rgb": False, "use_icp": True}))
         self._bias = GyroBiasEstimator(gain=max(self.config.gyro_bias_gain, 1e-9))
+        dyn: tuple[int, ...] = ()
+        if self.config.mask_dynamic:
+            dyn = (self.config.dynamic_classes if self.config.dynamic_classes is not None
+                   else default_dynamic_classes())
+        self.dynamic_classes = tuple(sorted(set(int(c) for c in dyn)))
+        # Dynamic classes never become semantic anchor points.
+        self._sem_cfg = replace(self.config.semantic, ignore_classes=tuple(
+            sorted(set(self.config.semantic.ignore_classes) | set(self.dynamic_classes))))
         self.reset()
 
     # ---------------------------------------------------------------- state
@@ -263,11 +301,37 @@ class VisualInertialOdometry:
             motion[:3, :3] = R_gyro
         return self._last_T @ motion
 
-    def _pyramid(self, frame: Any) -> tuple[list[PyramidLevel], float, bool]:
+    def _labels(self, frame: Any) -> np.ndarray | None:
+        """The frame's class labels when usable: (H, W) integers matching the camera, else None."""
+        labels = getattr(frame, "semantic", None)
+        if labels is None:
+            return None
+        labels = np.asarray(labels)
+        if labels.shape != (frame.camera.height, frame.camera.width) or not np.issubdtype(labels.dtype, np.integer):
+            return None  # a mismatched label image is ignored, not an error: labels are optional
+        return labels
+
+    def _dynamic_mask(self, labels: np.ndarray | None) -> np.ndarray | None:
+        """Pixels of dynamic classes, dilated; None when there are none (or no labels). Shape: (H, W) bool."""
+        if labels is None or not self.dynamic_classes:
+            return None
+        mask = np.isin(labels, self.dynamic_classes)
+        if not mask.any():
+            return None
+        r = self.config.dynamic_dilation_px
+        if r > 0:
+            mask = cv2.dilate(mask.astype(np.uint8), np.ones((2 * r + 1, 2 * r + 1), np.uint8)) > 0
+        return mask
+
+    def _pyramid(self, frame: Any, dynamic: np.ndarray | None = None) -> tuple[list[PyramidLevel], float, bool]:
         cam = frame.camera
         depth = np.asarray(frame.depth_m, dtype=np.float32)
         if depth.shape != (cam.height, cam.width):
             raise ValueError(f"depth {depth.shape} does not match camera {(cam.height, cam.width)}")
+        if dynamic is not None:
+            # No depth on a moving object: no ICP points or normals, no photometric reference points, no
+            # semantic anchor points there; the tracker also drops samples landing on it (cache below).
+            depth = np.where(dynamic, np.float32(0.0), depth)
         color = getattr(frame, "color", None)
         if color is None:
             intensity = torch.zeros(depth.shape, dtype=torch.float32, device=self.device)
@@ -278,23 +342,28 @@ class VisualInertialOdometry:
             intensity = rgb_to_intensity(color, self.device)
         pyr = build_pyramid(intensity, torch.as_tensor(depth, device=self.device), cam, self.config.tracker.levels,
                             self.config.min_depth_m, self.config.max_depth_m, self.config.tracker.finest_level)
+        if dynamic is not None:
+            m = dynamic
+            kernel = np.ones((3, 3), np.uint8)
+            for level, p in enumerate(pyr):
+                if level > 0:  # a coarse pixel is dynamic when any of its 2x2 children is
+                    h2, w2 = m.shape[0] // 2, m.shape[1] // 2
+                    m = m[:2 * h2, :2 * w2].reshape(h2, 2, w2, 2).any(axis=(1, 3))
+                # Plus one pixel of the level: its gradients and bilinear samples reach that far.
+                p.cache["dynamic"] = cv2.dilate(m.astype(np.uint8), kernel) > 0
         lvl = pyr[self.config.tracker.finest_level]
         valid_frac = float(lvl.depth_valid.float().mean())
         textured = float(lvl.intensity.std()) >= self.config.min_intensity_std
         return pyr, valid_frac, textured
 
-    def _semantic_maps(self, frame: Any) -> SemanticDistanceMaps | None:
-        """Distance maps of the frame's labels, or None when the term is off or the labels are unusable."""
+    def _semantic_maps(self, labels: np.ndarray | None) -> SemanticDistanceMaps | None:
+        """Distance maps of the frame's labels, or None when the term is off or there are no labels."""
         cfg = self.config
-        labels = getattr(frame, "semantic", None)
         if not cfg.use_semantic or cfg.semantic.weight <= 0 or labels is None or self.device.type != "cpu":
             return None
-        labels = np.asarray(labels)
-        if labels.shape != (frame.camera.height, frame.camera.width) or not np.issubdtype(labels.dtype, np.integer):
-            return None  # a mismatched label image is ignored, not an error: the term is optional
         # Maps for the anchor's classes only; all classes when a new anchor may be taken from this frame.
         only = None if self._sem_anchor is None else np.unique(self._sem_anchor.classes)
-        return SemanticDistanceMaps(labels, cfg.semantic, only)
+        return SemanticDistanceMaps(labels, self._sem_cfg, only)
 
     def _new_semantic_anchor(self, maps: SemanticDistanceMaps | None, pyr: list[PyramidLevel], T: np.ndarray,
                              stamp: float) -> None:
@@ -304,8 +373,7 @@ class VisualInertialOdometry:
         lvl = pyr[self.config.semantic.level]
         h, w = maps.shape
         self._sem_anchor = SemanticAnchor.from_frame(
-            maps.labels, lvl.vertices.numpy()[:h, :w], lvl.depth_valid.numpy()[:h, :w], T, self.config.semantic,
-            stamp)
+            maps.labels, lvl.vertices.numpy()[:h, :w], lvl.depth_valid.numpy()[:h, :w], T, self._sem_cfg, stamp)
 
     def _set_keyframe(self, frame: Any, pyr: list[PyramidLevel], T: np.ndarray, stamp: float, textured: bool
                       ) -> None:
@@ -337,7 +405,8 @@ class VisualInertialOdometry:
                                   f"stamp {stamp:.6f} not after the last one {self._last_stamp:.6f}")
         self._init_gravity(frame)
         R_gyro, sigma_gyro, pre = self._gyro_rotation(frame, stamp)
-        pyr, valid_frac, textured = self._pyramid(frame)
+        labels = self._labels(frame)
+        pyr, valid_frac, textured = self._pyramid(frame, self._dynamic_mask(labels))
 
         if self._last_T is None:
             T0 = np.eye(4)
@@ -349,7 +418,7 @@ class VisualInertialOdometry:
                 return self._commit(stamp, T0, TrackingResult(stamp, T0, cov, TrackingStatus.INITIALIZED,
                                                               message="no valid depth: keyframe deferred"))
             self._set_keyframe(frame, pyr, T0, stamp, textured)
-            self._new_semantic_anchor(self._semantic_maps(frame), pyr, T0, stamp)
+            self._new_semantic_anchor(self._semantic_maps(labels), pyr, T0, stamp)
             return self._commit(stamp, T0, TrackingResult(stamp, T0, cov, TrackingStatus.INITIALIZED,
                                                           is_keyframe=True))
 
@@ -359,7 +428,7 @@ class VisualInertialOdometry:
             return self._commit(stamp, T_pred, TrackingResult(
                 stamp, T_pred, _GUESS_COV.copy(), TrackingStatus.PREDICTED, used_gyro=R_gyro is not None,
                 message=f"valid depth {valid_frac:.1%} below {cfg.min_valid_depth_fraction:.1%}"))
-        sem_maps = self._semantic_maps(frame)
+        sem_maps = self._semantic_maps(labels)
         if self._keyframe is None:
             self._set_keyframe(frame, pyr, T_pred, stamp, textured)
             self._new_semantic_anchor(sem_maps, pyr, T_pred, stamp)
@@ -393,7 +462,7 @@ class VisualInertialOdometry:
             if self._sem_anchor is not None and len(self._sem_anchor) > 0:
                 h, w = sem_maps.shape
                 depth_lvl = pyr[cfg.semantic.level].depth.numpy()[:h, :w]
-                sem_systems = [self._sem_anchor.system(sem_maps, k_sem, T_kf_w, cfg.semantic, depth_lvl)]
+                sem_systems = [self._sem_anchor.system(sem_maps, k_sem, T_kf_w, self._sem_cfg, depth_lvl)]
         tr: TrackerResult = tracker.track(kf.pyramid, pyr, T_kf_w @ T_pred, prior, extra, sem_systems)
         T = kf.T_world_camera @ tr.T_ref_cur
         failure = self._failure(tr, T, T_pred)
@@ -420,8 +489,8 @@ class VisualInertialOdometry:
             anchor = self._sem_anchor
             renew = anchor is None
             if anchor is not None:
-                visible, good = anchor.update(sem_maps, k_sem, T, cfg.semantic)
-                renew = anchor.needs_renewal(visible, good, cfg.semantic)
+                visible, good = anchor.update(sem_maps, k_sem, T, self._sem_cfg)
+                renew = anchor.needs_renewal(visible, good, self._sem_cfg)
             if renew:
                 self._new_semantic_anchor(sem_maps, pyr, T, stamp)
         # A black previous image would feed the photometric term nothing but noise.
