@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -30,6 +29,7 @@ if str(REPO) not in sys.path:  # run as a script from anywhere
 import cv2  # noqa: E402
 import torch  # noqa: E402
 
+from metric_semantic_slam.eval.machine import cpu_name  # noqa: E402
 from metric_semantic_slam.core.depth_confidence import active_depth_confidence  # noqa: E402
 from metric_semantic_slam.core.depth_fusion import DepthFuser, DepthFusionConfig, fuse_local  # noqa: E402
 
@@ -108,14 +108,6 @@ def get_sequence(cache: Path, seed: int, frames: int, width: int, height: int) -
     return folder
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip() + f" ({os.cpu_count()} cores)"
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def fmt(x: float, scale: float = 1.0, digits: int = 4) -> str:

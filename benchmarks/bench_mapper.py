@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -51,6 +50,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # running as a script from anywhere
     sys.path.insert(0, str(REPO))
 
+from metric_semantic_slam.eval.machine import cpu_name  # noqa: E402
 from metric_semantic_slam.core.geometry import invert_transform  # noqa: E402
 from metric_semantic_slam.core.labels import load_label_space  # noqa: E402
 from metric_semantic_slam.core.mapping import MapperConfig, SemanticVoxelMapper, TsdfConfig  # noqa: E402
@@ -81,14 +81,6 @@ def corrupt_labels(sem: np.ndarray, rate: float, allowed: np.ndarray, rng: np.ra
     return out
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def run_ours(frames, noisy_sem, device: str, voxel_m: float) -> tuple[SemanticVoxelMapper, list[float], list[float]]:

@@ -23,7 +23,6 @@ Usage: python benchmarks/bench_odometry.py [--data ../shared/data] [--output DIR
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import tempfile
 import time
@@ -37,6 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # running as a script from anywhere
     sys.path.insert(0, str(REPO))
 
+from metric_semantic_slam.eval.machine import cpu_name as cpu_model  # noqa: E402
 from metric_semantic_slam.core.odometry.rgbd_tracker import TrackerConfig  # noqa: E402
 from metric_semantic_slam.core.odometry.semantic_term import SemanticConfig  # noqa: E402
 from metric_semantic_slam.core.odometry.vio import VioConfig, VisualInertialOdometry  # noqa: E402
@@ -50,14 +50,6 @@ TARGET_RATIO = 0.7
 O3D_METHODS = ("PointToPlane", "Hybrid", "Intensity")
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def run_ours(frames: list, device: str, config: VioConfig | None = None) -> tuple[Trajectory, float, float, dict]:

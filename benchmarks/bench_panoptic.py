@@ -25,7 +25,6 @@ mIoU = PQ = 1.
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from metric_semantic_slam.eval.machine import cpu_name as cpu_model  # noqa: E402
 from metric_semantic_slam.core.camera import PinholeCamera
 from metric_semantic_slam.core.labels import LabelSpace, load_label_space
 from metric_semantic_slam.core.panoptic import PanopticInput, make_backend
@@ -101,14 +101,6 @@ def render_eval_frames(seed: int, frames: int, width: int = 320, height: int = 2
     return out
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def load_avg() -> str:

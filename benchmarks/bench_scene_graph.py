@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -35,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # running as a script from anywhere
     sys.path.insert(0, str(REPO))
 
+from metric_semantic_slam.eval.machine import cpu_name as cpu_model  # noqa: E402
 from metric_semantic_slam.core.labels import load_label_space  # noqa: E402
 from metric_semantic_slam.core.mapping.instances import MapInstance  # noqa: E402
 from metric_semantic_slam.core.scene_graph import SceneGraphBuilder, SceneGraphConfig, run_query  # noqa: E402
@@ -47,14 +47,6 @@ TARGETS = {"precision": 0.9, "recall": 0.9, "centre_error_m": 0.05, "relation_pr
            "relation_recall": 0.85, "update_ms": 20.0}
 
 
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def ensure_sim(cache: Path, seed: int, frames: int, width: int, height: int) -> Path:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -35,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # running as a script from anywhere
     sys.path.insert(0, str(REPO))
 
+from metric_semantic_slam.eval.machine import cpu_name as cpu_model  # noqa: E402
 from metric_semantic_slam.graph import NODES  # noqa: E402
 
 TARGETS = {"mesh_latency_p95_ms": 250.0}
@@ -42,14 +42,6 @@ PROFILES = {"oracle": "sim_replay.yaml", "vio": "sim_replay_vio.yaml"}
 MSSLAM = [sys.executable, "-m", "metric_semantic_slam.cli.main"]
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def find_or_make_bag(bag: str | None, frames: int, workdir: Path) -> Path:
