@@ -10,7 +10,14 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 OUT="${OUT:-$REPO/output}"
 MSSLAM="$REPO/.venv/bin/msslam"
-"$MSSLAM" simulate --seed 1 --frames 300 --output "$OUT/sim_seed1" "$@"
+# Simulate once; a later run reuses a complete earlier sequence (delete output/sim_seed1 to redo it).
+SIM="$OUT/sim_seed1"
+if [ -f "$SIM/sim_config.json" ] && [ -f "$SIM/bag/metadata.yaml" ] && [ "$#" -eq 0 ]; then
+  echo "[demo] reusing the simulated sequence in $SIM"
+else
+  rm -rf "$SIM"
+  "$MSSLAM" simulate --seed 1 --frames 300 --output "$SIM" "$@"
+fi
 # The offline reference: ground-truth poses and labels (an oracle), the same core objects as the nodes.
 "$MSSLAM" reconstruct "$OUT/sim_seed1" --output "$OUT/reconstruction" --labels ground_truth
 "$MSSLAM" eval --gt "$OUT/sim_seed1/groundtruth.txt" --est "$OUT/reconstruction/trajectory.txt" \

@@ -320,7 +320,7 @@ class StageNode(Node):
             drops = dict(self._drops)
             errors = self._errors
         queues = {}
-        for k, q in self._queues.items():
+        for k, q in list(self._queues.items()):  # a subclass may still be adding queues (start-up race)
             # input rate since the previous status (or since start)
             t_prev, n_prev = self._queue_marks.get(k, (self._started, 0))
             rate = (q.received - n_prev) / (now - t_prev) if now > t_prev else None
@@ -351,7 +351,10 @@ class StageNode(Node):
     def _status_loop(self) -> None:
         period = float(self.params.status_period_s)
         while not self._stop.wait(period):
-            self.publish_status()
+            try:
+                self.publish_status()
+            except Exception:  # one bad status must not end the status thread for the node's lifetime
+                self.get_logger().error("status failed:\n" + traceback.format_exc())
 
     # ---------------------------------------------------------------------------------- shutdown
     def stop_workers(self, timeout_s: float = 30.0) -> bool:
