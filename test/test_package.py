@@ -238,17 +238,28 @@ def test_launch_files_build_the_same_nodes_as_msslam_launch(monkeypatch, launch_
         assert play and "play" in play[0].kwargs["cmd"] and "--clock" in play[0].kwargs["cmd"]
 
 
+_COLLECT_STATUSES = """
+import json, sys
+from std_msgs.msg import String
+from metric_semantic_slam.ros.testing import TopicCollector
+domain, timeout_s, names = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3:]
+topics = {f"/pkg/{n}/status": String for n in names}
+with TopicCollector(domain, topics) as col:
+    col.spin_until(lambda: all(col.count(t) > 0 for t in topics), timeout_s=timeout_s)
+    print(json.dumps({n: json.loads(col.messages[f"/pkg/{n}/status"][-1][1].data)
+                      for n in names if col.count(f"/pkg/{n}/status")}))
+"""
+
+
 def test_every_node_starts_and_answers(tmp_path):
     """Each graph node runs as its own process with its params file, publishes its status and stops
     cleanly on SIGINT (exit 0)."""
     pytest.importorskip("rclpy")
     import json
 
-    from std_msgs.msg import String
-
     from metric_semantic_slam.nodes import node_module
     from metric_semantic_slam.ros.node_runtime import NodeProcess
-    from metric_semantic_slam.ros.testing import TopicCollector, ros_env
+    from metric_semantic_slam.ros.testing import ros_env
 
     domain = 75
     overrides = {"mapper": {"save_on_shutdown": False, "output_dir": str(tmp_path / "mapper")}}
@@ -258,15 +269,18 @@ def test_every_node_starts_and_answers(tmp_path):
                                log_path=tmp_path / f"{name}.log")
              for name in graph.NODES}
     try:
-        topics = {f"/pkg/{name}/status": String for name in graph.NODES}
-        with TopicCollector(domain, topics) as col:
-            # generous: five Python processes importing torch at once on a loaded 2-core machine
-            ok = col.spin_until(lambda: all(col.count(t) > 0 for t in topics), timeout_s=180)
-            missing = [n for n in graph.NODES if col.count(f"/pkg/{n}/status") == 0]
-            assert ok, "\n".join(f"--- {n} (alive: {procs[n].alive()}):\n{procs[n].log()[-3000:]}" for n in missing)
-            for name in graph.NODES:
-                st = json.loads(col.messages[f"/pkg/{name}/status"][-1][1].data)
-                assert st["node"] == f"/pkg/{name}" and st["errors"] == 0, st
+        # The listener runs in a fresh interpreter: rclpy state left in this pytest process by earlier
+        # tests must not decide whether these nodes are heard. Generous timeout: five processes import
+        # torch at once on a loaded 2-core machine.
+        out = subprocess.run([sys.executable, "-c", _COLLECT_STATUSES, str(domain), "180", *graph.NODES],
+                             capture_output=True, text=True, timeout=300, env=ros_env(domain))
+        assert out.returncode == 0, out.stderr[-3000:]
+        statuses = json.loads(out.stdout.strip().splitlines()[-1])
+        missing = [n for n in graph.NODES if n not in statuses]
+        assert not missing, "\n".join(f"--- {n} (alive: {procs[n].alive()}):\n{procs[n].log()[-3000:]}"
+                                       for n in missing)
+        for name, st in statuses.items():
+            assert st["node"] == f"/pkg/{name}" and st["errors"] == 0, st
     finally:
         codes = {name: p.stop(timeout_s=30) for name, p in procs.items()}
     assert codes == {name: 0 for name in graph.NODES}, {n: procs[n].log()[-2000:] for n in codes if codes[n]}
