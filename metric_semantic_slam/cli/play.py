@@ -297,6 +297,10 @@ def run(args: argparse.Namespace) -> int:
     """Play; prints a summary. Returns 0 on success (also when interrupted), 1 on bad input."""
     import tempfile
 
+    # The environment is restored on the way out: run() may be called in-process (tests, other verbs), and a
+    # FASTDDS_DEFAULT_PROFILES_FILE pointing into the deleted temporary folder would be inherited by every
+    # DDS process started later ("XMLPARSER Error realpath failed").
+    saved_env = {k: os.environ.get(k) for k in ("FASTDDS_BUILTIN_TRANSPORTS", "FASTDDS_DEFAULT_PROFILES_FILE")}
     os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")  # large images need it (DESIGN.md §6)
     tmp = tempfile.TemporaryDirectory(prefix="msslam_play_")
     _use_fast_heartbeat(Path(tmp.name))
@@ -313,6 +317,11 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         tmp.cleanup()
     for topic, reason in stats.skipped_topics.items():
         print(f"skipped {topic}: {reason}")

@@ -17,6 +17,9 @@ def ros_env(domain_id: int, **extra: str) -> dict[str, str]:
     env = {**os.environ, "ROS_DOMAIN_ID": str(domain_id), "FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA",
            "PYTHONUNBUFFERED": "1"}
     env.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)  # LOCALHOST would cancel LARGE_DATA
+    for key in ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE"):
+        if env.get(key) and not os.path.isfile(env[key]):  # a profiles file that is gone breaks participants
+            env.pop(key)
     env.update(extra)
     return env
 
