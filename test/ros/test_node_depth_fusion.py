@@ -148,7 +148,10 @@ def test_bad_messages_on_every_input_are_dropped_and_the_node_keeps_working(rig,
     drops = _status(col, after_s=0.3)["drops"]
     grew = {k: drops.get(k, 0) - before.get(k, 0) for k in drops}
     assert grew.get("bad_depth", 0) >= 2, drops          # rgb8 as depth, truncated data
-    assert grew.get("size_mismatch", 0) >= 1, drops      # 80x60 vs 160x120 camera
+    # the 80x60 depth is dropped too: size_mismatch against the 160x120 camera, or another reason when the
+    # uncalibrated camera_info (another topic, so no ordering guarantee) arrived first
+    depth_reasons = ("bad_depth", "size_mismatch", "no_valid_depth", "empty_depth", "no_camera_info")
+    assert sum(grew.get(k, 0) for k in depth_reasons) >= 5, drops
     assert grew.get("no_valid_depth", 0) >= 1, drops     # all NaN
     assert grew.get("empty_depth", 0) >= 1, drops
     assert grew.get("bad_ir", 0) >= 1, drops             # mono16 IR
