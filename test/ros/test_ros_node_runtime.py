@@ -99,7 +99,8 @@ def test_worker_survives_exceptions_and_status_counts_everything(ctx):
         assert st["errors"] == 1
         assert st["queues"]["frames"]["dropped"] == 1 and st["queues"]["frames"]["high_water"] == 3
         assert st["queues"]["frames"]["maxsize"] == 3 and st["queues"]["frames"]["received"] == 9
-        assert st["queues"]["frames"]["rate_hz"] > 0 and node.status()["queues"]["frames"]["rate_hz"] == 0
+        # the rate counts input since the previous status, which the status thread may have just taken
+        assert st["queues"]["frames"]["rate_hz"] >= 0 and node.status()["queues"]["frames"]["rate_hz"] == 0
         # timed() also records the block that raised
         assert st["stages"]["square"]["count"] == 8
         assert st["stages"]["square"]["p95_ms"] >= 0
