@@ -10,8 +10,6 @@ import importlib.util
 from pathlib import Path
 
 from launch import LaunchDescription
-from launch.actions import SetEnvironmentVariable
-from launch.substitutions import EnvironmentVariable
 
 from metric_semantic_slam.graph import NODES  # noqa: F401  (the one node graph, used through the common module)
 
@@ -21,9 +19,4 @@ _spec.loader.exec_module(common)
 
 
 def generate_launch_description() -> LaunchDescription:
-    return LaunchDescription([
-        common.config_argument("realsense_d435i.yaml"),
-        SetEnvironmentVariable("FASTDDS_BUILTIN_TRANSPORTS",
-                               EnvironmentVariable("FASTDDS_BUILTIN_TRANSPORTS", default_value="LARGE_DATA")),
-        common.nodes_action(),
-    ])
+    return common.system_launch_description("realsense_d435i.yaml")

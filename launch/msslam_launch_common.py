@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.substitutions import LaunchConfiguration
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration
 from launch_ros.actions import Node
 
 from metric_semantic_slam.cli.launch import load_config
@@ -58,3 +59,14 @@ def nodes_action() -> OpaqueFunction:
         return nodes_from_config(LaunchConfiguration("config").perform(context))
 
     return OpaqueFunction(function=build)
+
+
+def system_launch_description(default_config: str) -> LaunchDescription:
+    """Every node the ``config`` argument (default ``default_config``) configures, with the large-image DDS
+    transport unless the environment chooses one."""
+    return LaunchDescription([
+        config_argument(default_config),
+        SetEnvironmentVariable("FASTDDS_BUILTIN_TRANSPORTS",
+                               EnvironmentVariable("FASTDDS_BUILTIN_TRANSPORTS", default_value="LARGE_DATA")),
+        nodes_action(),
+    ])
