@@ -16,7 +16,7 @@ from .types import PanopticBackend
 
 __all__ = ["BACKENDS", "make_backend"]
 
-BACKENDS: tuple[str, ...] = ("oracle", "geometric", "builtin", "torchscript", "onnx")
+BACKENDS: tuple[str, ...] = ("oracle", "geometric", "builtin", "torchscript", "onnx", "person")
 
 # name -> (module relative to this package, class name)
 _IMPLEMENTATIONS: dict[str, tuple[str, str]] = {
@@ -25,6 +25,7 @@ _IMPLEMENTATIONS: dict[str, tuple[str, str]] = {
     "builtin": (".builtin", "BuiltinBackend"),
     "torchscript": (".model", "TorchScriptBackend"),
     "onnx": (".model", "OnnxBackend"),
+    "person": (".person", "PersonBackend"),
 }
 
 
