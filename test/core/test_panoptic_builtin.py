@@ -8,8 +8,9 @@ import torch
 from metric_semantic_slam.core.labels import load_label_space
 from metric_semantic_slam.core.panoptic import PanopticInput, make_backend, validate_result
 from metric_semantic_slam.core.panoptic.builtin import default_weights_path
-from metric_semantic_slam.core.panoptic.builtin_net import (NetConfig, PanopticNet, instance_targets,
-                                                             panoptic_postprocess)
+from metric_semantic_slam.core.panoptic.builtin_net import (NetConfig, PanopticNet, PostprocessConfig,
+                                                             instance_targets, make_net_input, panoptic_postprocess,
+                                                             panoptic_postprocess_dense)
 from metric_semantic_slam.eval.semantic_metrics import PqAccumulator, confusion_matrix, miou_from_confusion
 
 LABELS = load_label_space()
@@ -162,3 +163,41 @@ def test_net_output_shapes():
     assert out["center"].shape == (2, 1, 16, 24)
     assert out["offset"].shape == (2, 2, 16, 24)
     assert sum(p.numel() for p in net.parameters()) < 1_000_000
+
+
+@pytest.mark.parametrize("relabel", [False, True])
+def test_sync_free_postprocess_equals_the_reference(backend, sim_frame, relabel):
+    """The fixed-shape post-processing the CUDA graph replays gives the same labels as the reference
+    (fewer than top_k peaks: identical ids), on the trained net's outputs for a held-out frame; and with
+    a top_k below the peak count it keeps the same centres (same segments, ids may be renumbered)."""
+    color, depth, _, _ = sim_frame
+    x = make_net_input(torch.from_numpy(color)[None].permute(0, 3, 1, 2), torch.from_numpy(depth)[None, None])
+    with torch.no_grad():
+        out = backend.net(x.contiguous(memory_format=torch.channels_last))
+    logits = torch.nn.functional.interpolate(out["semantic"].float(), size=(240, 320), mode="bilinear")[0]
+    lut = torch.from_numpy(LABELS.thing_mask)
+    cfg = PostprocessConfig(relabel_by_vote=relabel)
+    sem_a, ins_a, meta_a = panoptic_postprocess(logits, out["center"][0], out["offset"][0], lut, cfg, (240, 320))
+    sem_b, ins_b, table = panoptic_postprocess_dense(logits, out["center"][0], out["offset"][0], lut, cfg, (240, 320))
+    assert len(meta_a) >= 3
+    assert torch.equal(sem_a, sem_b) and torch.equal(ins_a, ins_b)
+    meta_b = [(int(i), int(c)) for i, c, _ in table.T.tolist() if i > 0]
+    assert meta_b == [(i, c) for i, c, _ in meta_a]
+    few = PostprocessConfig(relabel_by_vote=relabel, top_k=len(meta_a) - 1)
+    sem_a, ins_a, _ = panoptic_postprocess(logits, out["center"][0], out["offset"][0], lut, few, (240, 320))
+    sem_b, ins_b, _ = panoptic_postprocess_dense(logits, out["center"][0], out["offset"][0], lut, few, (240, 320))
+    assert torch.equal(sem_a, sem_b)
+    pairs = set(zip(ins_a.flatten().tolist(), ins_b.flatten().tolist()))
+    assert len(pairs) == len({a for a, _ in pairs}) == len({b for _, b in pairs})  # a one-to-one renumbering
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_graph_path_matches_cpu(sim_frame):
+    color, depth, _, _ = sim_frame
+    inp = PanopticInput(color=color, depth_m=depth)
+    cpu = make_backend("builtin", LABELS).predict(inp)
+    gpu = make_backend("builtin", LABELS, device="cuda", fp16=False)
+    res = gpu.predict(inp)
+    assert gpu._graphed is not None and not gpu._graph_failed
+    assert np.mean(res.semantic == cpu.semantic) > 0.99
+    assert abs(len(res.instance_classes) - len(cpu.instance_classes)) <= 1

@@ -24,13 +24,14 @@ keep the class, instance 0).
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["NetConfig", "PanopticNet", "DEPTH_NORM_M", "RGB_MEAN", "RGB_STD", "make_net_input",
+__all__ = ["NetConfig", "PanopticNet", "DEPTH_NORM_M", "RGB_MEAN", "RGB_STD", "make_net_input", "panoptic_postprocess_dense",
            "instance_targets", "panoptic_postprocess", "PostprocessConfig"]
 
 DEPTH_NORM_M = 4.0
@@ -115,6 +116,14 @@ class PanopticNet(nn.Module):
         return {"semantic": s, "center": i[:, :1], "offset": i[:, 1:]}
 
 
+@functools.lru_cache(maxsize=8)
+def _normalisation(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """RGB mean and std as (1, 3, 1, 1) tensors on ``device``, made once: a per-call host -> device copy
+    would be a sync point, and is not allowed inside a CUDA graph capture."""
+    return (torch.tensor(RGB_MEAN, device=device).view(1, 3, 1, 1),
+            torch.tensor(RGB_STD, device=device).view(1, 3, 1, 1))
+
+
 def make_net_input(rgb: torch.Tensor, depth_m: torch.Tensor | None) -> torch.Tensor:
     """Normalise a batch for the net.
 
@@ -122,8 +131,7 @@ def make_net_input(rgb: torch.Tensor, depth_m: torch.Tensor | None) -> torch.Ten
     None -> (B, 4, H, W) float32.
     """
     x = rgb.float() / 255.0
-    mean = torch.tensor(RGB_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(RGB_STD, device=x.device).view(1, 3, 1, 1)
+    mean, std = _normalisation(x.device)
     x = (x - mean) / std
     if depth_m is None:
         d = torch.zeros_like(x[:, :1])
@@ -259,3 +267,65 @@ def panoptic_postprocess(sem_logits: torch.Tensor, center: torch.Tensor, offset:
         instance[ty, tx] = torch.where(cls[k] == sem[ty, tx], new_id[k], torch.zeros_like(k))
     meta = [(int(new_id[j]), int(cls[j]), float(scores[j])) for j in torch.nonzero(keep)[:, 0].tolist()]
     return sem, instance, meta
+
+
+def panoptic_postprocess_dense(sem_logits: torch.Tensor, center: torch.Tensor, offset: torch.Tensor,
+                               thing_lut: torch.Tensor, cfg: PostprocessConfig = PostprocessConfig(),
+                               out_hw: tuple[int, int] | None = None
+                               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`panoptic_postprocess` with fixed shapes and no host synchronisation (for CUDA graphs).
+
+    Instead of gathering the detected peaks and the thing pixels (data-dependent sizes, each a device ->
+    host sync), it always takes the ``top_k`` highest heat-map cells (cells that are no peak get
+    score -1 and are marked invalid) and assigns every pixel, masking the non-thing ones. Valid peaks are
+    kept in raster order, so when there are at most ``top_k`` of them the labels equal
+    :func:`panoptic_postprocess`'s exactly; with more, the same ``top_k`` centres are kept and only
+    the instance numbering may differ.
+    Shape: as :func:`panoptic_postprocess` -> semantic (H, W) long, instance (H, W) long, and a table
+    (3, top_k) float32 of (instance id, class id, score) per candidate; id 0 = not an instance.
+    """
+    C = sem_logits.shape[0]
+    h, w = center.shape[-2:]
+    H, W = out_hw if out_hw is not None else (h * OUTPUT_STRIDE, w * OUTPUT_STRIDE)
+    if tuple(sem_logits.shape[-2:]) != (H, W):
+        sem_logits = F.interpolate(sem_logits[None].float(), size=(H, W), mode="bilinear", align_corners=False)[0]
+    dev = sem_logits.device
+    sem = sem_logits.argmax(0)
+    heat = center.float().clamp(0.0, 1.0)
+    heat = heat + 1e-3 * torch.arange(h * w, device=dev, dtype=heat.dtype).view(1, h, w) / (h * w)
+    pooled = F.max_pool2d(heat[None], cfg.nms_kernel, stride=1, padding=cfg.nms_kernel // 2)[0]
+    peaks = (heat == pooled) & (heat > cfg.center_threshold)
+    flat = torch.where(peaks, heat, torch.full_like(heat, -1.0)).view(-1)
+    K = min(cfg.top_k, h * w)
+    scores, idx = torch.topk(flat, K)
+    valid = scores >= 0
+    order = torch.argsort(torch.where(valid, idx, idx + h * w))  # valid peaks first, in raster order
+    scores, idx, valid = scores[order], idx[order], valid[order]
+    sy, sx = H / h, W / w
+    cy = torch.div(idx, w, rounding_mode="floor").float() * sy + (sy - 1) / 2
+    cx = (idx % w).float() * sx + (sx - 1) / 2
+    thing = thing_lut[sem]
+    off = F.interpolate(offset[None].float(), size=(H, W), mode="bilinear", align_corners=False)[0]
+    gy = torch.arange(H, device=dev, dtype=torch.float32).view(H, 1)
+    gx = torch.arange(W, device=dev, dtype=torch.float32).view(1, W)
+    py = (gy + off[0] * sy).view(-1, 1)
+    px = (gx + off[1] * sx).view(-1, 1)
+    d2 = (py - cy[None]) ** 2 + (px - cx[None]) ** 2
+    d2 = torch.where(valid[None], d2, torch.full_like(d2, float("inf")))
+    k = d2.argmin(1)  # (H * W,)
+    sem_flat, thing_flat = sem.view(-1), thing.view(-1)
+    votes = torch.zeros(K * C, dtype=torch.long, device=dev)
+    votes.scatter_add_(0, k * C + sem_flat, thing_flat.long())
+    votes = votes.view(K, C) * thing_lut.long()[None]
+    cls = votes.argmax(1)
+    area = votes.sum(1)
+    min_area = max(1.0, cfg.min_area_px * (H * W) / (240 * 320))
+    keep = (area >= min_area) & valid
+    new_id = torch.cumsum(keep.long(), 0) * keep.long()
+    if cfg.relabel_by_vote:
+        inst_flat = torch.where(thing_flat, new_id[k], torch.zeros_like(k))
+        sem_flat = torch.where(thing_flat & (inst_flat > 0), cls[k], sem_flat)
+    else:
+        inst_flat = torch.where(thing_flat & (cls[k] == sem_flat), new_id[k], torch.zeros_like(k))
+    table = torch.stack([new_id.float(), cls.float(), scores.float()])
+    return sem_flat.view(H, W), inst_flat.view(H, W), table
