@@ -43,7 +43,8 @@ def nodes_from_config(path: str | Path) -> list:
         actions.append(Node(package=PACKAGE, executable=NODES[spec.name][0], name=spec.name,
                             namespace=cfg.namespace, parameters=parameters,
                             remappings=list(spec.remappings.items()), respawn=spec.respawn,
-                            respawn_delay=cfg.respawn_delay_s, output="screen",
+                            respawn_delay=cfg.respawn_delay_s, respawn_max_retries=cfg.max_respawns,
+                            output="screen",
                             additional_env=dict(cfg.env) or None))
     return actions
 

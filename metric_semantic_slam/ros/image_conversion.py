@@ -1,8 +1,9 @@
 """sensor_msgs/Image <-> numpy: ``cv_bridge`` when it imports, else the ROS-free codec of ``io/``.
 
-Both paths give the same arrays: native-endian, step padding removed, one channel as (H, W).
-Malformed images (unknown encoding, size/step/data disagreeing) raise ``ValueError`` either way so
-nodes can log and drop them.
+Both paths give the same arrays: native-endian, step padding removed, one channel as (H, W). Images
+cv_bridge decodes wrongly (row padding that is not a whole number of pixels) or not at all (big-endian data
+with cv_bridge releases predating numpy 2) go through our decoder. Malformed images (unknown encoding,
+size/step/data disagreeing) raise ``ValueError`` either way so nodes can log and drop them.
 """
 from __future__ import annotations
 
@@ -28,6 +29,19 @@ def _check_size(msg: object) -> None:
     if msg.height < 0 or msg.width < 0 or msg.height * msg.step != len(msg.data):
         raise ValueError(f"{msg.encoding} image {msg.width}x{msg.height} step {msg.step}: "
                          f"expected {msg.height * msg.step} bytes, got {len(msg.data)}")
+    lay = ENCODINGS[msg.encoding]
+    row_bytes = msg.width * lay.channels * np.dtype(lay.dtype).itemsize
+    if msg.height > 0 and msg.step < row_bytes:
+        # cv_bridge would silently return fewer columns
+        raise ValueError(f"{msg.encoding} image {msg.width}x{msg.height}: step {msg.step} < width*channels*bytes "
+                         f"= {row_bytes}")
+
+
+def _bridge_can_decode(msg: object) -> bool:
+    # cv_bridge derives the row length as step // pixel size and views the buffer with those rows: padding
+    # that is not a whole number of pixels shears the image. Those (rare) images go through our decoder.
+    lay = ENCODINGS[msg.encoding]
+    return msg.step % (lay.channels * np.dtype(lay.dtype).itemsize) == 0
 
 
 def image_to_numpy(msg: object) -> np.ndarray:
@@ -39,18 +53,26 @@ def image_to_numpy(msg: object) -> np.ndarray:
     if msg.encoding not in ENCODINGS:
         raise ValueError(f"unsupported image encoding {msg.encoding!r}; supported: {sorted(ENCODINGS)}")
     _check_size(msg)
-    if _BRIDGE is not None:
+    if _BRIDGE is not None and _bridge_can_decode(msg):
         try:
-            return np.array(_BRIDGE.imgmsg_to_cv2(msg, desired_encoding="passthrough"), copy=True)
+            pixels = _BRIDGE.imgmsg_to_cv2(msg, desired_encoding="passthrough")
         except CvBridgeError as exc:
             raise ValueError(f"cv_bridge could not convert the image: {exc}") from exc
+        except AttributeError:
+            # cv_bridge releases older than their numpy 2 fix call ndarray.newbyteorder() on big-endian
+            # images (removed in numpy 2): decode those ourselves
+            pixels = None
+        if pixels is not None:
+            # same contract as decode_image: native byte order, owning its memory
+            return np.array(pixels, dtype=pixels.dtype.newbyteorder("="), copy=True)
     return decode_image(msg.encoding, msg.height, msg.width, msg.step, bool(msg.is_bigendian),
                         memoryview(msg.data))
 
 
 def numpy_to_image(array: np.ndarray, encoding: str, stamp_s: float | None = None, frame_id: str = "",
                    stamp: object | None = None):
-    """A ``sensor_msgs/msg/Image`` holding ``array`` (little-endian, unpadded rows).
+    """A ``sensor_msgs/msg/Image`` holding ``array`` (unpadded rows; little-endian, except that cv_bridge keeps
+    a big-endian array's byte order and sets ``is_bigendian``).
 
     Shape: array (H, W) for one channel, (H, W, C) otherwise, dtype matching ``encoding``.
     ``stamp`` (a builtin_interfaces Time) wins over ``stamp_s``.
@@ -59,11 +81,13 @@ def numpy_to_image(array: np.ndarray, encoding: str, stamp_s: float | None = Non
 
     if encoding not in ENCODINGS:
         raise ValueError(f"unsupported image encoding {encoding!r}; supported: {sorted(ENCODINGS)}")
-    if _BRIDGE is not None:
+    array = np.asarray(array)
+    if _BRIDGE is not None and array.size > 0:  # cv_bridge divides by the height (zero for an empty image)
         try:
             msg = _BRIDGE.cv2_to_imgmsg(np.ascontiguousarray(array), encoding=encoding)
-        except (CvBridgeError, TypeError) as exc:
-            raise ValueError(f"cv_bridge could not encode a {encoding} image: {exc}") from exc
+        except (CvBridgeError, TypeError, KeyError) as exc:  # KeyError: a dtype OpenCV has no type for
+            raise ValueError(f"cv_bridge could not encode a {array.dtype} {array.shape} array as {encoding}: "
+                             f"{exc!r}") from exc
     else:
         h, w, step, big, data = encode_image(array, encoding)
         msg = Image(height=h, width=w, encoding=encoding, is_bigendian=int(big), step=step)

@@ -109,21 +109,32 @@ class SyncedSubscriptions:
     """Subscribes to ``topics`` and calls ``callback(*msgs)`` with approximately synchronized messages.
 
     ``topics`` is a list of ``(msg_type, topic_name)``; every message needs ``header.stamp``.
-    ``backend`` says which implementation runs; ``stats`` is None with ``message_filters`` (it keeps no counts).
+    ``backend`` says which implementation runs. ``stats`` counts with either backend: with
+    ``message_filters`` received and emitted are counted around it, and ``dropped[i]`` (messages of input i
+    that left without making a set: evicted, or replaced by a newer message with the same stamp) is
+    ``received - emitted - still queued``, read from the synchronizer's per-input ``queues``.
     """
 
     def __init__(self, node: Any, topics: Sequence[tuple[type, str]], callback: Callable[..., Any], qos: Any,
                  queue_size: int = 10, slop_s: float = 0.02, force_builtin: bool = False) -> None:
         from .stamps import stamp_to_seconds
 
+        if not topics:
+            raise ValueError("need at least one topic to synchronize")
         self.node = node
         if HAVE_MESSAGE_FILTERS and not force_builtin:
             import message_filters as mf
 
-            self._subs = [mf.Subscriber(node, t, name, qos_profile=qos) for t, name in topics]
-            self._sync = mf.ApproximateTimeSynchronizer(self._subs, queue_size, slop_s)
-            self._sync.registerCallback(callback)
             self._own = None
+            self._lock = threading.Lock()
+            self._received = [0] * len(topics)
+            self._emitted = 0
+            self._subs = [mf.Subscriber(node, t, name, qos_profile=qos) for t, name in topics]
+            for i, sub in enumerate(self._subs):  # registered before the synchronizer's: counts every arrival
+                sub.registerCallback(self._count, i)
+            self._sync = mf.ApproximateTimeSynchronizer(self._subs, queue_size, slop_s)
+            self._user_callback = callback
+            self._sync.registerCallback(self._emit)
             self.backend = "message_filters"
         else:
             self._own = ApproximateSynchronizer(len(topics), queue_size, slop_s, callback)
@@ -134,6 +145,21 @@ class SyncedSubscriptions:
             ]
             self.backend = "builtin"
 
+    def _count(self, _msg: Any, index: int) -> None:
+        with self._lock:
+            self._received[index] += 1
+
+    def _emit(self, *msgs: Any) -> None:
+        with self._lock:
+            self._emitted += 1
+        self._user_callback(*msgs)
+
     @property
-    def stats(self) -> SyncStats | None:
-        return self._own.stats if self._own is not None else None
+    def stats(self) -> SyncStats:
+        if self._own is not None:
+            return self._own.stats
+        queues = getattr(self._sync, "queues", None)  # message_filters' Python synchronizer: one dict per input
+        with self._lock:
+            received, emitted = list(self._received), self._emitted
+        queued = [len(q) for q in queues] if queues is not None else [0] * len(received)
+        return SyncStats(emitted, received, [max(0, r - emitted - q) for r, q in zip(received, queued)])

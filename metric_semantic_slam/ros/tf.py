@@ -179,6 +179,8 @@ class TfReader:
                 return transform_to_matrix(msg)
             except Exception as exc:  # tf2 raises several unrelated exception types; fall back below
                 self.node.get_logger().debug(f"TF lookup {target_frame}<-{source_frame} failed: {exc}")
+        if target_frame == source_frame and target_frame:
+            return np.eye(4)
         if (target_frame, source_frame) in self.fallbacks:
             return self.fallbacks[(target_frame, source_frame)].copy()
         if (source_frame, target_frame) in self.fallbacks:

@@ -1,9 +1,11 @@
 """``msslam demo`` end to end over real DDS (ROS_DOMAIN_ID 81): a short simulated bag (40 frames, 320x240)
 replayed through all five nodes with the oracle profile (ground-truth poses via vio_node, labels via
-panoptic_node's oracle), saved on SIGINT, rendered and evaluated. The saved trajectory, mesh and scene graph
-are checked against the offline pipeline on the same bag (what ``msslam reconstruct BAG --labels
-ground_truth`` runs: same core objects, same voxel size). The mapper reads the raw depth like the offline
-pipeline (``--param mapper.depth_topic=depth/image_raw``) and every queue is long enough that no frame drops."""
+panoptic_node's oracle), saved on SIGINT, rendered and evaluated. This test checks what the demo delivers:
+every output file, the pictures, the per-node summary and table, its evaluation against the simulator's
+ground truth; the saved map is only bounded loosely against the offline pipeline (the shared
+``ros.testing.compare_saved_map``). The strict equivalence of the ``msslam launch`` + ``msslam play`` path is
+test_suite_end_to_end.py's. The mapper reads the raw depth like the offline pipeline
+(``--param mapper.depth_topic=depth/image_raw``) and the queues are long."""
 from __future__ import annotations
 
 import json
@@ -32,44 +34,6 @@ def sim(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("demo_sim") / "seq"
     simulate(root, seed=1, frames=FRAMES, width=320, height=240, write_bag=True, verbose=False)
     return root
-
-
-def _offline(bag: Path):
-    """The offline pipeline on the bag, as `msslam reconstruct BAG --labels ground_truth` configures it, and the
-    scene graph the scene-graph node's builder makes from its map (default parameters)."""
-    from metric_semantic_slam.core.labels import load_label_space
-    from metric_semantic_slam.core.scene_graph import SceneGraphBuilder
-    from metric_semantic_slam.io.sequence import open_sequence
-    from metric_semantic_slam.nodes.scene_graph_node import PARAMS as SG_PARAMS
-    from metric_semantic_slam.nodes.scene_graph_node import scene_graph_config
-    from metric_semantic_slam.pipeline.mapping_open3d import TsdfMapperConfig
-    from metric_semantic_slam.pipeline.pipeline import Pipeline, PipelineConfig
-    from metric_semantic_slam.ros.node_runtime import with_runtime_params
-    from metric_semantic_slam.ros.params import ParamValues
-
-    pipe = Pipeline(PipelineConfig(odometry="ground_truth", labels="ground_truth", device="cpu",
-                                   mapping=TsdfMapperConfig(voxel_size_m=VOXEL_M, truncation_voxels=4.0,
-                                                            depth_max_m=5.0)))
-    seq = open_sequence(bag)
-    for frame in seq:
-        pipe.step(frame)
-    mapper = pipe.mapper.mapper
-    cloud = mapper.extract_point_cloud()
-    table = [i.to_dict() for i in mapper.instances()]
-    known = np.isin(cloud.instances, np.array([d["id"] for d in table], dtype=np.int64))
-    params = ParamValues({s.name: s.default for s in with_runtime_params(SG_PARAMS)})
-    builder = SceneGraphBuilder(load_label_space(), scene_graph_config(params))
-    builder.update(cloud.points, cloud.classes, np.where(known, cloud.instances, 0), table, 0.0, None)
-    return pipe, seq.gt_trajectory(), builder.graph.to_dict()
-
-
-def _fscore(a: np.ndarray, b: np.ndarray, threshold_m: float) -> float:
-    """F-score between two vertex sets: precision of a against b, recall of b against a."""
-    from scipy.spatial import cKDTree
-
-    precision = float(np.mean(cKDTree(b).query(a)[0] < threshold_m))
-    recall = float(np.mean(cKDTree(a).query(b)[0] < threshold_m))
-    return 2 * precision * recall / max(precision + recall, 1e-12)
 
 
 def test_demo_overrides_and_generated_launch_config(tmp_path):
@@ -120,7 +84,7 @@ def test_demo_summary_rows_and_table():
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_demo_replays_a_bag_through_five_nodes_like_the_offline_pipeline(sim, tmp_path):
-    from metric_semantic_slam.io.ply import read_ply
+    from metric_semantic_slam.ros.testing import compare_saved_map, offline_reference
 
     out = tmp_path / "demo"
     queues = [f"--param={n}.queue_size=50" for n in ("depth_fusion", "vio", "panoptic", "mapper")]
@@ -148,34 +112,27 @@ def test_demo_replays_a_bag_through_five_nodes_like_the_offline_pipeline(sim, tm
     assert all(r["errors"] == 0 for r in summary["nodes"]), summary["nodes"]
     assert "mesh F-score" in stdout and "3D mIoU" in stdout, stdout[-3000:]
 
-    pipe, gt_traj, graph_offline = _offline(sim / "bag")
-    # trajectory: every fused frame at its ground-truth pose and stamp
-    rows = np.atleast_2d(np.loadtxt(suite / "trajectory.txt"))
-    # most frames (the mapper's sync may drop a set that completes after a newer one under load)
-    assert len(rows) >= 0.75 * FRAMES, (len(rows), summary["nodes"])
-    stamps_off, poses_off = pipe.trajectory()
-    idx = np.searchsorted(stamps_off, rows[:, 0])
-    assert np.all(idx < len(stamps_off))
-    np.testing.assert_allclose(stamps_off[idx], rows[:, 0], atol=1e-6)
-    np.testing.assert_allclose(poses_off[idx, :3, 3], rows[:, 1:4], atol=1e-5)
-    gt_idx = np.searchsorted(gt_traj.stamps_s, rows[:, 0] - 1e-6)
-    np.testing.assert_allclose(gt_traj.T_world_camera[gt_idx, :3, 3], rows[:, 1:4], atol=1e-5)
-    assert summary["metrics"]["ate_rmse_m"] < 1e-4, summary["metrics"]
-    # mesh: the same surface (F-score at 2 voxels between the two meshes) with the same labels on it
-    online = read_ply(suite / "mesh.ply")
-    offline_mesh = pipe.mesh()
-    off_v = np.asarray(offline_mesh.vertices, dtype=np.float64)
-    assert _fscore(np.asarray(online.vertices, dtype=np.float64), off_v, 2 * VOXEL_M) >= 0.9
-    from scipy.spatial import cKDTree
+    # the pictures are real renders of the map (not blank)
+    import cv2
 
-    _, nearest = cKDTree(off_v).query(online.vertices)
-    agree = np.mean(online.vertex_props["class"] == np.asarray(offline_mesh.classes)[nearest])
-    assert agree > 0.9, agree
-    # the demo's own evaluation against the simulator's ground truth agrees with the offline map's quality
-    assert summary["metrics"]["mesh_fscore"] > 0.8, summary["metrics"]
-    # scene graph: the same object classes
-    graph_online = json.loads((suite / "scene_graph.json").read_text())
-    classes_on = {o["class_name"] for o in graph_online["objects"]}
-    classes_off = {o["class_name"] for o in graph_offline["objects"]}
-    assert classes_off, "the offline graph has objects (the comparison can fail)"
-    assert len(classes_on ^ classes_off) <= max(1, len(classes_off) // 10), (classes_on, classes_off)
+    for name in ("mesh.png", "mesh_semantic.png"):
+        img = cv2.imread(str(suite / name))
+        assert img is not None and img.shape[0] >= 100 and img.shape[1] >= 100, name
+        assert img.reshape(-1, 3).std(axis=0).max() > 10, f"{name} is nearly uniform"
+    # the summary: every node processed frames; the table printed one row per node
+    rows = {r["node"]: r for r in summary["nodes"]}
+    assert rows["mapper"]["processed"] >= 0.75 * FRAMES and rows["vio"]["processed"] >= 0.75 * FRAMES, rows
+    table = stdout[stdout.index("msslam demo:"):]
+    assert all(f"\n{name}" in table for name in NODE_NAMES), table
+    # its evaluation against the simulator's ground truth: poses exact by construction, the map good
+    m = summary["metrics"]
+    assert m["ate_rmse_m"] < 1e-4 and m["mesh_fscore"] > 0.8 and 0 < m["miou_3d"] <= 1, m
+    assert m["frames_mapped"] == len(np.atleast_2d(np.loadtxt(suite / "trajectory.txt")))
+    # the saved map against the offline pipeline (`msslam reconstruct BAG --labels ground_truth`, same voxel
+    # size), loosely: the mapper's sync may drop a set that completes after a newer one under load
+    ref = offline_reference(sim / "bag", voxel_size_m=VOXEL_M)
+    cmp = compare_saved_map(suite, ref, threshold_m=2 * VOXEL_M)
+    assert cmp.frames >= 0.75 * FRAMES and cmp.all_at_reference_stamps and cmp.max_position_error_m < 1e-5, cmp
+    assert cmp.fscore >= 0.9 and cmp.class_agreement > 0.9, cmp
+    assert cmp.objects_ref, "the offline graph has objects (the comparison can fail)"
+    assert cmp.object_classes_differ() <= max(1, len({c for _i, c in cmp.objects_ref}) // 10), cmp

@@ -1,4 +1,5 @@
-"""TF conversions and fallbacks, the parameter descriptor table, and the synchronizer on real rclpy topics."""
+"""TF conversions and fallbacks and the parameter descriptor table (the synchronizer on real rclpy topics, with
+both backends, is in test_ros_extras_sync.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -112,37 +113,3 @@ def test_params_yaml_roundtrip_and_check(tmp_path):
     assert len(problems) == 2
     assert "unknown parameter depth_fusion.max_depht_m" in problems[0] and "queue_size" in problems[1]
     assert check_params_file(f, "mapper", SPECS) == [f"{f}: no section for node 'mapper'"]
-
-
-def test_synced_subscriptions_builtin_pairs_real_messages(node):
-    from sensor_msgs.msg import CameraInfo, Image
-
-    from metric_semantic_slam.ros.qos import qos_profile
-    from metric_semantic_slam.ros.stamps import seconds_to_stamp
-    from metric_semantic_slam.ros.sync import SyncedSubscriptions
-
-    sub_node, pub_node = node("sub"), node("pub")
-    got = []
-    sync = SyncedSubscriptions(sub_node, [(Image, "img"), (CameraInfo, "info")], lambda a, b: got.append((a, b)),
-                               qos_profile("reliable"), queue_size=5, slop_s=0.01, force_builtin=True)
-    assert sync.backend == "builtin"
-    pi, pc = pub_node.create_publisher(Image, "img", 10), pub_node.create_publisher(CameraInfo, "info", 10)
-    ex = rclpy.executors.SingleThreadedExecutor(context=sub_node.context)
-    ex.add_node(sub_node)
-    for _ in range(200):
-        if pi.get_subscription_count() and pc.get_subscription_count():
-            break
-        ex.spin_once(timeout_sec=0.01)
-    for k, (ti, tc) in enumerate([(1.0, 1.005), (2.0, 2.5), (3.0, 2.995)]):
-        img, info = Image(), CameraInfo()
-        img.header.stamp, info.header.stamp = seconds_to_stamp(ti), seconds_to_stamp(tc)
-        img.header.frame_id = info.header.frame_id = str(k)
-        pi.publish(img)
-        pc.publish(info)
-    for _ in range(300):
-        if len(got) == 2 and sum(sync.stats.received) == 6:
-            break
-        ex.spin_once(timeout_sec=0.01)
-    ex.shutdown()
-    assert [(a.header.frame_id, b.header.frame_id) for a, b in got] == [("0", "0"), ("2", "2")]
-    assert sync.stats.emitted == 2 and sum(sync.stats.dropped) == 2  # frame 1's pair is 0.5 s apart

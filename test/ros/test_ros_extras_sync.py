@@ -1,0 +1,164 @@
+"""``ros/sync.py`` through ``message_filters`` (the Kilted stand-in of ``fake_ros_extras``): the same sets as our
+approximate-time synchronizer on live-like streams; both backends of ``SyncedSubscriptions`` over real rclpy
+subscriptions (ROS_DOMAIN_ID 84)."""
+from __future__ import annotations
+
+import importlib
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+
+import rclpy  # noqa: E402
+import rclpy.executors  # noqa: E402
+from rclpy.context import Context  # noqa: E402
+
+import fake_ros_extras as fx  # noqa: E402
+from metric_semantic_slam.ros.sync import ApproximateSynchronizer  # noqa: E402
+
+pytestmark = pytest.mark.ros
+DOMAIN = 84
+
+
+def _msg(stream: int, stamp_ns: int):
+    sec, nanosec = divmod(stamp_ns, 1_000_000_000)
+    return SimpleNamespace(header=SimpleNamespace(stamp=SimpleNamespace(sec=sec, nanosec=nanosec)),
+                           key=(stream, stamp_ns))
+
+
+def _streams(seed: int, n_inputs: int, frames: int = 60):
+    """Arrivals of ``n_inputs`` 30 Hz streams (±3 ms stamp jitter, a few frames missing on one input), each
+    stream in stamp order, the streams interleaved by random transport delays."""
+    rng = np.random.default_rng(seed)
+    arrivals = []
+    for i in range(n_inputs):
+        last_arrival = 0
+        for k in range(frames):
+            stamp_ns = int(1e9 + k * 33_333_333 + rng.integers(-3_000_000, 3_000_000))
+            last_arrival = max(last_arrival, stamp_ns + int(rng.integers(0, 60_000_000)))  # one stream keeps order
+            if i == n_inputs - 1 and k % 11 == 5:
+                continue  # a frame lost on the last input
+            arrivals.append((last_arrival, i, stamp_ns))
+    arrivals.sort()
+    return [(i, s) for _t, i, s in arrivals]
+
+
+@pytest.mark.parametrize("seed, n_inputs", [(0, 2), (1, 2), (2, 3), (3, 3)])
+def test_message_filters_and_builtin_emit_the_same_sets(seed, n_inputs):
+    arrivals = _streams(seed, n_inputs)
+    ours, theirs = [], []
+    sync = ApproximateSynchronizer(n_inputs, 10, 0.010, lambda *m: ours.append(tuple(x.key for x in m)))
+    filters = [fx.SimpleFilter() for _ in range(n_inputs)]
+    mf = fx.ApproximateTimeSynchronizer(filters, 10, 0.010)
+    mf.registerCallback(lambda *m: theirs.append(tuple(x.key for x in m)))
+    for i, s in arrivals:
+        m = _msg(i, s)
+        sync.add(i, s * 1e-9, m)
+        filters[i].signalMessage(m)
+    assert len(ours) > 40  # most frames make a set; the lost ones cannot
+    assert theirs == ours
+
+
+def test_message_filters_stand_in_keeps_upstream_semantics():
+    # strict slop, nearest partner first, only the emitted messages leave the queues
+    f0, f1 = fx.SimpleFilter(), fx.SimpleFilter()
+    out = []
+    mf = fx.ApproximateTimeSynchronizer([f0, f1], 3, 0.010)
+    mf.registerCallback(lambda a, b: out.append((a.key, b.key)))
+    f1.signalMessage(_msg(1, 990_000_000))
+    f1.signalMessage(_msg(1, 1_004_000_000))
+    f0.signalMessage(_msg(0, 1_000_000_000))
+    assert out == [((0, 1_000_000_000), (1, 1_004_000_000))]
+    assert list(mf.queues[1]) == [990_000_000]  # still queued (our builtin would drop it)
+    f0.signalMessage(_msg(0, 2_000_000_000))
+    f1.signalMessage(_msg(1, 2_010_000_000))  # exactly the slop apart: not a set upstream
+    assert len(out) == 1
+
+
+@pytest.fixture
+def nodes():
+    ctx = Context()
+    rclpy.init(context=ctx, domain_id=DOMAIN)
+    made = []
+
+    def make(name):
+        n = rclpy.create_node(name, context=ctx)
+        made.append(n)
+        return n
+
+    yield make
+    for n in made:
+        n.destroy_node()
+    ctx.try_shutdown()
+
+
+def _run_pairs(sync_module, sub_node, pub_node, **kw):
+    from sensor_msgs.msg import CameraInfo, Image
+
+    from metric_semantic_slam.ros.qos import qos_profile
+    from metric_semantic_slam.ros.stamps import seconds_to_stamp
+
+    got = []
+    sync = sync_module.SyncedSubscriptions(sub_node, [(Image, "img"), (CameraInfo, "info")],
+                                           lambda a, b: got.append((a.header.frame_id, b.header.frame_id)),
+                                           qos_profile("reliable"), queue_size=5, slop_s=0.01, **kw)
+    pi, pc = pub_node.create_publisher(Image, "img", 10), pub_node.create_publisher(CameraInfo, "info", 10)
+    ex = rclpy.executors.SingleThreadedExecutor(context=sub_node.context)
+    ex.add_node(sub_node)
+    for _ in range(300):
+        if pi.get_subscription_count() and pc.get_subscription_count():
+            break
+        ex.spin_once(timeout_sec=0.01)
+    for k, (ti, tc) in enumerate([(1.0, 1.005), (2.0, 2.5), (3.0, 2.995)]):
+        img, info = Image(), CameraInfo()
+        img.header.stamp, info.header.stamp = seconds_to_stamp(ti), seconds_to_stamp(tc)
+        img.header.frame_id = info.header.frame_id = str(k)
+        pi.publish(img)
+        pc.publish(info)
+    for _ in range(400):
+        if len(got) == 2 and sum(sync.stats.received) == 6:
+            break
+        ex.spin_once(timeout_sec=0.01)
+    ex.shutdown()
+    return sync, got
+
+
+def test_synced_subscriptions_take_message_filters_over_real_topics(ros_extras, nodes):
+    ros_extras("message_filters")
+    sync_module = importlib.import_module("metric_semantic_slam.ros.sync")
+    assert sync_module.HAVE_MESSAGE_FILTERS
+    before = fx.USED.copy()
+    sync, got = _run_pairs(sync_module, nodes("sub"), nodes("pub"))
+    assert sync.backend == "message_filters"
+    assert (fx.USED - before)["message_filters.Subscriber"] == 2
+    builtin, got_builtin = _run_pairs(sync_module, nodes("sub2"), nodes("pub2"), force_builtin=True)
+    assert builtin.backend == "builtin"
+    assert got == got_builtin == [("0", "0"), ("2", "2")]
+    st = sync.stats  # counted around message_filters: frame 1's pair (0.5 s apart) is still queued there
+    assert (st.emitted, st.received, st.dropped) == (2, [3, 3], [0, 0])
+    assert (builtin.stats.emitted, builtin.stats.dropped) == (2, [1, 1])  # ours drops what cannot be emitted in order
+
+
+def test_message_filters_stats_count_evictions(ros_extras):
+    ros_extras("message_filters")
+    sync_module = importlib.import_module("metric_semantic_slam.ros.sync")
+
+    class FakeNode:  # create_subscription is all message_filters.Subscriber needs from the node
+        def __init__(self):
+            self.callbacks = {}
+
+        def create_subscription(self, msg_type, topic, callback, qos_profile):
+            self.callbacks[topic] = callback
+            return SimpleNamespace(topic_name=topic)
+
+    node, got = FakeNode(), []
+    sync = sync_module.SyncedSubscriptions(node, [(object, "a"), (object, "b")], lambda *m: got.append(m), qos=10,
+                                           queue_size=2, slop_s=0.01)
+    for k in range(5):  # input a runs ahead: its queue of 2 evicts 3 messages
+        node.callbacks["a"](_msg(0, 1_000_000_000 * (k + 1)))
+    node.callbacks["b"](_msg(1, 5_000_000_000))
+    assert len(got) == 1
+    st = sync.stats
+    assert (st.emitted, st.received, st.dropped) == (1, [5, 1], [3, 0])
