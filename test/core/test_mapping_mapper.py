@@ -52,7 +52,7 @@ BAD_INPUTS = {
     "NaN pose": dict(T_fn=lambda T: np.where(np.eye(4) > 0, np.nan, T)),
     "non-rigid pose": dict(T_fn=lambda T: T * 2.0),
     "label outside the space": dict(sem_fn=lambda s: np.where(s == WALL, 99, s).astype(np.uint16)),
-    "negative label": dict(sem_fn=lambda s: np.where(s == WALL, -1, s).astype(np.int32)),
+    "negative label": dict(sem_fn=lambda s: np.where(s == WALL, -1, s.astype(np.int32))),  # -1 fits no uint16
     "float labels": dict(sem_fn=lambda s: s.astype(np.float32)),
     "wrong-size labels": dict(sem_fn=lambda s: s[:-1]),
     "bad color": dict(color_fn=lambda c: c[..., :2]),

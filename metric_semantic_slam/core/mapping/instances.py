@@ -14,11 +14,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .voxel_blocks import BlockStore
+from .tsdf import to_device
+from .voxel_blocks import BlockStore, to_numpy
 
 __all__ = ["InstanceConfig", "MapInstance", "InstanceTracker"]
 
 _MAX_CONF = 1000
+_DENSE_MAX_TABLE = 1 << 22
+"""Largest (segment id x map id) overlap table of the dense association path (32 MB of int64)."""
 
 
 @dataclass(frozen=True)
@@ -111,14 +114,23 @@ class InstanceTracker:
         self.next_id = 1
 
     def update(self, voxel: torch.Tensor, segment: torch.Tensor, segment_class: torch.Tensor,
-               centres_fn, frame_index: int) -> None:
+               centres_fn, frame_index: int, max_segment_id: int | None = None, dense: bool | None = None) -> None:
         """Associate this frame's segments and update the voxels' ids.
 
         ``segment`` is the frame instance id of each voxel's pixel (0 = none / stuff) and
         ``segment_class`` its class id.
         ``centres_fn(voxel)`` gives world voxel centres (K, 3).
+        ``max_segment_id`` (an upper bound of ``segment``, known on the host) enables the dense path
+        (default on CUDA): per-id tables of fixed size, one device->host copy and no other sync; the
+        sparse path (CPU default) compacts first, which is cheaper there. Both give the same result.
         Shape: voxel (K,), segment (K,) int64, segment_class (K,) int64.
         """
+        if dense is None:
+            dense = voxel.device.type == "cuda"
+        if (dense and max_segment_id is not None and 0 <= max_segment_id < 65536
+                and (max_segment_id + 1) * max(self.next_id, 1) <= _DENSE_MAX_TABLE):
+            self._update_dense(voxel, segment, segment_class, centres_fn, frame_index, int(max_segment_id))
+            return
         id_v, conf_v = self.store.view("inst_id"), self.store.view("inst_conf")
         conf = conf_v.index_select(0, voxel)
         cur = torch.where(conf > 0, id_v.index_select(0, voxel), 0).to(torch.int64)
@@ -150,44 +162,93 @@ class InstanceTracker:
         hi = torch.full((n_seg, 3), float("-inf"), device=voxel.device).scatter_reduce_(
             0, idx3, centres_m, reduce="amax").cpu().numpy()
         for i, s in enumerate(segs_np):
-            if s == 0 or counts_np[i] < self.config.min_segment_voxels:
-                continue
-            share = pair[i] / counts_np[i]
-            # Overlap first (vectorised): only a handful of map ids pass it, so the per-instance class
-            # lookups below stay cheap.
-            js = np.nonzero((share >= self.config.min_overlap) & (m_np > 0))[0]
-            cand = [(share[j], int(m_np[j])) for j in js
-                    if int(m_np[j]) in self.instances and self.instances[int(m_np[j])].class_id == cls_np[i]]
-            if cand:
-                cand.sort(reverse=True)
-                best = cand[0][1]
-                for sh, other in cand[1:]:
-                    if sh >= self.config.merge_overlap and other in self.instances and best in self.instances:
-                        self._merge(best, other)
-            else:
-                best = self.next_id
-                self.next_id += 1
-                self.instances[best] = MapInstance(best, np.zeros(C, np.int64), frame_index, frame_index,
-                                                   np.full(3, np.inf), np.full(3, -np.inf))
-            assigned[i] = best
-            inst = self.instances[best]
-            inst.class_votes[cls_np[i]] += 1
-            inst.last_seen = frame_index
-            inst.bounds_min_m = np.minimum(inst.bounds_min_m, lo[i])
-            inst.bounds_max_m = np.maximum(inst.bounds_max_m, hi[i])
+            assigned[i] = self._associate(int(s), int(counts_np[i]), pair[i], m_np, int(cls_np[i]), lo[i], hi[i],
+                                          frame_index)
         target = torch.as_tensor(assigned, device=voxel.device)[inv]
-        cur_after = id_v.index_select(0, voxel).to(torch.int64)  # merges may have renamed ids
+        new_id, new_conf = self._vote(id_v.index_select(0, voxel), conf, target)
+        id_v.index_copy_(0, voxel, new_id)
+        conf_v.index_copy_(0, voxel, new_conf)
+
+    def _associate(self, s: int, count: int, pair_row: np.ndarray, map_ids: np.ndarray, cls: int, lo: np.ndarray,
+                   hi: np.ndarray, frame_index: int) -> int:
+        """The map instance segment ``s`` joins (0 for none), creating or merging instances as needed.
+
+        ``pair_row[j]`` is the number of the segment's voxels holding map id ``map_ids[j]``.
+        """
+        if s == 0 or count < self.config.min_segment_voxels:
+            return 0
+        share = pair_row / count
+        # Overlap first (vectorised): only a handful of map ids pass it, so the per-instance class
+        # lookups below stay cheap.
+        js = np.nonzero((share >= self.config.min_overlap) & (map_ids > 0))[0]
+        cand = [(share[j], int(map_ids[j])) for j in js
+                if int(map_ids[j]) in self.instances and self.instances[int(map_ids[j])].class_id == cls]
+        if cand:
+            cand.sort(reverse=True)
+            best = cand[0][1]
+            for sh, other in cand[1:]:
+                if sh >= self.config.merge_overlap and other in self.instances and best in self.instances:
+                    self._merge(best, other)
+        else:
+            best = self.next_id
+            self.next_id += 1
+            self.instances[best] = MapInstance(best, np.zeros(self.num_classes, np.int64), frame_index, frame_index,
+                                               np.full(3, np.inf), np.full(3, -np.inf))
+        inst = self.instances[best]
+        inst.class_votes[cls] += 1
+        inst.last_seen = frame_index
+        inst.bounds_min_m = np.minimum(inst.bounds_min_m, lo)
+        inst.bounds_max_m = np.maximum(inst.bounds_max_m, hi)
+        return best
+
+    @staticmethod
+    def _vote(id_now: torch.Tensor, conf: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """New (id int32, confidence int16) of voxels holding ``id_now`` (after any merge) seeing ``target``."""
+        cur_after = id_now.to(torch.int64)
         same = (cur_after == target) & (target > 0)
         new_conf = torch.where(same, conf + 1, conf - 1).clamp_(0, _MAX_CONF)
         take = (new_conf == 0) & (target > 0)
         new_id = torch.where(take, target, torch.where(new_conf > 0, cur_after, torch.zeros_like(cur_after)))
         new_conf = torch.where(take, torch.ones_like(new_conf), new_conf)
-        id_v.index_copy_(0, voxel, new_id.to(torch.int32))
-        conf_v.index_copy_(0, voxel, new_conf.to(torch.int16))
+        return new_id.to(torch.int32), new_conf.to(torch.int16)
+
+    def _update_dense(self, voxel: torch.Tensor, segment: torch.Tensor, segment_class: torch.Tensor, centres_fn,
+                      frame_index: int, max_segment_id: int) -> None:
+        """:meth:`update` with tables indexed by segment id and map id (sizes known on the host).
+
+        Every voxel takes part; the ones with no segment and no id (the sparse path's skipped ones)
+        fall in row/column 0, which the association ignores, and are written back unchanged.
+        """
+        dev = voxel.device
+        S, M, C = max_segment_id + 1, max(self.next_id, 1), self.num_classes
+        id_v, conf_v = self.store.view("inst_id"), self.store.view("inst_conf")
+        conf = conf_v.index_select(0, voxel)
+        cur = torch.where(conf > 0, id_v.index_select(0, voxel), 0).to(torch.int64)
+        rel = (segment > 0) | (cur > 0)
+        ones = torch.ones_like(segment)
+        counts = torch.zeros(S, dtype=torch.int64, device=dev).scatter_add_(0, segment, ones)
+        cls_hist = torch.zeros(S * C, dtype=torch.int64, device=dev).scatter_add_(0, segment * C + segment_class, ones)
+        seg_cls = cls_hist.view(S, C).argmax(dim=1)
+        pair = torch.zeros(S * M, dtype=torch.int64, device=dev).scatter_add_(0, segment * M + cur, ones).view(S, M)
+        centres_m = centres_fn(voxel)
+        idx3 = segment[:, None].expand(-1, 3)
+        lo = torch.full((S, 3), float("inf"), device=dev).scatter_reduce_(0, idx3, centres_m, reduce="amin")
+        hi = torch.full((S, 3), float("-inf"), device=dev).scatter_reduce_(0, idx3, centres_m, reduce="amax")
+        counts_np, cls_np, pair_np, lo_np, hi_np = to_numpy([counts, seg_cls, pair, lo, hi])  # the one sync
+        map_ids = np.arange(M)
+        assigned = np.zeros(S, dtype=np.int64)
+        for s in np.nonzero(counts_np)[0]:  # ascending ids: the sparse path's order
+            assigned[s] = self._associate(int(s), int(counts_np[s]), pair_np[s], map_ids, int(cls_np[s]), lo_np[s],
+                                          hi_np[s], frame_index)
+        target = to_device(torch.from_numpy(assigned), dev).index_select(0, segment)
+        id_now = id_v.index_select(0, voxel)  # merges may have renamed ids
+        new_id, new_conf = self._vote(id_now, conf, target)
+        id_v.index_copy_(0, voxel, torch.where(rel, new_id, id_now))
+        conf_v.index_copy_(0, voxel, torch.where(rel, new_conf, conf))
 
     def _merge(self, keep: int, gone: int) -> None:
         id_v = self.store.view("inst_id")
-        id_v[id_v == gone] = keep
+        id_v.masked_fill_(id_v == gone, keep)  # no data-dependent size: no host sync
         a, b = self.instances[keep], self.instances.pop(gone)
         a.class_votes += b.class_votes
         a.first_seen = min(a.first_seen, b.first_seen)

@@ -25,7 +25,7 @@ from .instances import InstanceConfig, InstanceTracker, MapInstance
 from .meshing import CORNER_OFFSETS, SemanticMesh, marching_cubes_blocks
 from .semantics import SemanticConfig, make_semantic_fusion
 from .tsdf import TsdfConfig, allocate_blocks, integrate_tsdf, local_voxel_offsets
-from .voxel_blocks import BlockStore, pack_keys
+from .voxel_blocks import BlockStore, HostStager, pack_keys
 
 __all__ = ["MapperConfig", "IntegrationStats", "MeshUpdate", "SemanticCloud", "SemanticVoxelMapper",
            "resolve_device"]
@@ -130,6 +130,9 @@ class SemanticVoxelMapper:
         self._known_ids = ids
         self._excluded = torch.as_tensor(self.labels.dynamic_mask | self.labels.private_mask, device=self.device)
         self._thing = torch.as_tensor(self.labels.thing_mask, device=self.device)
+        # Formulations with fixed-size intermediates and few host syncs (block allocation, instance
+        # tables): what a GPU needs; the CPU keeps the compacting ones, which do less work. Same map.
+        self._sync_free = self.device.type == "cuda"
         self._build()
 
     def _build(self) -> None:
@@ -141,6 +144,8 @@ class SemanticVoxelMapper:
         self.semantics = make_semantic_fusion(self.store, self.num_classes, c.semantics)
         self.instance_tracker = InstanceTracker(self.store, self.num_classes, c.instances)
         self._offsets = local_voxel_offsets(self.store.R, self.device)
+        self._corner_offsets = torch.as_tensor(CORNER_OFFSETS, device=self.device)  # (8, 3), uploaded once
+        self._stager = HostStager(self.device)
         self._changed = torch.zeros(0, dtype=torch.bool, device=self.device)
         self._removed: list[np.ndarray] = []
         self.frames_integrated = 0
@@ -219,27 +224,55 @@ class SemanticVoxelMapper:
         t0 = time.perf_counter()
         dev = self.device
         cfg = self.config.tsdf
-        # A copy we own, out-of-range pixels zeroed; NaN fails both comparisons, so this also clears
-        # invalid pixels. (numpy: its vectorised comparisons and masked store beat torch's here.)
-        depth_np = np.array(depth_m, dtype=np.float32)
-        depth_np[~((depth_np >= cfg.depth_min_m) & (depth_np <= cfg.depth_max_m))] = 0.0
-        depth = torch.as_tensor(depth_np, device=dev)
-        sem_flat = probs_t = None
+        # Every input goes to the device first, in one copy through pinned memory on CUDA. From here on
+        # a CUDA frame waits for the device five times: the counts of visited and new blocks, of voxels
+        # near the surface and of saturated class scores, the instance tables, and the updated-voxel
+        # count at the end.
+        host = [np.asarray(depth_m, dtype=np.float32)]
+        sem_np = ins_np = None
         if semantic is not None:
-            s = torch.as_tensor(np.asarray(semantic), device=dev)
+            sem_np = np.asarray(semantic)
+            host.append(sem_np)
+            if instance is not None:
+                ins_np = np.asarray(instance)
+                if ins_np.dtype not in (np.uint8, np.int8, np.uint16, np.int16, np.int32):
+                    ins_np = ins_np.astype(np.int32 if np.can_cast(ins_np.dtype, np.int32) else np.int64)
+                host.append(ins_np)  # small ints are sent as they are and widened on the device
+        if color is not None:
+            host.append(np.asarray(color))
+        if not self._sync_free:
+            # A copy we own, out-of-range pixels zeroed; NaN fails both comparisons, so this also clears
+            # invalid pixels. (numpy: its vectorised comparisons and masked store beat torch's here.)
+            depth_np = np.array(host[0], dtype=np.float32)
+            depth_np[~((depth_np >= cfg.depth_min_m) & (depth_np <= cfg.depth_max_m))] = 0.0
+            host[0] = depth_np
+        dev_in = self._stager.upload(host)
+        depth = dev_in.pop(0)
+        if self._sync_free:  # on a GPU the same test is two kernels, cheaper than the host's passes
+            depth = torch.where((depth >= cfg.depth_min_m) & (depth <= cfg.depth_max_m), depth, 0.0)
+        sem_flat = probs_t = ins_t = None
+        max_segment = None
+        if sem_np is not None:
+            s = dev_in.pop(0)
             if s.ndim == 2:
                 # int32 ids: half the memory traffic of int64 and still a valid gather index.
                 sem_flat = (s if s.dtype == torch.int32 else s.to(torch.int32)).view(-1)
             else:
                 probs_t = s.to(torch.float32)
                 sem_flat = probs_t.argmax(dim=2).view(-1)
+            if ins_np is not None:
+                ins_t = dev_in.pop(0)
+                if ins_t.dtype not in (torch.int32, torch.int64):
+                    ins_t = ins_t.to(torch.int32)
+                max_segment = int(ins_np.max()) if self._sync_free else None  # host: sizes the id tables
+        col_t = dev_in.pop(0) if color is not None else None
+        if sem_flat is not None:
             # Dynamic/private pixels are removed before anything is fused.
             depth = torch.where(self._excluded.index_select(0, sem_flat).view_as(depth), 0.0, depth)
-        col_t = torch.as_tensor(np.asarray(color), device=dev) if color is not None else None
-        K = torch.as_tensor(camera.K, dtype=torch.float32, device=dev)
-        T = torch.as_tensor(np.asarray(T_world_camera, dtype=np.float64), device=dev)
+        K = np.asarray(camera.K, dtype=np.float32)  # host matrices: their numbers are read on the host
+        T = np.asarray(T_world_camera, dtype=np.float64)
         n_before = len(self.store)
-        slots = allocate_blocks(self.store, cfg, depth, K, T)
+        slots = allocate_blocks(self.store, cfg, depth, K, T, sync_free=self._sync_free)
         band_m = self.config.semantics.band_voxels * cfg.voxel_size_m if sem_flat is not None else 0.0
         obs = integrate_tsdf(self.store, cfg, slots, depth, col_t, K, T, self._offsets, select_band_m=band_m)
         if sem_flat is not None:
@@ -250,25 +283,23 @@ class SemanticVoxelMapper:
                 self.semantics.update_probabilities(v_near, p)
             else:
                 self.semantics.update_labels(v_near, labels)
-            if instance is not None:
-                ins = np.asarray(instance)
-                ins_t = torch.as_tensor(ins.astype(np.int32 if np.can_cast(ins.dtype, np.int32) else np.int64),
-                                        device=dev)
+            if ins_t is not None:
                 seg = ins_t.view(-1).index_select(0, p_near).to(torch.int64)
                 seg = torch.where(self._thing.index_select(0, labels), seg, 0)
                 self.instance_tracker.update(v_near, seg, labels, self.voxel_centres,
-                                             self.frames_integrated)
+                                             self.frames_integrated, max_segment_id=max_segment,
+                                             dense=self._sync_free)
         n = len(self.store)
         if self._changed.shape[0] < n:
             self._changed = torch.cat([self._changed, torch.zeros(n - self._changed.shape[0], dtype=torch.bool,
                                                                   device=dev)])
         self._changed[slots] = True
-        evicted = self._evict(T[:3, 3].to(torch.float32))
+        evicted = self._evict(T[:3, 3])
         self.frames_integrated += 1
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
+        # Reading the count waits for the device: every kernel of this frame is done when it returns.
+        voxels_updated = obs.num_updated
         return IntegrationStats(blocks_visited=int(slots.shape[0]), blocks_allocated=n - n_before,
-                                blocks_evicted=evicted, voxels_updated=obs.num_updated,
+                                blocks_evicted=evicted, voxels_updated=voxels_updated,
                                 total_blocks=len(self.store), time_s=time.perf_counter() - t0)
 
     def voxel_centres(self, voxel: torch.Tensor) -> torch.Tensor:
@@ -279,11 +310,12 @@ class SemanticVoxelMapper:
         g = self.store.index.coords[slot] * self.store.R + self._offsets[local]
         return ((g.to(torch.float32) + 0.5) * self.config.tsdf.voxel_size_m)
 
-    def _evict(self, camera_position: torch.Tensor) -> int:
+    def _evict(self, camera_position_m: np.ndarray) -> int:
         c = self.config
         n = len(self.store)
         if n == 0 or (c.clear_radius_m <= 0 and (c.max_blocks <= 0 or n <= c.max_blocks)):
             return 0
+        camera_position = torch.as_tensor(np.asarray(camera_position_m), dtype=torch.float32, device=self.device)
         centres = (self.store.index.coords.to(torch.float32) + 0.5) * c.tsdf.block_size_m
         dist = torch.linalg.norm(centres - camera_position, dim=1)
         keep = torch.ones(n, dtype=torch.bool, device=self.device)
@@ -311,14 +343,14 @@ class SemanticVoxelMapper:
     def num_blocks(self) -> int:
         return len(self.store)
 
-    def _mesh_slots(self, slots: torch.Tensor) -> SemanticMesh:
+    def _mesh_slots(self, slots: torch.Tensor, nbr: torch.Tensor | None = None) -> SemanticMesh:
         coords = self.store.index.coords[slots]
-        offs = torch.as_tensor(CORNER_OFFSETS, device=self.device)
-        nbr = torch.stack([self.store.index.lookup(coords + offs[k]) for k in range(8)], dim=1)
+        if nbr is None:  # the 8 neighbour lookups as one batched lookup (one search instead of eight)
+            nbr = self.store.index.lookup((coords[:, None, :] + self._corner_offsets).view(-1, 3)).view(-1, 8)
         return marching_cubes_blocks(
             coords, nbr, self.store.view("tsdf"), self.store.view("weight"), self.store.view("color"),
             self.semantics.labels, self.store.view("inst_id"), self.store.R, self.config.tsdf.voxel_size_m,
-            min_weight=self.config.mesh_min_weight)
+            min_weight=self.config.mesh_min_weight, scan_all_blocks=self._sync_free)
 
     def extract_mesh(self) -> SemanticMesh:
         """Marching-cubes mesh of the whole map (vertices shared across blocks)."""
@@ -327,13 +359,25 @@ class SemanticVoxelMapper:
     def update_mesh(self) -> MeshUpdate:
         """Mesh of the changed blocks and of the blocks whose cubes read them; clears the changed set."""
         n = len(self.store)
-        changed = torch.nonzero(self._changed[:n]).flatten()
-        coords = self.store.index.coords[changed]
-        offs = torch.as_tensor(CORNER_OFFSETS, device=self.device)
         # A cube reads its block and the +x/+y/+z neighbours, so blocks at -offset see the change too.
-        cand = torch.cat([self.store.index.lookup(coords - offs[k]) for k in range(8)])
-        slots = torch.unique(cand[cand >= 0])
-        mesh = self._mesh_slots(slots)
+        if self._sync_free:
+            # Every block's +offset neighbours in one lookup: a block is re-meshed when one of them
+            # changed, and the same table feeds marching cubes (no search of the changed set first).
+            nbr_all = self.store.index.lookup((self.store.index.coords[:, None, :] + self._corner_offsets)
+                                              .view(-1, 3)).view(n, 8)
+            changed = torch.cat([self._changed[:n], self._changed.new_zeros(1)])  # misses read the spare
+            slots = torch.nonzero(changed[torch.where(nbr_all >= 0, nbr_all, n)].any(dim=1)).flatten()
+            mesh = self._mesh_slots(slots, nbr_all.index_select(0, slots))
+        else:
+            changed = torch.nonzero(self._changed[:n]).flatten()
+            coords = self.store.index.coords[changed]
+            # One batched lookup; the hits are marked in a bitmap (misses on a spare last entry), whose
+            # nonzero is the sorted, unique slot list without a sort.
+            cand = self.store.index.lookup((coords[:, None, :] - self._corner_offsets).view(-1, 3))
+            hit = torch.zeros(n + 1, dtype=torch.bool, device=self.device)
+            hit[torch.where(cand >= 0, cand, n)] = True
+            slots = torch.nonzero(hit[:n]).flatten()
+            mesh = self._mesh_slots(slots)
         self._changed[:] = False
         removed = np.concatenate(self._removed) if self._removed else np.zeros((0, 3), np.int64)
         self._removed = []

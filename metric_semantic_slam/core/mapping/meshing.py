@@ -20,6 +20,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from .voxel_blocks import to_numpy
+
 __all__ = ["SemanticMesh", "marching_cubes_tables", "marching_cubes_blocks", "CORNER_OFFSETS", "EDGE_CORNERS"]
 
 CORNER_OFFSETS = np.array([[i & 1, (i >> 1) & 1, (i >> 2) & 1] for i in range(8)], dtype=np.int64)
@@ -136,118 +138,136 @@ def _grid_tables(R: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return nb, local, corner_grid
 
 
+@lru_cache(maxsize=8)
+def _device_tables(R: int, device: str) -> dict[str, torch.Tensor]:
+    """The constant tables of :func:`marching_cubes_blocks` on ``device``, built once (no per-call uploads).
+
+    Per (cube, edge) of a block: grid index of the edge's two ends (``edge_grid_a``/``_b``, (R^3, 12)),
+    and the lower end's contribution to a vertex key (``edge_key``, (R^3, 12)): the packed key of a
+    vertex is ``block_key(block) + edge_key(cube, edge)`` (bit fields that never carry into each other).
+    """
+    dev = torch.device(device)
+    nb, local, corner_grid = _grid_tables(R)
+    tri_edges, tri_count = marching_cubes_tables()
+    G = R + 1
+    ga = corner_grid[:, EDGE_CORNERS[:, 0]]  # (R^3, 12)
+    gb = corner_grid[:, EDGE_CORNERS[:, 1]]
+    lx, ly, lz = ga % G, (ga // G) % G, ga // (G * G)
+    axis = np.arange(12)[None, :] // 4
+    edge_key = (lx << 42) + (ly << 22) + (lz << 2) + axis
+    t = {"nb": nb, "local": local, "corner_grid": corner_grid, "tri_edges": tri_edges, "tri_count": tri_count,
+         "edge_grid_a": ga, "edge_grid_b": gb, "edge_key": edge_key, "edge_lower": np.stack([lx, ly, lz], axis=-1),
+         "edge_axis": np.broadcast_to(axis, ga.shape).copy(), "pow2": 1 << np.arange(8),
+         "tri_slot": np.arange(tri_edges.shape[1]), "axes": np.arange(3), "key_shift": np.array([42, 22, 2])}
+    return {k: torch.as_tensor(np.ascontiguousarray(v, dtype=np.int64), device=dev) for k, v in t.items()}
+
+
 def marching_cubes_blocks(block_coords: torch.Tensor, neighbour_slots: torch.Tensor, tsdf: torch.Tensor,
                           weight: torch.Tensor, color: torch.Tensor | None, classes: "callable | None",
                           instances: torch.Tensor | None, R: int, voxel_size_m: float,
-                          min_weight: float = 1e-3) -> SemanticMesh:
+                          min_weight: float = 1e-3, scan_all_blocks: bool | None = None) -> SemanticMesh:
     """Extract the zero level set of the cubes whose lower corner lies in the given blocks.
 
     ``neighbour_slots[b, n]`` is the slot of block ``coords[b] + CORNER_OFFSETS[n]`` (-1 if absent);
     ``classes(voxel_index)`` returns the class id of flat voxel indices.
     Shape: block_coords (B, 3) int64; neighbour_slots (B, 8) int64; tsdf, weight (N * R^3,) float32;
     color (N * R^3, 3) float32 or None; instances (N * R^3,) or None.
+
+    Device work is shape-static except for the counts that need the host (blocks worth meshing,
+    triangles, unique vertices) and the one copy of the results: each is one sync.
+    ``scan_all_blocks`` (default: on CUDA) tests every stored block for surface voxels instead of
+    gathering the neighbours' first: more arithmetic, one sync less (the same result).
     """
     dev = tsdf.device
     if block_coords.shape[0] == 0:
         return SemanticMesh.empty()
     n_local = R ** 3
+    tab = _device_tables(R, str(dev))
     # Skip blocks whose cubes cannot cross the surface: no observed negative voxel in the block or in
-    # the +x/+y/+z neighbours its cubes read. Most re-meshed blocks are free space.
-    need = torch.unique(neighbour_slots[neighbour_slots >= 0])
-    t_b = tsdf.view(-1, n_local).index_select(0, need)
-    w_b = weight.view(-1, n_local).index_select(0, need)
-    neg_need = ((t_b < 0) & (w_b > min_weight)).any(dim=1)
-    has_neg = torch.zeros(int(tsdf.shape[0]) // n_local, dtype=torch.bool, device=dev)
-    has_neg[need] = neg_need
-    cand = (has_neg[neighbour_slots.clamp(min=0)] & (neighbour_slots >= 0)).any(dim=1)
+    # the +x/+y/+z neighbours its cubes read. Most re-meshed blocks are free space. The blocks read
+    # are marked in a bitmap (absent neighbours on a spare last entry): one nonzero, no sort.
+    n_blocks = int(tsdf.shape[0]) // n_local
+    if scan_all_blocks is None:
+        scan_all_blocks = dev.type == "cuda"
+    has_neg = torch.zeros(n_blocks + 1, dtype=torch.bool, device=dev)  # the spare entry stays False
+    if scan_all_blocks:
+        has_neg[:-1] = ((tsdf.view(-1, n_local) < 0) & (weight.view(-1, n_local) > min_weight)).any(dim=1)
+    else:
+        read = torch.zeros(n_blocks + 1, dtype=torch.bool, device=dev)
+        read[torch.where(neighbour_slots >= 0, neighbour_slots, n_blocks).view(-1)] = True
+        need = torch.nonzero(read[:-1]).flatten()
+        t_b = tsdf.view(-1, n_local).index_select(0, need)
+        w_b = weight.view(-1, n_local).index_select(0, need)
+        has_neg[need] = ((t_b < 0) & (w_b > min_weight)).any(dim=1)
+    cand = has_neg[torch.where(neighbour_slots >= 0, neighbour_slots, n_blocks)].any(dim=1)
     keep_b = torch.nonzero(cand).flatten()
     all_coords = block_coords
     block_coords, neighbour_slots = block_coords[keep_b], neighbour_slots[keep_b]
     B = block_coords.shape[0]
     if B == 0:
         return SemanticMesh.empty()
-    nb, local, corner_grid = (torch.as_tensor(a, device=dev) for a in _grid_tables(R))
-    slot_grid = neighbour_slots[:, nb]  # (B, G^3)
-    vox = slot_grid * n_local + local[None, :]
+    corner_grid = tab["corner_grid"]
+    slot_grid = neighbour_slots[:, tab["nb"]]  # (B, G^3)
     ok = slot_grid >= 0
-    vox = torch.where(ok, vox, torch.zeros_like(vox))
-    f = tsdf[vox.reshape(-1)].view(B, -1)
-    w = torch.where(ok, weight[vox.reshape(-1)].view(B, -1), torch.zeros_like(f))
+    # Absent neighbours read voxel 0 with weight 0: their cubes are invalid, their values never used.
+    vox = torch.where(ok, slot_grid * n_local + tab["local"], 0)
+    f = tsdf[vox.view(-1)].view(B, -1)
+    w = torch.where(ok, weight[vox.view(-1)].view(B, -1), 0.0)
     # Cube cases: corners gathered from the sample grid.
     fc = f[:, corner_grid]  # (B, R^3, 8)
-    wc = w[:, corner_grid]
-    valid = (wc > min_weight).all(dim=2)
-    bits = (fc < 0).to(torch.int64) << torch.arange(8, device=dev)
-    case = bits.sum(dim=2)
-    active = valid & (case > 0) & (case < 255)
-    b_idx, c_idx = torch.nonzero(active, as_tuple=True)
-    if b_idx.numel() == 0:
+    valid = (w[:, corner_grid] > min_weight).all(dim=2)
+    case = ((fc < 0).to(torch.int64) * tab["pow2"]).sum(dim=2)
+    # Every triangle slot of every cube at once; one nonzero gives (block, cube, triangle) in the
+    # order of a cube-by-cube expansion.
+    n_tri = torch.where(valid, tab["tri_count"][case], 0)  # cases 0 and 255 have no triangle
+    tb, tc, k = torch.nonzero(tab["tri_slot"] < n_tri[..., None], as_tuple=True)
+    if tb.numel() == 0:
         return SemanticMesh.empty()
-    case = case[b_idx, c_idx]
-    tri_edges_np, tri_count_np = marching_cubes_tables()
-    tri_edges = torch.as_tensor(tri_edges_np, device=dev)
-    tri_count = torch.as_tensor(tri_count_np, device=dev)
-    n_tri = tri_count[case]
-    cube_of_tri = torch.repeat_interleave(torch.arange(case.shape[0], device=dev), n_tri)
-    first = torch.cumsum(n_tri, 0) - n_tri
-    k = torch.arange(cube_of_tri.shape[0], device=dev) - first[cube_of_tri]
-    edges = tri_edges[case[cube_of_tri], k]  # (F, 3)
+    edges = tab["tri_edges"][case[tb, tc], k]  # (F, 3)
     F = edges.shape[0]
-    tb = b_idx[cube_of_tri]
-    tc = c_idx[cube_of_tri]
-    edge_corners = torch.as_tensor(EDGE_CORNERS, device=dev)
-    ca = edge_corners[edges, 0]  # (F, 3) corner ids
-    cb = edge_corners[edges, 1]
-    tb3 = tb[:, None].expand(F, 3)
-    tc3 = tc[:, None].expand(F, 3)
-    ga = corner_grid[tc3, ca]  # grid index of the edge's lower end
-    gb = corner_grid[tc3, cb]
-    # Vertex key: global voxel of the lower end + axis.
-    G = R + 1
-    gxa = ga % G
-    gya = (ga // G) % G
-    gza = ga // (G * G)
-    gvox = block_coords[tb3] * R + torch.stack([gxa, gya, gza], dim=-1)  # (F, 3, 3)
-    axis = torch.div(edges, 4, rounding_mode="floor")
+    # Vertex key: global voxel of the edge's lower end + axis, as bit fields (see _device_tables).
     off = 1 << 19
-    key = ((((gvox[..., 0] + off) << 20 | (gvox[..., 1] + off)) << 20 | (gvox[..., 2] + off)) << 2) | axis
-    uniq, inv = torch.unique(key.reshape(-1), return_inverse=True)
+    bkey = ((block_coords * R + off) << tab["key_shift"]).sum(dim=1)  # (B,)
+    tc3 = tc[:, None].expand(F, 3)
+    key = bkey[tb][:, None] + tab["edge_key"][tc3, edges]
+    uniq, inv = torch.unique(key.view(-1), return_inverse=True)
     V = uniq.shape[0]
     first_use = torch.full((V,), key.numel(), dtype=torch.int64, device=dev)
     first_use.scatter_reduce_(0, inv, torch.arange(key.numel(), device=dev), reduce="amin")
     # Attributes evaluated once per unique vertex.
-    ga_v = ga.reshape(-1)[first_use]
-    gb_v = gb.reshape(-1)[first_use]
-    tb_v = tb3.reshape(-1)[first_use]
+    tri_v = torch.div(first_use, 3, rounding_mode="floor")
+    tb_v = tb[tri_v]
+    tc_v = tc[tri_v]
+    e_v = edges.view(-1)[first_use]
+    ga_v = tab["edge_grid_a"][tc_v, e_v]
+    gb_v = tab["edge_grid_b"][tc_v, e_v]
     fa = f[tb_v, ga_v]
     fb = f[tb_v, gb_v]
     t = (fa / (fa - fb)).clamp_(0.0, 1.0)
-    pa = gvox.reshape(-1, 3)[first_use].to(torch.float32)
-    step = torch.zeros_like(pa)
-    step[torch.arange(V, device=dev), axis.reshape(-1)[first_use]] = 1.0
+    pa = (block_coords[tb_v] * R + tab["edge_lower"][tc_v, e_v]).to(torch.float32)
+    step = (tab["edge_axis"][tc_v, e_v][:, None] == tab["axes"]).to(torch.float32)
     verts = (pa + 0.5 + step * t[:, None]) * voxel_size_m
     va = vox[tb_v, ga_v]
     vb = vox[tb_v, gb_v]
-    near = torch.where(t <= 0.5, va, vb)
+    lower_near = (t <= 0.5)[:, None]
+    near_far = torch.where(lower_near, torch.stack([va, vb], dim=1), torch.stack([vb, va], dim=1)).T.reshape(-1)
     if color is not None:
         col = color[va] * (1.0 - t[:, None]) + color[vb] * t[:, None]
         col = col.round_().clamp_(0, 255).to(torch.uint8)
     else:
         col = torch.full((V, 3), 200, dtype=torch.uint8, device=dev)
-    far = torch.where(t <= 0.5, vb, va)
     zeros = torch.zeros(V, dtype=torch.int64, device=dev)
-    # The nearer end decides; the other end fills in when the nearer one has no label yet.
+    # The nearer end decides; the other end fills in when the nearer one has no label yet. Both ends
+    # are looked up in one call (near ends first).
     cls = zeros
     if classes is not None:
-        cls = classes(near).to(torch.int64)
-        cls = torch.where(cls > 0, cls, classes(far).to(torch.int64))
+        both = classes(near_far).to(torch.int64)
+        cls = torch.where(both[:V] > 0, both[:V], both[V:])
     ins = zeros
     if instances is not None:
-        ins = instances[near].to(torch.int64)
-        ins = torch.where(ins > 0, ins, instances[far].to(torch.int64))
-    tris = inv.view(F, 3)
-    return SemanticMesh(
-        vertices=verts.cpu().numpy(), triangles=tris.cpu().numpy(), colors=col.cpu().numpy(),
-        classes=cls.to(torch.int64).cpu().numpy(), instances=ins.cpu().numpy(),
-        triangle_block=keep_b[tb].cpu().numpy(), block_coords=all_coords.cpu().numpy(),
-    )
+        both = instances[near_far].to(torch.int64)
+        ins = torch.where(both[:V] > 0, both[:V], both[V:])
+    verts_np, tris_np, col_np, cls_np, ins_np, tblk_np, coords_np = to_numpy(
+        [verts, inv.view(F, 3), col, cls, ins, keep_b[tb], all_coords])
+    return SemanticMesh(vertices=verts_np, triangles=tris_np, colors=col_np, classes=cls_np, instances=ins_np,
+                        triangle_block=tblk_np, block_coords=coords_np)

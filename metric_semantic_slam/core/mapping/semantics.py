@@ -129,10 +129,10 @@ class DenseBayesianFusion(SemanticFusion):
         cap = self.config.max_log_odds
         sat = new > cap
         flat.index_copy_(0, pos, new.clamp(max=cap).to(torch.float16))
-        if bool(sat.any()):
-            # Saturated voxels (most of a well observed map): shift the whole row so the other classes
-            # keep their distance. One index list serves every gather.
-            si = torch.nonzero(sat).flatten()
+        # Saturated voxels (most of a well observed map): shift the whole row so the other classes
+        # keep their distance. One index list serves every gather (its size is the one host sync).
+        si = torch.nonzero(sat).flatten()
+        if si.numel():
             sv = voxel.index_select(0, si)
             view = self.store.view("sem_scores")
             rows = view.index_select(0, sv).to(torch.float32)

@@ -10,13 +10,25 @@ Local voxel index inside a block is ``a + R*b + R*R*c`` (x fastest).
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-__all__ = ["pack_keys", "unpack_keys", "BlockIndex", "BlockStore"]
+__all__ = ["pack_keys", "unpack_keys", "BlockIndex", "BlockStore", "HostStager", "to_numpy"]
 
 _BITS = 21
 _OFFSET = 1 << (_BITS - 1)
 _MASK = (1 << _BITS) - 1
+
+
+_FIELD_SCALE: dict[torch.device, torch.Tensor] = {}
+
+
+def _field_scale(device: torch.device) -> torch.Tensor:
+    """``[2^42, 2^21, 1]`` on ``device``, uploaded once per device."""
+    t = _FIELD_SCALE.get(device)
+    if t is None:
+        t = _FIELD_SCALE[device] = torch.tensor([1 << (2 * _BITS), 1 << _BITS, 1], dtype=torch.int64, device=device)
+    return t
 
 
 def pack_keys(coords: torch.Tensor) -> torch.Tensor:
@@ -24,8 +36,8 @@ def pack_keys(coords: torch.Tensor) -> torch.Tensor:
 
     Shape: coords (N, 3) int64 -> keys (N,) int64. Each coordinate must lie in ``[-2^20, 2^20)``.
     """
-    c = coords.to(torch.int64) + _OFFSET
-    return (c[:, 0] << (2 * _BITS)) | (c[:, 1] << _BITS) | c[:, 2]
+    # (x << 42) | (y << 21) | z as one multiply-and-sum: the offset fields never overlap, so + is |.
+    return ((coords.to(torch.int64) + _OFFSET) * _field_scale(coords.device)).sum(dim=1)
 
 
 def unpack_keys(keys: torch.Tensor) -> torch.Tensor:
@@ -61,8 +73,7 @@ class BlockIndex:
         if n == 0 or keys.numel() == 0:
             return torch.full(keys.shape, -1, dtype=torch.int64, device=keys.device)
         pos = torch.searchsorted(self._sorted_keys, keys).clamp_(max=n - 1)
-        found = self._sorted_keys[pos] == keys
-        return torch.where(found, self._sorted_slots[pos], torch.full_like(pos, -1))
+        return torch.where(self._sorted_keys[pos] == keys, self._sorted_slots[pos], -1)
 
     def insert(self, coords: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Allocate the blocks not yet present.
@@ -76,7 +87,14 @@ class BlockIndex:
         missing = keys[slots < 0]
         if missing.numel() == 0:
             return slots, torch.zeros(0, dtype=torch.int64, device=self.device)
-        new_keys = torch.unique(missing)  # sorted
+        new_slots = self.append_new_keys(torch.unique(missing))  # sorted
+        return self.lookup_keys(keys), new_slots
+
+    def append_new_keys(self, new_keys: torch.Tensor) -> torch.Tensor:
+        """Allocate blocks for keys known to be absent, unique and ascending (no checks: no host sync).
+
+        Returns their slots, contiguous from the previous size. Shape: new_keys (K,) int64 -> (K,) int64.
+        """
         start = len(self)
         new_slots = torch.arange(start, start + new_keys.shape[0], dtype=torch.int64, device=self.device)
         self.coords = torch.cat([self.coords, unpack_keys(new_keys)])
@@ -85,7 +103,7 @@ class BlockIndex:
         order = torch.argsort(all_keys)
         self._sorted_keys = all_keys[order]
         self._sorted_slots = all_slots[order]
-        return self.lookup_keys(keys), new_slots
+        return new_slots
 
     def keep(self, keep_mask: torch.Tensor) -> torch.Tensor:
         """Drop the slots where ``keep_mask`` is False and renumber the rest in order.
@@ -148,6 +166,12 @@ class BlockStore:
         self._grow(len(self.index))
         return slots, new_slots
 
+    def append_new_keys(self, new_keys: torch.Tensor) -> torch.Tensor:
+        """Allocate blocks for absent, unique, ascending keys; see :meth:`BlockIndex.append_new_keys`."""
+        new_slots = self.index.append_new_keys(new_keys)
+        self._grow(len(self.index))
+        return new_slots
+
     def keep(self, keep_mask: torch.Tensor) -> torch.Tensor:
         """Drop blocks (compacting every layer); returns the old slot of each kept slot."""
         n_old = len(self.index)
@@ -169,3 +193,78 @@ class BlockStore:
         """The layer flattened to one row per voxel. Shape: (capacity * R^3, *channels)."""
         t = self.layers[name]
         return t.view(-1, *t.shape[2:])
+
+
+def to_numpy(tensors: list[torch.Tensor], pack: bool | None = None) -> list[np.ndarray]:
+    """``[t.cpu().numpy() for t in tensors]`` with one device->host copy (one sync) instead of one per tensor.
+
+    ``pack`` (default: off the CPU) sends the tensors' bytes as one buffer; without it, on the CPU, the
+    arrays share the tensors' memory, as ``Tensor.numpy`` does.
+    """
+    if pack is None:
+        pack = bool(tensors) and tensors[0].device.type != "cpu"
+    if not pack:
+        return [t.cpu().numpy() for t in tensors]
+    flat = [t.contiguous().view(-1).view(torch.uint8) for t in tensors]
+    buf = torch.cat(flat)
+    if buf.device.type == "cuda":
+        # Into pinned memory (a pageable copy is several times slower); the arrays below keep the
+        # pinned tensor alive (numpy views hold their base).
+        pinned = torch.empty(buf.numel(), dtype=torch.uint8, pin_memory=True)
+        pinned.copy_(buf, non_blocking=True)
+        torch.cuda.current_stream(buf.device).synchronize()
+        host = pinned.numpy()
+    else:
+        host = buf.cpu().numpy()
+    out, pos = [], 0
+    for t, b in zip(tensors, flat):
+        n = b.numel()
+        out.append(host[pos:pos + n].view(np.dtype(str(t.dtype).replace("torch.", ""))).reshape(tuple(t.shape)))
+        pos += n
+    return out
+
+
+class HostStager:
+    """Sends a frame's host arrays to the device in one copy through a reused pinned buffer.
+
+    A pageable host->device copy goes through the driver's staging memory in small chunks (slow, and
+    it waits for the device first); here the arrays are packed into one pinned buffer and copied with
+    one non-blocking transfer. The returned tensors are views of a reused device buffer: valid until
+    the next :meth:`upload`, which must come after the device finished with them (the mapper's
+    ``integrate`` ends with a sync). On the CPU the arrays are wrapped without a copy.
+    """
+
+    _ALIGN = 64
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = torch.device(device)
+        self._host: torch.Tensor | None = None
+        self._dev: torch.Tensor | None = None
+        self._copied: "torch.cuda.Event | None" = None
+
+    def upload(self, arrays: list[np.ndarray]) -> list[torch.Tensor]:
+        """Shape: each array as it is -> a tensor of the same shape and dtype on the device."""
+        arrays = [np.ascontiguousarray(a) for a in arrays]
+        if self.device.type != "cuda":
+            return [torch.as_tensor(a, device=self.device) for a in arrays]
+        offsets, total = [], 0
+        for a in arrays:
+            offsets.append(total)
+            total += -(-a.nbytes // self._ALIGN) * self._ALIGN
+        if self._copied is not None:
+            self._copied.synchronize()  # the previous copy has left the pinned buffer (normally long ago)
+        if self._host is None or self._host.numel() < total:
+            size = total + total // 4  # room for a somewhat larger frame
+            self._host = torch.empty(size, dtype=torch.uint8, pin_memory=True)
+            self._dev = torch.empty(size, dtype=torch.uint8, device=self.device)
+        host = self._host.numpy()
+        for a, o in zip(arrays, offsets):
+            host[o:o + a.nbytes] = a.reshape(-1).view(np.uint8)
+        self._dev[:total].copy_(self._host[:total], non_blocking=True)
+        self._copied = torch.cuda.Event()
+        self._copied.record()
+        out = []
+        for a, o in zip(arrays, offsets):
+            dtype = torch.from_numpy(np.empty(0, dtype=a.dtype)).dtype
+            out.append(self._dev[o:o + a.nbytes].view(dtype).view(a.shape))
+        return out
