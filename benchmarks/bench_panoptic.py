@@ -5,10 +5,25 @@ Simulator: seeds 7, 8, 9 (never used for training: the built-in network trains o
 present), PQ (``eval/semantic_metrics.py``), stuff IoU of floor / wall / ceiling, instance recall of
 objects larger than 20 cm, ms/frame (thread CPU time and wall, 1 torch thread).
 
-**Instance recall** (class-agnostic, because ``geometric`` only knows "object" / "table"): a ground-truth
-thing instance counts when its visible 3D extent (largest side of the 5-95 % percentile box of its
-back-projected points) exceeds 20 cm and it has >= 50 pixels; it is recalled when one predicted instance
-(any thing class, id != 0) covers it with mask IoU > 0.5.
+**Instance recall** (class-agnostic, because ``geometric`` only knows "object" / "table"): the ground-truth
+thing instances of a view that count are those (``counted_instances``)
+
+* **larger than 20 cm**: the largest side of the simulator's box of the object (``SceneObject.extents_m``,
+  its true size, whatever part of it the view shows), and
+* **visible**: at least ``MIN_VISIBLE_PX`` = 50 pixels of it in the view (320x240) and at least
+  ``MIN_UNOCCLUDED`` = 50 % of its silhouette inside the image not hidden by nearer things (the
+  silhouette is ray cast from the object alone, ``unoccluded_mask``). Cut-off by the image border does
+  not matter; depth does not matter (a dark screen without depth counts) -- the same for every backend.
+
+One is recalled when one predicted instance (any thing class, id != 0) covers it with mask IoU > 0.5 (as in
+PQ, which makes the match unique). The previous definition ("old": the largest side of the 5-95 %
+percentile box of its back-projected noisy depth > 20 cm, >= 50 pixels, >= 30 with depth, no occlusion
+test) is printed next to it. Sizes and silhouettes are cached next to the rendered views. Why the change:
+"20 cm" now means the object, not the part of its noisy depth a view shows (which dropped dark screens and
+counted a 95 % hidden table through its visible corner), and an object mostly hidden behind others is
+not counted (no backend can segment what it does not see). ``geometric``'s methods and parameters were
+chosen on seeds 5, 6 and 11 (``--seeds 5,6,11``); the reported seeds 7, 8, 9 were only run to check for
+regressions.
 
 Real data: ``/work/shared/data/tum_fr1_desk_9`` and ``tum_fr3_cabinet_keyframes58`` (read-only) through the
 ``geometric`` backend with gravity estimated from the normals (no pose used) and, for comparison, the angle
@@ -27,6 +42,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import cv2
@@ -42,6 +58,8 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = Path("/work/shared/data")
 EVAL_SEEDS = (7, 8, 9)
 MIN_OBJECT_EXTENT_M = 0.20
+MIN_VISIBLE_PX = 50
+MIN_UNOCCLUDED = 0.5
 
 # --- simulator evaluation frames (rendered in-process, cached under output/) ---------------------
 CACHE_DIR = Path(__file__).resolve().parents[1] / "output" / "panoptic_bench"
@@ -102,6 +120,132 @@ def render_eval_frames(seed: int, frames: int, width: int = 320, height: int = 2
 
 
 
+def _clip_near(tri_cam: np.ndarray, near_m: float) -> list[np.ndarray]:
+    """Clip camera-frame triangles against the plane z = ``near_m`` (Sutherland-Hodgman, one plane).
+
+    Shape: (F, 3, 3) -> list of (k, 3) polygons (k = 3 or 4) in front of the plane."""
+    out = []
+    front = tri_cam[..., 2] >= near_m
+    out.extend(tri_cam[front.all(axis=1)])
+    for tri in tri_cam[front.any(axis=1) & ~front.all(axis=1)]:
+        poly = []
+        for a, b in zip(tri, np.roll(tri, -1, axis=0)):
+            if a[2] >= near_m:
+                poly.append(a)
+            if (a[2] >= near_m) != (b[2] >= near_m):
+                t = (near_m - a[2]) / (b[2] - a[2])
+                poly.append(a + t * (b - a))
+        out.append(np.array(poly))
+    return out
+
+
+def full_silhouette_px(vertices_world: np.ndarray, triangles: np.ndarray, T_world_camera: np.ndarray,
+                       K: np.ndarray, width: int, height: int, margin: int = 2) -> tuple[int, int]:
+    """Pixels the object would cover if nothing occluded it and the image were unbounded.
+
+    The object's triangles are projected with the same intrinsics onto a canvas ``2 * margin + 1`` images
+    wide and tall (centered on the image) and filled. Returns (pixels on the whole canvas, pixels inside
+    the image). Objects that reach beyond the canvas (very close ones) are undercounted there, which can
+    only make them look more visible. Shape: vertices (V, 3) world, triangles (F, 3), T (4, 4), K (3, 3).
+    """
+    R, t = T_world_camera[:3, :3], T_world_camera[:3, 3]
+    tri_cam = ((vertices_world - t) @ R)[triangles]           # world -> camera, (F, 3, 3)
+    polys = _clip_near(tri_cam, 0.05)
+    if not polys:
+        return 0, 0
+    ox, oy = margin * width, margin * height
+    canvas = np.zeros(((2 * margin + 1) * height, (2 * margin + 1) * width), np.uint8)
+    shift = 4  # sub-pixel vertex positions (1/16 px)
+    for poly in polys:   # one by one: fillPoly over many polygons would cut their overlaps out (even-odd)
+        u = K[0, 0] * poly[:, 0] / poly[:, 2] + K[0, 2] + ox
+        v = K[1, 1] * poly[:, 1] / poly[:, 2] + K[1, 2] + oy
+        uv = np.clip(np.stack([u, v], axis=1), -1e5, 1e5)
+        cv2.fillConvexPoly(canvas, np.round(uv * (1 << shift)).astype(np.int32), 1, lineType=cv2.LINE_8,
+                           shift=shift)
+    inside = canvas[oy:oy + height, ox:ox + width]
+    return int(canvas.sum()), int(inside.sum())
+
+
+def unoccluded_mask(scene, T_world_camera: np.ndarray, cam: PinholeCamera) -> np.ndarray:
+    """Pixels whose ray hits the one object in ``scene`` (an Open3D ``RaycastingScene``), i.e. its
+    silhouette inside the image with nothing in front of it, sampled at the pixel centers exactly like
+    the renderer's labels. Shape: T (4, 4) -> (H, W) bool."""
+    import open3d as o3d
+
+    T = np.asarray(T_world_camera, np.float64)
+    dirs = cam.ray_directions().reshape(-1, 3) @ T[:3, :3].T
+    rays = np.empty((len(dirs), 6), np.float32)
+    rays[:, :3] = T[:3, 3]
+    rays[:, 3:] = dirs
+    hit = np.isfinite(scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy())
+    return hit.reshape(cam.shape)
+
+
+VIS_COLUMNS = ("frame", "instance", "size_m", "visible_px", "unoccluded_px", "canvas_px", "canvas_inside_px")
+
+
+def visibility_table(seed: int, data: dict[str, np.ndarray], cache_dir: Path = CACHE_DIR) -> dict:
+    """Per frame and ground-truth instance: its true size and how much of it the frame shows.
+
+    Returns {(frame, instance id): {size_m, visible_px, unoccluded_px, canvas_px, canvas_inside_px}}:
+    ``size_m`` the largest side of the simulator's object box (``SceneObject.extents_m``), ``visible_px``
+    its pixels in the ground-truth instance image, ``unoccluded_px`` its pixels inside the image if
+    nothing were in front of it (``unoccluded_mask``), ``canvas_px`` / ``canvas_inside_px`` its filled
+    projection on an unbounded canvas / inside the image (``full_silhouette_px``; their ratio is the
+    part not cut off by the image border). Cached as an .npz next to the frames.
+    """
+    import open3d as o3d
+    from metric_semantic_slam.sim.world import TriangleMesh
+
+    n, height, width = data["instance"].shape
+    path = Path(cache_dir) / f"vis_seed{seed}_n{n}_{width}x{height}_up{PITCH_UP_DEG:.0f}.npz"
+    if not path.exists():
+        from metric_semantic_slam.sim.scene import generate_world
+
+        world = generate_world(seed, with_person=True)
+        K = data["K"]
+        cam = PinholeCamera(width, height, K[0, 0], K[1, 1], K[0, 2], K[1, 2])
+        times = (np.arange(n) + 0.5) * 60.0 / n          # as in render_eval_frames
+        size = {o.instance_id: float(np.max(o.extents_m)) for o in world.objects}
+        scenes: dict[int, tuple] = {}
+
+        def scene_of(m: TriangleMesh, iid: int):
+            tris = m.triangles[m.face_instance == iid]
+            sc = o3d.t.geometry.RaycastingScene()
+            sc.add_triangles(o3d.core.Tensor(np.ascontiguousarray(m.vertices, np.float32)),
+                             o3d.core.Tensor(np.ascontiguousarray(tris, np.uint32)))
+            return sc, m.vertices, tris
+
+        rows = []
+        for i in range(n):
+            for iid in np.unique(data["instance"][i]):
+                iid = int(iid)
+                if iid == 0:
+                    continue
+                if iid in size:
+                    if iid not in scenes:
+                        scenes[iid] = scene_of(world.static_mesh, iid)
+                    sc, verts, tris = scenes[iid]
+                    ext = size[iid]
+                else:                                      # the walking person: its mesh at this time
+                    dyn = {o.instance_id: o for o in (world.dynamic_objects_at or (lambda t: []))(float(times[i]))}
+                    if iid not in dyn:
+                        continue
+                    ext = float(np.max(dyn[iid].extents_m))
+                    sc, verts, tris = scene_of(world.dynamic_mesh_at(float(times[i])), iid)
+                T = data["T_world_camera"][i]
+                unocc = unoccluded_mask(sc, T, cam)
+                full, inside = full_silhouette_px(verts, tris, T, K, width, height)
+                rows.append((i, iid, ext, int((data["instance"][i] == iid).sum()), int(unocc.sum()), full, inside))
+        a = np.array(rows, np.float64).reshape(-1, len(VIS_COLUMNS))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, rows=a)
+        tmp.replace(path)
+    with np.load(path) as z:
+        a = z["rows"]
+    return {(int(r[0]), int(r[1])): dict(zip(VIS_COLUMNS[2:], (float(r[2]), *map(int, r[3:])))) for r in a}
+
 
 def load_avg() -> str:
     try:
@@ -115,9 +259,30 @@ def gravity_in_camera(T_world_camera: np.ndarray) -> np.ndarray:
     return np.asarray(T_world_camera)[:3, :3].T @ np.array([0.0, 0.0, -1.0])
 
 
+def counted_instances(gt_sem: np.ndarray, gt_inst: np.ndarray, vis: dict, frame: int,
+                      thing: np.ndarray) -> list[np.ndarray]:
+    """Masks of the GT thing instances that the recall counts (see the module doc): true size > 20 cm,
+    >= ``MIN_VISIBLE_PX`` visible pixels, >= ``MIN_UNOCCLUDED`` of the in-image silhouette unoccluded.
+    ``vis`` is ``visibility_table`` of the seed. Shape: (H, W) x2 -> list of (H, W) bool."""
+    out = []
+    for iid in np.unique(gt_inst):
+        if iid == 0:
+            continue
+        v = vis.get((frame, int(iid)))
+        m = gt_inst == iid
+        cls = np.bincount(gt_sem[m].astype(np.int64)).argmax()
+        if v is None or cls >= len(thing) or not thing[cls]:
+            continue
+        if v["size_m"] > MIN_OBJECT_EXTENT_M and v["visible_px"] >= MIN_VISIBLE_PX \
+                and v["visible_px"] >= MIN_UNOCCLUDED * v["unoccluded_px"]:
+            out.append(m)
+    return out
+
+
 def large_instances(gt_sem: np.ndarray, gt_inst: np.ndarray, depth_m: np.ndarray, cam: PinholeCamera,
                     thing: np.ndarray) -> list[np.ndarray]:
-    """Masks of the GT thing instances with a visible 3D extent > 20 cm and >= 50 pixels."""
+    """The previous definition, for comparison: masks of the GT thing instances whose visible 3D extent
+    (largest side of the 5-95 % box of their back-projected depth) is > 20 cm, with >= 50 pixels."""
     pts = cam.backproject(depth_m)
     valid = depth_m > 0
     out = []
@@ -160,20 +325,29 @@ class Scores:
         self.n_rec = 0
         self.n_obs = 0
         self.n_obs_rec = 0
+        self.n_old = 0
+        self.n_old_rec = 0
+        self.by_class: dict[int, list[int]] = defaultdict(lambda: [0, 0])   # class id -> [counted, recalled]
         self.wall_void = np.zeros(3, np.int64)  # wall tp, fp, fn with GT door / window pixels ignored
         self.cpu_s: list[float] = []
         self.wall_s: list[float] = []
 
     def add(self, res, gt_sem, gt_inst, big: list[np.ndarray], depth_m: np.ndarray, cpu_s: float,
-            wall_s: float) -> None:
+            wall_s: float, big_old: list[np.ndarray] = ()) -> None:
         self.conf += confusion_matrix(gt_sem, res.semantic, self.C)
         self.pq.add(res.semantic, res.instance, gt_sem, gt_inst)
         self.n_obj += len(big)
         hits = [recalled(m, res.instance) for m in big]
         self.n_rec += sum(hits)
+        for m, hit in zip(big, hits):
+            cls = int(np.bincount(gt_sem[m].astype(np.int64)).argmax())
+            self.by_class[cls][0] += 1
+            self.by_class[cls][1] += int(hit)
         observable = [np.mean(depth_m[m] > 0) >= 0.5 for m in big]
         self.n_obs += sum(observable)
         self.n_obs_rec += sum(h for h, o in zip(hits, observable) if o)
+        self.n_old += len(big_old)
+        self.n_old_rec += sum(recalled(m, res.instance) for m in big_old)
         wall = self.space.id_of("wall")
         keep = ~np.isin(gt_sem, [0, self.space.id_of("door"), self.space.id_of("window")])
         pw, gw = (res.semantic == wall) & keep, (gt_sem == wall) & keep
@@ -187,6 +361,9 @@ class Scores:
         tp, fp, fn = self.wall_void
         s = {"miou": sem.miou, "pq": pq.pq, "recall": self.n_rec / max(1, self.n_obj), "objects": self.n_obj,
              "recall_observable": self.n_obs_rec / max(1, self.n_obs), "observable": self.n_obs,
+             "recall_old": self.n_old_rec / max(1, self.n_old), "objects_old": self.n_old,
+             "by_class": {(self.space.by_id(c).name if c in self.space else str(c)): tuple(v)
+                          for c, v in sorted(self.by_class.items(), key=lambda t: -t[1][0])},
              "wall_void": tp / max(1, tp + fp + fn),
              "cpu_ms": 1000 * float(np.median(self.cpu_s)), "wall_ms": 1000 * float(np.median(self.wall_s))}
         for name in ("floor", "wall", "ceiling"):
@@ -204,6 +381,7 @@ def run_sim(backends: dict, frames: int, space: LabelSpace, out_dir: Path,
     thing = space.thing_mask
     for seed in seeds:
         data = render_eval_frames(seed, frames)
+        vis = visibility_table(seed, data)
         K = data["K"]
         H, W = data["depth_m"].shape[1:]
         cam = PinholeCamera(W, H, K[0, 0], K[1, 1], K[0, 2], K[1, 2])
@@ -212,12 +390,13 @@ def run_sim(backends: dict, frames: int, space: LabelSpace, out_dir: Path,
             inp = PanopticInput(color=data["rgb"][i], depth_m=data["depth_m"][i], camera=cam,
                                 gravity_camera=gravity_in_camera(data["T_world_camera"][i]),
                                 gt_semantic=gt_sem, gt_instance=gt_inst)
-            big = large_instances(gt_sem, gt_inst, data["depth_m"][i], cam, thing)
+            big = counted_instances(gt_sem, gt_inst, vis, i, thing)
+            big_old = large_instances(gt_sem, gt_inst, data["depth_m"][i], cam, thing)
             for name, be in backends.items():
                 t0, c0 = time.perf_counter(), time.thread_time()
                 res = be.predict(inp)
                 c1, t1 = time.thread_time(), time.perf_counter()
-                scores[name].add(res, gt_sem, gt_inst, big, data["depth_m"][i], c1 - c0, t1 - t0)
+                scores[name].add(res, gt_sem, gt_inst, big, data["depth_m"][i], c1 - c0, t1 - t0, big_old)
                 if i < 3 and not name.startswith("oracle"):
                     gt = PanopticResult(gt_sem, gt_inst)
                     tiles[name].append(np.hstack([overlay(inp.color, gt, space), overlay(inp.color, res, space)]))
@@ -338,16 +517,25 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nsimulator seeds {seeds}, {args.frames} views each, 320x240, gravity from the pose "
           f"({time.perf_counter() - t0:.0f} s)")
     hdr = f"{'backend':<14}{'mIoU':>7}{'PQ':>7}{'floor':>7}{'wall':>7}{'wall*':>7}{'ceil':>7}{'recall':>8}" \
-          f"{'objs':>6}{'recall*':>8}{'objs*':>6}{'CPU ms':>8}{'wall ms':>9}"
+          f"{'objs':>6}{'recall*':>8}{'objs*':>6}{'rec old':>8}{'objs':>6}{'CPU ms':>8}{'wall ms':>9}"
     print(hdr)
     print("-" * len(hdr))
     for name, s in table.items():
         print(f"{name:<14}{s['miou']:7.3f}{s['pq']:7.3f}{s['floor']:7.3f}{s['wall']:7.3f}{s['wall_void']:7.3f}"
               f"{s['ceiling']:7.3f}{s['recall']:8.3f}{s['objects']:6d}{s['recall_observable']:8.3f}"
-              f"{s['observable']:6d}{s['cpu_ms']:8.1f}{s['wall_ms']:9.1f}")
-    print("wall*: wall IoU with ground-truth door / window pixels ignored (coplanar with the wall, "
-          "indistinguishable by geometry); recall*: objects > 20 cm with >= 50 % valid depth (dark TV / "
-          "monitor screens return no depth). Targets use the strict columns.")
+              f"{s['observable']:6d}{s['recall_old']:8.3f}{s['objects_old']:6d}{s['cpu_ms']:8.1f}{s['wall_ms']:9.1f}")
+    for name, s in table.items():
+        if not name.startswith("oracle"):
+            print(f"{name} recall by class (recalled/counted): "
+                  + ", ".join(f"{c} {r}/{n}" for c, (n, r) in s["by_class"].items()))
+    print(f"recall: ground-truth things whose true size (largest side of the simulator's box) is > "
+          f"{100 * MIN_OBJECT_EXTENT_M:.0f} cm, with >= {MIN_VISIBLE_PX} visible px and >= "
+          f"{100 * MIN_UNOCCLUDED:.0f} % of their in-image silhouette unoccluded, recalled by one predicted "
+          "instance with mask IoU > 0.5 (class-agnostic); recall*: those of them with >= 50 % valid depth "
+          "(dark TV / monitor screens return no depth); rec old: the previous definition (visible extent of "
+          "the noisy depth > 20 cm, >= 50 px, no occlusion test). wall*: wall IoU with ground-truth door / "
+          "window pixels ignored (coplanar with the wall, indistinguishable by geometry). Targets use recall "
+          "and wall.")
     if "builtin" not in table and "builtin" in wanted:
         print(f"{'builtin':<14}  weights missing")
 

@@ -60,7 +60,7 @@ def box_room(width=160, height=120, pitch_deg=20.0):
 
 
 def test_registry_and_unknown_backend(space):
-    assert BACKENDS == ("oracle", "geometric", "builtin", "torchscript", "onnx")
+    assert BACKENDS == ("oracle", "geometric", "builtin", "torchscript", "onnx", "person")
     with pytest.raises(ValueError, match="unknown panoptic backend"):
         make_backend("nope", space)
     with pytest.raises(ValueError, match="unknown geometric options"):

@@ -30,27 +30,39 @@ pixels wide and the labels are scaled back with nearest-neighbour):
    each connected region of at least ``support_min_area_m2`` (closer than ``support_max_depth_m``, mostly
    pixels whose own normal points up) becomes an instance of class ``table`` — the label space has no
    generic "support" class, so tables, desks, shelf boards and bed tops are all ``table``
-   (``support_class`` changes it). Smaller horizontal pieces (a chair seat, a box top) stay with the
-   objects so they are not cut off their object. Object parts touching a support surface from below
-   (legs, a bed's body) join its instance;
+   (``support_class`` changes it). Smaller horizontal pieces (a chair seat, a box top) are left to the
+   object stage; surface areas count each pixel's foreshortening (``z^2 / (fx fy) / |n . ray|``);
 6. **objects**: depth dropouts inside one surface (speckle on dark or glossy materials, e.g. a desk) are
    filled from their neighbours when those agree in depth (``fill_depth_speckles``; gaps between two
    depths stay open, and planes are found on measured depth only); then the remaining valid pixels are
-   cut at depth discontinuities and at concave creases
-   (where two surfaces meet like a box against a sofa; convex box edges do not cut; near range only) and
-   split into 4-connected components; each component of at least ``min_object_px`` becomes an instance
-   of class ``object`` (``object_class``, id 20 in the indoor space). Cut pixels and tiny fragments join
-   a neighbouring component; unlabelled pixels within ``fill_px`` of an object (depth dropouts at its
+   cut at depth discontinuities (more than the step the local plane predicts plus ``edge_noise_sigmas``
+   depth-noise stds of the Nguyen model, at most ``edge_depth_ratio`` of z) and at concave creases
+   (where two surfaces meet like a box against a sofa; convex box edges do not cut; near range only);
+   small **horizontal up-facing patches** (``_horizontal_patches``: >= ``patch_min_area_m2``, flat within
+   the depth noise: a cabinet top, a shelf board, a box top, a chair seat) are cut out as pieces of their
+   own; the rest splits into 4-connected components of at least ``min_object_px``. Cut pixels and tiny
+   fragments join a neighbouring piece. Then pieces are grouped (``_join_at_patches``): fragments of one
+   plane a few pixels apart (``_coplanar_pairs``: a shelf's back seen between its boards) are one piece;
+   next to a patch or support surface, a piece below it within its footprint carries it (legs, a
+   cabinet's front, a box's sides) and joins it, a piece above it along (almost) a whole side of its
+   footprint rectangle is its rim (a backrest, a sofa's arms, a shelf's sides) and joins it, and a piece
+   standing on it (a monitor, a plant, a box on a box, books on a board) stays apart. Each group is an
+   instance of class ``object`` (``object_class``, id 20 in the indoor space), or ``table`` when it holds
+   a support surface; unlabelled pixels within ``fill_px`` of an object (depth dropouts at its
    silhouette, dark parts) take that object's label;
-7. **holes** (``_fill_holes``): an unlabelled region without depth that is dark and uniform in color is a
-   screen (TV / monitor glass returns no depth): a new ``object`` instance; any other unlabelled region
-   framed (>= ``wall_hole_frame``) by wall is wall; everything else without a label is unknown (0).
+7. **holes** (``_fill_holes``): dark pixels without depth, opened so thin dark bridges do not join them,
+   form blobs; a blob of uniform lightness is a screen (TV / monitor glass, a black sofa return no depth):
+   a new ``object`` instance; any other unlabelled region framed (>= ``wall_hole_frame``) by wall is
+   wall; everything else without a label is unknown (0). Inside walls, a differently colored region
+   ringed by depth dropouts (``door_max_ring_dropout``) is a furniture back, not a door or window.
 
 Limits (see ``benchmarks/bench_panoptic.py`` for numbers): objects with little depth (thin lamp poles,
-table legs, desks seen edge-on) are missed or cut; touching objects at the same depth merge (books in a
-shelf, a box against a cabinet; cutting at color edges was tried and shatters striped objects: people,
-bed covers); a person's arm in front of the body is cut off it; doors / windows are only found when their
-color differs and they have an edge against the wall.
+metal table legs, desks seen edge-on) are missed or cut; touching objects at the same depth merge (books
+standing in a row show one flat depth block: only color would split them, and cutting at color edges was
+tried and shatters striped objects: people, bed covers, the books themselves; a box against a sofa); a
+patch's rim rule can take in an object standing along a whole side of a small support; a person's arm in
+front of the body is cut off it; doors / windows are only found when their color differs and they have an
+edge against the wall.
 """
 from __future__ import annotations
 
@@ -60,6 +72,7 @@ import cv2
 import numpy as np
 
 from ..camera import PinholeCamera
+from ..depth_confidence import nguyen_sigma_m
 from ..labels import LabelSpace
 from .types import PanopticInput, PanopticResult, validate_input
 
@@ -90,17 +103,42 @@ class GeometricConfig:
     """A floor / ceiling / wall may have at most this fraction of valid points beyond it."""
     outside_margin_m: float = 0.10
     """Points count as beyond a plane when farther than ``outside_margin_m + 0.01 z^2``."""
-    support_min_area_m2: float = 0.25
+    support_min_area_m2: float = 0.4
+    """Surface area (foreshortening counted) a horizontal region needs to be a support surface (a table);
+    smaller ones are patches of the object stage (0.4: a 0.5 m box top or the top of tum_fr3_cabinet stays an
+    object, the desks of tum_fr1_desk are supports)."""
     support_max_depth_m: float = 4.0
     """Support surfaces are looked for closer than this (farther, normals are too noisy)."""
     min_object_px: int = 30
     """At 320 px width; scaled with the processed image area."""
     edge_depth_ratio: float = 0.04
     """Neighbouring pixels whose depths differ by more than this fraction (+ 1 cm) are not connected."""
+    edge_noise_sigmas: float = 4.0
+    """Where normals are reliable, neighbours are also cut when their depths differ by more than the step
+    the local plane predicts plus this many depth-noise stds of the pair (``nguyen_sigma_m``; 0 keeps only
+    ``edge_depth_ratio``). Neutral on the simulator; on tum_fr1_desk_9 it keeps the monitor and a book
+    off the desk."""
     concave_threshold: float = 0.15
     """Cut objects at concave creases stronger than this (0 disables); see ``_concave_edges``."""
     concave_max_depth_m: float = 3.0
     """... only closer than this: farther, noisy normals would shatter objects into crumbs."""
+    patch_min_area_m2: float = 0.03
+    """Horizontal up-facing patches of object material at least this large separate what stands on
+    them from what carries them (``_horizontal_patches``, ``_join_at_patches``; 0 disables)."""
+    patch_step_sigmas: float = 3.0
+    """A height step of more than this many depth-noise stds (Nguyen model) between neighbours ends a
+    patch; things higher than the patch by as much (at least 2 cm) are above it."""
+    patch_below_fraction: float = 0.8
+    """A piece with at least this fraction of its points not above a patch is below it."""
+    patch_footprint_margin_m: float = 0.04
+    """The patch's footprint rectangle is grown by this to tell what touches it."""
+    patch_rim_coverage: float = 0.9
+    """A piece standing on a patch's edge that runs along at least this fraction of that side is part of
+    the patch's object (a backrest); a shorter one stands on it."""
+    coplanar_gap_px: int = 4
+    """Pieces that are fragments of one plane less than this many pixels apart (at processing resolution)
+    are merged (``_coplanar_pairs``; 0 disables)."""
+    coplanar_max_deg: float = 10.0
     grow_iterations: int = 3
     """Pixels of object material left between components (cuts, tiny fragments) join a neighbour
     component within this many 3x3 dilation steps."""
@@ -119,6 +157,10 @@ class GeometricConfig:
     door_min_wall_frame: float = 0.5
     """A candidate needs at least this fraction of the valid pixels around it to be wall or floor; one
     framed by other things is the back of furniture against the wall and goes to the objects."""
+    door_max_ring_dropout: float = 0.4
+    """A candidate whose surrounding ring (3 px) has more than this fraction of depth dropouts is framed by
+    depth edges (furniture in front of the wall around it) and is released from the wall (above 1
+    disables)."""
     door_lightness_weight: float = 0.5
     """Weight of the L (lightness) difference in that distance, relative to a and b."""
     wall_hole_frame: float = 0.9
@@ -235,6 +277,13 @@ def estimate_up(normals: np.ndarray, normal_valid: np.ndarray,
     return up
 
 
+def _quantile(a: np.ndarray, q: float) -> float:
+    """The ``q`` quantile (0-1, nearest rank) of a 1D array; np.partition, far cheaper than np.percentile
+    on the small arrays of the per-piece loops. Shape: (n,) with n >= 1 -> float."""
+    k = min(len(a) - 1, max(0, int(q * (len(a) - 1) + 0.5)))
+    return float(np.partition(a, k)[k])
+
+
 def _histogram_peaks(values: np.ndarray, bin_m: float, min_count: int, max_peaks: int) -> list[float]:
     """Centers of the largest peaks of a 1D histogram (non-maximum suppressed over +-3 bins)."""
     if len(values) < min_count or min_count <= 0:
@@ -302,6 +351,207 @@ class GeometricBackend:
             sem = cv2.resize(sem, (W, H), interpolation=cv2.INTER_NEAREST)
             inst = cv2.resize(inst, (W, H), interpolation=cv2.INTER_NEAREST)
         return PanopticResult(sem, inst, None, classes, {k: 1.0 for k in classes})
+
+    def _horizontal_patches(self, obj: np.ndarray, height: np.ndarray, up_facing: np.ndarray, nok: np.ndarray,
+                            z: np.ndarray, pix_area: np.ndarray) -> list[tuple[np.ndarray, float]]:
+        """Small horizontal up-facing planar patches of the object material, as (region, height) pairs.
+
+        Up-facing pixels with a reliable normal, split where neighbours differ in height by more than
+        ``patch_step_sigmas`` depth-noise stds (``nguyen_sigma_m``, so a 3 cm book on a near cabinet is
+        its own patch, while noise on a far one is not a step), connected (4-neighbours), closed over
+        speckle; a patch needs ``patch_min_area_m2`` of surface and a height spread (10-90 %) within the
+        same noise. Shape: (h, w) masks / float arrays -> list of ((h, w) bool, meters).
+        """
+        cfg = self.config
+        cand = obj & up_facing & nok & (z < cfg.support_max_depth_m)
+        if cand.sum() < 10:
+            return []
+        sigma = nguyen_sigma_m(np.maximum(z, 0.3))
+        step = cfg.patch_step_sigmas * sigma + 0.005
+        st = np.minimum(step[:, 1:], step[:, :-1])
+        jx = np.abs(np.diff(height, axis=1)) > st
+        st = np.minimum(step[1:], step[:-1])
+        jy = np.abs(np.diff(height, axis=0)) > st
+        core = cand.copy()
+        core[:, 1:] &= ~jx
+        core[1:] &= ~jy
+        k, lab, stats, _ = cv2.connectedComponentsWithStats(core.astype(np.uint8), connectivity=4)
+        if k <= 1:
+            return []
+        area = np.bincount(lab.ravel(), weights=pix_area.ravel(), minlength=k)
+        out = []
+        for j in np.flatnonzero(area >= cfg.patch_min_area_m2):
+            if j == 0:
+                continue
+            x0, y0, bw, bh = stats[j, :4]
+            box = (slice(y0, y0 + bh), slice(x0, x0 + bw))
+            region_b = lab[box] == j
+            hs = height[box][region_b]
+            lo, h0, hi = np.percentile(hs, [10, 50, 90])
+            tol = 2.0 * cfg.patch_step_sigmas * float(np.median(sigma[box][region_b])) + 0.01
+            if hi - lo > tol:
+                continue  # not one plane (a sloped or curved up-facing surface)
+            closed = cv2.morphologyEx(region_b.astype(np.uint8), cv2.MORPH_CLOSE,
+                                      np.ones((3, 3), np.uint8)).astype(bool)
+            closed &= obj[box] & (np.abs(height[box] - h0) < tol)
+            region = np.zeros(obj.shape, bool)
+            region[box] = closed
+            out.append((region, float(h0)))
+        return out
+
+    def _coplanar_pairs(self, lab_ids: np.ndarray, P: np.ndarray, skip: set[int]) -> list[tuple[int, int]]:
+        """Pairs of pieces that are fragments of one plane: both planar (thickness, the smallest principal
+        std of their points, within 2 depth-noise stds + 5 mm, and at least 5 cm across), normals within
+        ``coplanar_max_deg``, each one's centroid on the other's plane within 3 noise stds + 1 cm, and
+        within ``coplanar_gap_px`` pixels of each other in the image (a shelf's back seen between its boards,
+        a desk top cut by a band of dropouts). ``skip``: ids left out (horizontal patches, supports).
+        Shape: (h, w) int32 labels, (h, w, 3) points -> list of (id, id)."""
+        cfg = self.config
+        sel = lab_ids > 0
+        if not sel.any():
+            return []
+        L = lab_ids[sel].astype(np.int64)
+        X = P[sel].astype(np.float64)
+        K = int(L.max()) + 1
+        cnt = np.bincount(L, minlength=K).astype(np.float64)
+        ok = cnt >= 20
+
+        cntc = np.maximum(cnt, 1.0)
+        mean = np.stack([np.bincount(L, X[:, i], minlength=K) / cntc for i in range(3)], axis=1)
+        cov = np.empty((K, 3, 3))
+        for i in range(3):
+            for j in range(i, 3):
+                cov[:, i, j] = cov[:, j, i] = \
+                    np.bincount(L, X[:, i] * X[:, j], minlength=K) / cntc - mean[:, i] * mean[:, j]
+        cov[~ok] = np.eye(3)
+        evals, evecs = np.linalg.eigh(cov)
+        normal = evecs[:, :, 0]
+        sd = np.sqrt(np.maximum(evals, 0.0))
+        sigma = nguyen_sigma_m(np.maximum(mean[:, 2], 0.3)).astype(np.float64)
+        planar = ok & (sd[:, 0] < 2.0 * sigma + 0.005) & (sd[:, 2] > 0.05 / 4)
+        for i in skip:
+            if i < K:
+                planar[i] = False
+        r = 2 * cfg.coplanar_gap_px + 1
+        kernel = np.ones((r, r), np.uint8)
+        big = np.float32(1e9)
+        labf = lab_ids.astype(np.float32)
+        mx = cv2.dilate(labf, kernel)
+        mn = cv2.erode(np.where(lab_ids > 0, labf, big), kernel)
+        m = (mx > 0) & (mn < big) & (mx != mn)
+        if not m.any():
+            return []
+        key = np.unique(mn[m].astype(np.int64) * K + mx[m].astype(np.int64))   # (min id, max id) pairs
+        pairs = np.stack([key // K, key % K], axis=1)
+        out = []
+        cos_max = np.cos(np.deg2rad(cfg.coplanar_max_deg))
+        for a, b in pairs:
+            if not (planar[a] and planar[b]):
+                continue
+            if abs(float(normal[a] @ normal[b])) < cos_max:
+                continue
+            tol = 3.0 * max(sigma[a], sigma[b]) + 0.01
+            if abs(float(normal[a] @ (mean[b] - mean[a]))) < tol and abs(float(normal[b] @ (mean[a] - mean[b]))) < tol:
+                out.append((int(a), int(b)))
+        return out
+
+    def _join_at_patches(self, lab_ids: np.ndarray, items: list[tuple[int, np.ndarray, float, bool]],
+                         P: np.ndarray, height: np.ndarray, up: np.ndarray, z: np.ndarray, n_ids: int,
+                         pairs: list[tuple[int, int]] = ()) -> np.ndarray:
+        """Decide which pieces next to a horizontal patch belong to the same object as the patch.
+
+        Each patch (support surfaces and small patches, highest first) is modelled by the minimum-area
+        rectangle of its footprint (its points dropped onto the floor plane; furniture tops are
+        rectangles). For every piece touching it in the image:
+
+        * mostly below it (``patch_below_fraction`` of its points not higher than the patch plus the noise
+          margin) with its footprint mostly inside the rectangle grown by ``patch_footprint_margin_m``: it
+          carries the patch (legs, a cabinet's front, a box's sides) -> joined;
+        * otherwise its base (its lowest quarter of points) must stand inside the grown rectangle, and it
+          is part of the rim when that base runs along at least ``patch_rim_coverage`` of the nearest side
+          (a chair's backrest, a sofa's arms and back, a shelf's back and sides, a bed's headboard) ->
+          joined; a shorter base stands *on* the patch (a monitor on a desk, books on a shelf board, a
+          plant on a side table) -> kept apart, like anything not touching it.
+
+        Returns the union-find root per id. Shape: (h, w) int32 labels -> (n_ids,) int64.
+        """
+        cfg = self.config
+        parent = np.arange(max(n_ids, int(lab_ids.max()) + 1), dtype=np.int64)
+
+        def find(a: int) -> int:
+            while parent[a] != a:
+                parent[a] = parent[parent[a]]
+                a = int(parent[a])
+            return a
+
+        for a, b in pairs:     # fragments of one plane (``_coplanar_pairs``) are one piece first
+            parent[find(a)] = find(b)
+        if not items:
+            for i in range(len(parent)):
+                parent[i] = find(i)
+            return parent
+        e1 = np.cross(up, [1.0, 0.0, 0.0] if abs(up[0]) < 0.9 else [0.0, 0.0, 1.0])
+        e1 /= np.linalg.norm(e1)
+        e2 = np.cross(up, e1)
+        E = np.stack([e1, e2], axis=1).astype(np.float32)          # (3, 2) floor-plane basis
+        grow = cfg.patch_footprint_margin_m
+        h_img, w_img = lab_ids.shape
+        # pixel lists of every label at once (one sort instead of a full-image scan per neighbour)
+        flat = lab_ids.ravel()
+        order = np.argsort(flat, kind="stable")
+        starts = np.searchsorted(flat[order], np.arange(len(parent) + 1))
+        Pf = P.reshape(-1, 3)
+        Hf = height.ravel()
+        for pid, _, h_p, _ in sorted(items, key=lambda t: -t[2]):
+            idx_p = order[starts[pid]:starts[pid + 1]]     # the patch's pixels (grown like every piece)
+            if len(idx_p) < 5:
+                continue
+            ys, xs = np.divmod(idx_p, w_img)
+            sub = idx_p[::max(1, len(idx_p) // 3000)]        # the rectangle of 3000 points is the same
+            (cx, cy), (rw, rh), ang = cv2.minAreaRect((Pf[sub] @ E).astype(np.float32))
+            a = np.deg2rad(ang)
+            axes = np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]], np.float32)  # rows: rect axes
+            half = np.array([rw, rh], np.float32) / 2
+            y0, y1 = max(0, ys.min() - 2), min(h_img, ys.max() + 3)
+            x0, x1 = max(0, xs.min() - 2), min(w_img, xs.max() + 3)
+            crop = lab_ids[y0:y1, x0:x1]
+            own = crop == pid
+            ring = cv2.dilate(own.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) & ~own
+            neighbours = np.unique(crop[ring])
+            zp = _quantile(z.ravel()[sub], 0.5)
+            margin = max(0.02, cfg.patch_step_sigmas * float(nguyen_sigma_m(zp)))
+            for o in neighbours:
+                o = int(o)
+                if o == 0 or o == pid or find(o) == find(pid):
+                    continue
+                n_o = int(starts[o + 1] - starts[o])
+                idx_o = order[starts[o]:starts[o + 1]:max(1, n_o // 2000)]   # fractions: 2000 points do
+                ho = Hf[idx_o]
+                loc = ((Pf[idx_o] @ E) - np.array([cx, cy], np.float32)) @ axes.T   # rectangle coordinates
+                inside = np.all(np.abs(loc) <= half + grow, axis=1)
+                base = ho <= _quantile(ho, 0.25)
+                if np.mean(ho < h_p + margin) >= cfg.patch_below_fraction:
+                    join = float(np.mean(inside)) >= 0.5
+                elif _quantile(ho[base], 0.5) < h_p - margin:
+                    # it reaches down past the patch, so it does not stand on it: a part that runs through
+                    # the patch's level (a chair's legs and backrest in one piece, a sofa's arm)
+                    join = float(np.mean(inside)) >= 0.5
+                else:
+                    lb = loc[base]
+                    if len(lb) < 3 or np.mean(inside[base]) < 0.5:
+                        continue
+                    # nearest side of the rectangle to the base's centre, and how much of it the base covers
+                    c = np.array([_quantile(lb[:, 0], 0.5), _quantile(lb[:, 1], 0.5)], np.float32)
+                    gap = half - np.abs(c)                  # distance to the two sides along each axis
+                    ax = int(np.argmin(gap))                # the base lies along a side normal to this axis
+                    along = 1 - ax
+                    span = _quantile(lb[:, along], 0.95) - _quantile(lb[:, along], 0.05)
+                    join = gap[ax] < grow + 0.02 and span >= cfg.patch_rim_coverage * 2 * half[along]
+                if join:
+                    parent[find(o)] = find(pid)
+        for i in range(len(parent)):
+            parent[i] = find(i)
+        return parent
 
     def _concave_edges(self, P: np.ndarray, n: np.ndarray, nok: np.ndarray) -> np.ndarray:
         """Pixels on a concave crease (where two surfaces meet like a box standing against a sofa).
@@ -377,7 +627,10 @@ class GeometricBackend:
             near_floor = floor_h is not None and h_lo - floor_h < 0.3
             ring = cv2.dilate(region.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool) & ~region
             ring_seen = ring & valid  # depth dropouts at furniture edges frame nothing
-            if ring_seen.sum() >= 10 and frame_ok[ring_seen].mean() < cfg.door_min_wall_frame:
+            # a door, a window or a poster is flush with its wall: no depth edge, so no dropouts around it;
+            # a furniture back seen between its frame (a bookshelf's) is ringed by the frame's depth edges
+            edged = ring.sum() >= 10 and float(np.mean(~valid[ring])) > cfg.door_max_ring_dropout
+            if edged or (ring_seen.sum() >= 10 and frame_ok[ring_seen].mean() < cfg.door_min_wall_frame):
                 sem[region] = 0
                 released |= region
             elif not self._sharp_outline(region, wall, color, box):
@@ -426,14 +679,41 @@ class GeometricBackend:
                     valid: np.ndarray, min_px: int) -> None:
         """Label the unlabelled regions (no depth, noisy crumbs) by their surroundings and color, in place.
 
-        A hole of at least ``min_px`` pixels, mostly without depth, whose color is dark and uniform
-        (Lab lightness median <= ``screen_max_lightness``, spread <= ``screen_max_spread``) is a screen
-        (a TV or monitor returns no depth from its glass): a new object instance. Any other hole whose
-        outline is at least ``wall_hole_frame`` wall pixels (the image border does not count) lies inside
-        a wall: wall. Shape: (h, w) uint16 x2, (h, w, 3) uint8 RGB or None, (h, w) bool.
+        Screens first: the unlabelled pixels without depth whose color is dark (Lab lightness <=
+        ``screen_max_lightness``), opened with a 3x3 square so that thin dark bridges (depth dropouts along
+        dark furniture edges, table legs) do not join them to other holes; each blob of at least ``min_px``
+        pixels with a uniform lightness (10-90 % spread <= ``screen_max_spread``) is a screen (a TV or
+        monitor returns no depth from its glass, a black sofa none from its fabric): a new object instance
+        (grown back into the dark pixels the opening removed). Then any other hole whose outline is at
+        least ``wall_hole_frame`` wall pixels (the image border does not count) lies inside a wall: wall.
+        Shape: (h, w) uint16 x2, (h, w, 3) uint8 RGB or None, (h, w) bool.
         """
         cfg = self.config
         wall_id = self._ids["wall"]
+        if color is not None and cfg.screen_objects:
+            if self._lab is None:
+                self._lab = cv2.cvtColor(color, cv2.COLOR_RGB2LAB).astype(np.float32)
+            L = self._lab[..., 0] * (100.0 / 255.0)
+            dark = ((sem == 0) & ~valid & (L <= cfg.screen_max_lightness)).astype(np.uint8)
+            blobs = cv2.morphologyEx(dark, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+            k, lab, stats, _ = cv2.connectedComponentsWithStats(blobs, connectivity=4)
+            big = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= min_px)
+            big = big[big > 0]
+            if len(big):
+                # grow the blobs back by the opening's 1 px, inside the dark pixels only
+                grown = cv2.dilate(lab.astype(np.float32), np.ones((3, 3), np.uint8)).astype(np.int32)
+                lab = np.where(dark.astype(bool) & (lab == 0), grown, lab)
+                next_id = max(classes, default=0) + 1
+                obj_id = self._ids["object"]
+                for j in big:
+                    region = lab == j
+                    lo, hi = np.percentile(L[region], [10, 90])
+                    if hi - lo > cfg.screen_max_spread:
+                        continue
+                    sem[region] = obj_id
+                    inst[region] = next_id
+                    classes[next_id] = obj_id
+                    next_id += 1
         unl = (sem == 0).astype(np.uint8)
         k, lab, stats, _ = cv2.connectedComponentsWithStats(unl, connectivity=8)
         if k <= 1:
@@ -444,27 +724,6 @@ class GeometricBackend:
         total = np.bincount(grown[ring], minlength=k)
         walls = np.bincount(grown[ring & (sem == wall_id)], minlength=k)
         wall_ok = (total > 0) & (walls >= cfg.wall_hole_frame * np.maximum(total, 1))
-        next_id = max(classes, default=0) + 1
-        if color is not None and cfg.screen_objects:
-            if self._lab is None:
-                self._lab = cv2.cvtColor(color, cv2.COLOR_RGB2LAB).astype(np.float32)
-            L = self._lab[..., 0] * (100.0 / 255.0)
-            no_depth = np.bincount(lab.ravel(), weights=(~valid).ravel(), minlength=k)
-            obj_id = self._ids["object"]
-            for j in np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= min_px):
-                if j == 0 or no_depth[j] < 0.8 * stats[j, cv2.CC_STAT_AREA] or total[j] == 0:
-                    continue
-                region = lab == j
-                lo, med, hi = np.percentile(L[region], [10, 50, 90])
-                if med <= cfg.screen_max_lightness and hi - lo <= cfg.screen_max_spread:
-                    target = next_id
-                    next_id += 1
-                else:
-                    continue
-                sem[region] = obj_id
-                inst[region] = target
-                classes[target] = obj_id
-                wall_ok[j] = False
         wall_ok[0] = False
         hole = wall_ok[lab]
         sem[hole] = wall_id
@@ -499,7 +758,8 @@ class GeometricBackend:
         z = np.where(valid, depth, 0.0).astype(np.float32)
         if cfg.speckle_fill_px > 1 and cfg.speckle_fill_stage == "all":
             z, valid = fill_depth_speckles(z, valid, cfg.speckle_fill_px, cfg.edge_depth_ratio)
-        P = (cam.ray_directions().astype(np.float32) * z[..., None])
+        rays = cam.ray_directions().astype(np.float32)        # (h, w, 3), z = 1
+        P = rays * z[..., None]
         n, nok = depth_normals(P, valid, cfg.normal_step_px, cfg.normal_smooth_px, cfg.edge_depth_ratio)
         far = z > cfg.far_normal_depth_m
         if far.sum() > 0.02 * z.size:
@@ -629,7 +889,11 @@ class GeometricBackend:
                 taken &= ~released
 
         # support surfaces: other up-facing planes, large connected regions only
-        pix_area = (z * z) / (cam.fx * cam.fy) / np.maximum(np.abs(cos_up), 0.2)
+        # surface area seen by each pixel: z^2 / (fx fy) / |n . r| with r = (x, y, 1) its ray (foreshortening
+        # by the angle between the ray and the surface normal; a table top seen at a grazing angle covers
+        # few pixels for its size); capped at 5x the frontal area where normals are unreliable
+        n_dot_r = np.abs(np.einsum("hwc,hwc->hw", n, rays))
+        pix_area = (z * z) / (cam.fx * cam.fy) / np.maximum(np.where(nok, n_dot_r, 1.0), 0.2)
         next_id = 1
         supports: list[tuple[int, np.ndarray, float]] = []  # (instance id, region, height)
         # greedy: the strongest height peak among the remaining up-facing pixels, its regions, repeat
@@ -672,14 +936,25 @@ class GeometricBackend:
         if cfg.speckle_fill_px > 1 and cfg.speckle_fill_stage == "objects":
             # dropouts inside an object's surface must not cut it; planes were found on measured depth only
             z, valid_obj = fill_depth_speckles(z, valid, cfg.speckle_fill_px, cfg.edge_depth_ratio)
-            height = (cam.ray_directions().astype(np.float32) * z[..., None]) @ up32
+            P = rays * z[..., None]
+            height = P @ up32
         else:
             valid_obj = valid
         obj = valid_obj & ~taken
         thr = cfg.edge_depth_ratio * z + 0.01
+        thr_x = thr_y = thr
+        if cfg.edge_noise_sigmas > 0:
+            # where the normal is known, the step to the next pixel on the same plane is predictable:
+            # |dz| = z |n_x| / (fx |n . r|) (plane n . p = c, p = z r); allow that plus the depth noise of
+            # two pixels (Nguyen model) instead of the generic 4 % of z, so that surfaces a few cm apart in
+            # depth are cut while slanted ones (a table top seen at a grazing angle) are not
+            n_dot_r = np.maximum(np.abs(np.einsum("hwc,hwc->hw", n, rays)), 0.2)
+            noise = cfg.edge_noise_sigmas * np.sqrt(2.0) * nguyen_sigma_m(np.maximum(z, 0.3)) + 0.005
+            thr_x = np.where(nok, np.minimum(thr, z * np.abs(n[..., 0]) / (cam.fx * n_dot_r) + noise), thr)
+            thr_y = np.where(nok, np.minimum(thr, z * np.abs(n[..., 1]) / (cam.fy * n_dot_r) + noise), thr)
         cut = np.zeros((h, w), bool)
-        jump_x = np.abs(np.diff(z, axis=1)) > np.minimum(thr[:, 1:], thr[:, :-1])
-        jump_y = np.abs(np.diff(z, axis=0)) > np.minimum(thr[1:], thr[:-1])
+        jump_x = np.abs(np.diff(z, axis=1)) > np.minimum(thr_x[:, 1:], thr_x[:, :-1])
+        jump_y = np.abs(np.diff(z, axis=0)) > np.minimum(thr_y[1:], thr_y[:-1])
         cut[:, 1:] |= jump_x
         cut[:, :-1] |= jump_x
         cut[1:] |= jump_y
@@ -687,14 +962,30 @@ class GeometricBackend:
         if cfg.concave_threshold > 0:
             # noisy far normals would shatter objects into crumbs: creases only where normals are good
             cut |= self._concave_edges(P, n, nok) & (z < cfg.concave_max_depth_m)
-        core = obj & ~cut
+        # small horizontal up-facing patches inside the object material (a cabinet top, a shelf board, a
+        # chair seat, a box top): separators between what stands on them and what carries them
+        patches = self._horizontal_patches(obj, height, cos_up > cos_h, nok, z, pix_area) \
+            if cfg.patch_min_area_m2 > 0 else []
+        patch_all = np.zeros((h, w), bool)
+        for region, _ in patches:
+            patch_all |= region
+        core = obj & ~cut & ~patch_all
         k, lab, stats, _ = cv2.connectedComponentsWithStats(core.astype(np.uint8), connectivity=4)
         min_px = max(4, int(round(cfg.min_object_px * (w * h) / (320.0 * 240.0))))
         keep = stats[:, cv2.CC_STAT_AREA] >= min_px
         keep[0] = False
         ids = np.zeros(k, np.int64)
         ids[keep] = np.arange(next_id, next_id + int(keep.sum()))
+        next_id += int(keep.sum())
         lab_ids = ids[lab].astype(np.int32)
+        items: list[tuple[int, np.ndarray, float, bool]] = []   # (id, region, height, is a large support)
+        for sid, region, h_s in supports:
+            lab_ids[region] = sid
+            items.append((sid, region, h_s, True))
+        for region, h_p in patches:
+            lab_ids[region] = next_id
+            items.append((next_id, region, h_p, False))
+            next_id += 1
         # give the cut pixels (silhouette borders, creases) and tiny fragments back to the adjacent
         # component, a few pixels at a time
         for _ in range(cfg.grow_iterations):
@@ -703,22 +994,19 @@ class GeometricBackend:
             if not fill.any():
                 break
             lab_ids[fill] = grown[fill]
-        # a support surface and the object parts right below it that touch it (a bed's or a desk's body
-        # and legs) are one piece of furniture; things standing on it stay separate
-        for sid, region, h_s in supports:
-            ring = cv2.dilate(region.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) & (lab_ids > 0)
-            for o in np.unique(lab_ids[ring]):
-                part = lab_ids == o
-                if np.mean(height[part] < h_s + cfg.outside_margin_m) > 0.9:
-                    lab_ids[part] = 0
-                    inst[part] = sid
-                    sem[part] = self._ids["support"]
+        pairs = self._coplanar_pairs(lab_ids, P, {i for i, _, _, _ in items}) if cfg.coplanar_gap_px > 0 else []
+        root = self._join_at_patches(lab_ids, items, P, height, up, z, next_id, pairs)
+        final = root[lab_ids]
+        support_roots = {int(root[sid]) for sid, _, _, big in items if big}
         obj_cls = self._ids["object"]
-        m = lab_ids > 0
+        sup_cls = self._ids["support"]
+        m = final > 0
+        is_sup = np.isin(final, list(support_roots)) & m
         sem[m] = obj_cls
-        inst[m] = lab_ids[m].astype(np.uint16)
-        for i in np.unique(lab_ids[m]):
-            classes[int(i)] = obj_cls
+        sem[is_sup] = sup_cls
+        inst[m] = final[m].astype(np.uint16)
+        for i in np.unique(final[m]):
+            classes[int(i)] = sup_cls if int(i) in support_roots else obj_cls
         if cfg.fill_px > 0:
             self._fill_unlabelled(sem, inst, cfg.fill_px * w / 320.0)
         self._fill_holes(sem, inst, classes, color, valid, min_px)
