@@ -155,7 +155,7 @@ def panoptic_inputs(frames: list) -> list[PanopticInput]:
     return out
 
 
-def panoptic_stage(inputs: list[PanopticInput], device: str) -> tuple[list[float], float, float]:
+def panoptic_stage(inputs: list[PanopticInput], device: str) -> tuple[list[float], float, float, list[np.ndarray]]:
     """``builtin`` predict per frame as the panoptic node runs it (labels, no per-class probabilities),
     the same with probabilities returned, and the per-frame time of one batched call over all inputs."""
     be = make_backend("builtin", None, device=device, batch_size=len(inputs), return_probabilities=False)
@@ -166,7 +166,7 @@ def panoptic_stage(inputs: list[PanopticInput], device: str) -> tuple[list[float
     bp = make_backend("builtin", None, device=device, return_probabilities=True)
     bp.predict(inputs[0])
     probs = float(np.median(time_calls(device, [(lambda i=i: bp.predict(i)) for i in inputs])))
-    return ms, batch, probs
+    return ms, batch, probs, [be.predict(i).semantic for i in inputs]
 
 
 def pipeline_stage(frames: list, device: str, voxel_m: float) -> list[float]:
@@ -264,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
           f"voxel {args.voxel * 100:.0f} cm")
     devices = (["cuda"] if cuda else []) + ([] if args.skip_cpu else ["cpu"])
     rows: dict[str, dict[str, dict]] = {k: {} for k in TARGETS_MS}
+    labels: dict[str, list[np.ndarray]] = {}  # builtin class images per device: fp16 CUDA graph vs fp32 CPU
     extra: dict[str, dict] = {}
     for dev in devices:
         n = args.frames if dev == "cuda" else args.cpu_frames
@@ -296,8 +297,8 @@ def main(argv: list[str] | None = None) -> int:
             rows["tracker (full)"][dev] = stats(trk)
 
         def do_panoptic() -> None:
-            pan, e["panoptic_batched_ms_per_frame"], e["panoptic_with_probabilities_ms"] = panoptic_stage(
-                panoptic_inputs(sf), dev)
+            pan, e["panoptic_batched_ms_per_frame"], e["panoptic_with_probabilities_ms"], labels[dev] = \
+                panoptic_stage(panoptic_inputs(sf), dev)
             rows["panoptic builtin 320x240"][dev] = stats(pan)
 
         def do_pipeline() -> None:
@@ -335,6 +336,13 @@ def main(argv: list[str] | None = None) -> int:
                   f"returned: {e['panoptic_with_probabilities_ms']:.2f} ms")
         if e.get("failed"):
             missed.append(f"{dev} stages failed: {e['failed']}")
+    if "cuda" in labels and "cpu" in labels:
+        n = min(len(labels["cuda"]), len(labels["cpu"]))
+        agree = float(np.mean([np.mean(a == b) for a, b in zip(labels["cuda"][:n], labels["cpu"][:n])]))
+        extra["panoptic_class_agreement_cuda_cpu"] = agree
+        print(f"builtin class agreement, CUDA graph (fp16) vs CPU (fp32), {n} frames: {agree:.4f} (required >= 0.99)")
+        if agree < 0.99:
+            missed.append("builtin CUDA/CPU agreement")
     (out / "bench_gpu.json").write_text(json.dumps({"gpu": card, "cpu": cpu_name(), "rows": rows, "extra": extra,
                                                     "targets_ms": TARGETS_MS, "missed": missed}, indent=2))
     try:

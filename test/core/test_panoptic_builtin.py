@@ -25,6 +25,7 @@ def backend():
 @pytest.fixture(scope="module")
 def sim_frame():
     """One 320x240 view of scene seed 9 (an evaluation seed; training uses seeds >= 1000)."""
+    pytest.importorskip("open3d", reason="the simulator renders with Open3D")
     from metric_semantic_slam.sim.render import RenderConfig, Renderer
     from metric_semantic_slam.sim.scene import generate_world
     from metric_semantic_slam.sim.sensors import ActiveDepthConfig, simulate_active_depth
