@@ -7,12 +7,15 @@
    temporary folder): constant lighting; lighting changes with low-contrast textures; the latter
    degraded (3 of every 20 frames dropped, their IMU samples delivered with the next frame, and a 3-frame
    sensor blackout, black image and no depth, every 30 frames: where only the gyro and the motion model
-   carry the pose); and a sequence with a walking person in view (seed 2). The tracker runs depth-only,
-   +photometric, +IMU (gyro prior) and +semantic (the simulator's ground-truth labels, and the same labels
-   with noise; on the person sequence also without dynamic-class masking). Targets: the full system
-   (+semantic) has the lowest ATE on every simulated sequence (``FULL_TOLERANCE`` = 0: strictly; each row
-   says by how much), and the semantic term lowers ATE by
-   >= 10% on the changing-lighting / low-texture one.
+   carry the pose); a sequence with a walking person in view (seed 2); and fast rotations like TUM
+   fr1_rpy (``msslam simulate --motion fast_rotation``: shakes about yaw, pitch and roll at up to
+   1.5-3 rad/s), clean and degraded the same way. The tracker runs depth-only, +photometric, +IMU (gyro
+   prior and bias filter) and +semantic (the simulator's ground-truth labels, and the same labels with
+   noise; on the person sequence also without dynamic-class masking). Targets: the full system
+   (+semantic) has the lowest ATE on every simulated sequence (``FULL_TOLERANCE``: strictly or within
+   it; each row says by how much), and the semantic term lowers ATE by >= 10% on the changing-lighting /
+   low-texture one. Every setting of the ablation's tracker was chosen on seed 5, which is not in the
+   table (see ``sim_vio_config``).
 
 Ends with ``ratio: X`` = our ATE / the best Open3D ATE on ``tum_fr1_rpy_90``; exits 1 when X > 0.7 or a
 simulator target is missed.
@@ -129,11 +132,13 @@ def _load() -> str:
 
 # ---------------------------------------------------------------- simulator ablation
 SIM_SEQUENCES = {
-    # name: (lighting_variation, texture_contrast, seed, with_person, degraded)
-    "sim_constant_light": (0.0, 1.0, 3, False, False),
-    "sim_light_change_low_texture": (1.0, 0.25, 3, False, False),
-    "sim_light_change_low_texture_drops_blackouts": (1.0, 0.25, 3, False, True),
-    "sim_constant_light_person": (0.0, 1.0, 2, True, False),
+    # name: (lighting_variation, texture_contrast, seed, with_person, degraded, motion)
+    "sim_constant_light": (0.0, 1.0, 3, False, False, "smooth"),
+    "sim_light_change_low_texture": (1.0, 0.25, 3, False, False, "smooth"),
+    "sim_light_change_low_texture_drops_blackouts": (1.0, 0.25, 3, False, True, "smooth"),
+    "sim_constant_light_person": (0.0, 1.0, 2, True, False, "smooth"),
+    "sim_fast_rotation": (0.0, 1.0, 3, False, False, "fast_rotation"),
+    "sim_fast_rotation_drops_blackouts": (0.0, 1.0, 3, False, True, "fast_rotation"),
 }
 SEMANTIC_GAIN_TARGET = 0.10
 #: The full system counts as lowest when its ATE is at most this much (relative) above the best variant.
@@ -142,17 +147,31 @@ FULL_TOLERANCE = 0.0
 
 
 def sim_vio_config(variant: str) -> VioConfig:
-    """The ablation's configurations (320x240 sim frames: track from full resolution)."""
-    tracker = TrackerConfig(iterations=(4, 6, 8), finest_level=0, max_points=8000, w_rgb=0.3, huber_k=0.7,
-                            min_update=1e-3)
-    sem = SemanticConfig(level=0)  # 320x240: the default level 1 of 640x480 frames
+    """The ablation's configurations for 320x240 simulator frames.
+
+    Chosen on seed 5 (smooth, fast-rotation and lighting-change sequences; not in the table):
+    - Track from level 1 (160x120) for every term, as the default config does for 640x480 frames: the
+      simulated sensor's full-resolution normals are so noisy that a third of the correct ICP pairs fail
+      the normal-angle test, the inlier ratio then reads as low overlap and renews the keyframe at every
+      frame (frame-to-frame drift: +photometric 2.5 cm on seed 5, 0.19 cm from level 1), and the
+      full-resolution photometric term added noise under lighting changes (0.42 vs 1.73 cm).
+    - Photometric residuals against an affine brightness fit (lighting changes are not motion).
+    - The gyro's bias prior from the simulated IMU's specification (no turn-on bias, random walk
+      2.2e-5 rad/s^2/sqrt(Hz)), as a user sets it from the sensor's calibration.
+    - Semantic term at 160x120 with weight 1 (ATE 0.232 / 0.347 / 0.285 cm on seed 5 smooth / lighting
+      change / fast rotation, vs 0.256 / 0.355 / 0.296 cm with the default weight 4).
+    """
+    tracker = TrackerConfig(iterations=(4, 6, 8), finest_level=1, max_points=8000, w_rgb=0.3, huber_k=0.7,
+                            min_update=1e-3, rgb_affine_compensation=True)
+    sem = SemanticConfig(level=1, weight=1.0)
+    imu = dict(gyro_bias_init_std_rad_s=1e-4, gyro_bias_random_walk=2.2e-5)
     if variant == "depth only":
         return VioConfig(tracker=replace(tracker, use_rgb=False), use_gyro=False, use_semantic=False, semantic=sem)
     if variant == "+photometric":
         return VioConfig(tracker=tracker, use_gyro=False, use_semantic=False, semantic=sem)
     if variant == "+IMU":
-        return VioConfig(tracker=tracker, use_semantic=False, semantic=sem)
-    return VioConfig(tracker=tracker, use_semantic=True, semantic=sem)
+        return VioConfig(tracker=tracker, use_semantic=False, semantic=sem, **imu)
+    return VioConfig(tracker=tracker, use_semantic=True, semantic=sem, **imu)
 
 
 def noisy_labels(labels: np.ndarray, rng: np.random.Generator, flip_fraction: float = 0.02) -> np.ndarray:
@@ -205,13 +224,13 @@ def simulate_for_ablation(folder: Path, frames: int, size: tuple[int, int]) -> d
     """Simulate (or reuse) the ablation's sequences; returns name -> (folder, degraded)."""
     from metric_semantic_slam.sim.simulate import SimConfig, simulate_sequence
     out = {}
-    for name, (light, contrast, seed, person, degraded) in SIM_SEQUENCES.items():
+    for name, (light, contrast, seed, person, degraded, motion) in SIM_SEQUENCES.items():
         base = name.replace("_drops_blackouts", "").replace("_person", "")
-        suffix = f"seed{seed}_person" if person else "noperson"
+        suffix = f"seed{seed}_person" if person else f"seed{seed}_noperson"
         path = folder / f"{base}_{frames}_{size[0]}x{size[1]}_{suffix}"
         if not (path / "groundtruth.txt").exists():
             cfg = SimConfig(seed=seed, frames=frames, width=size[0], height=size[1], lighting_variation=light,
-                            texture_contrast=contrast, with_person=person)
+                            texture_contrast=contrast, with_person=person, motion=motion)
             t = time.perf_counter()
             simulate_sequence(path, cfg, write_bag=False, verbose=False)
             print(f"simulated {name}: {frames} frames {size[0]}x{size[1]} in {time.perf_counter() - t:.0f} s")
@@ -259,7 +278,7 @@ def run_ablation(folder: Path, args: argparse.Namespace) -> bool:
             ates[(name, variant)] = ate.rmse
             curves[variant] = ate.est_positions_aligned
             note = ", ".join(f"{k} {v}" for k, v in sorted(st.items()))
-            print(f"{name:46s} {variant:30s} {ate.rmse * 100:9.2f} {ms:9.1f} {cpu_ms:7.1f}  {note}", flush=True)
+            print(f"{name:46s} {variant:30s} {ate.rmse * 100:9.3f} {ms:9.1f} {cpu_ms:7.1f}  {note}", flush=True)
         if args.output is not None:
             args.output.mkdir(parents=True, exist_ok=True)
             save_plot(args.output / f"odometry_ablation_{name}.png", curves, ate.gt_positions, name)
@@ -268,9 +287,10 @@ def run_ablation(folder: Path, args: argparse.Namespace) -> bool:
         ok = full <= best_other * (1 + FULL_TOLERANCE)
         all_lowest &= ok
         imu_gain = 1.0 - ates[(name, "+IMU")] / ates[(name, "+photometric")]
-        print(f"  {name}: full system {full * 100:.2f} cm vs best of the others {best_other * 100:.2f} cm: "
+        print(f"  {name}: full system {full * 100:.3f} cm vs best of the others {best_other * 100:.3f} cm "
+              f"({full / best_other - 1:+.1%}): "
               f"{'strictly lowest' if full < best_other else f'within {FULL_TOLERANCE:.0%}' if ok else 'NOT lowest'}"
-              f"; IMU term {imu_gain:+.1%} vs +photometric")
+              f"; the IMU changes ATE by {-imu_gain:+.1%} vs +photometric")
     names = list(seqs)
     gain = 1.0 - ates[(names[1], "+semantic")] / ates[(names[1], "+IMU")]
     gain_noisy = 1.0 - ates[(names[1], "+semantic (noisy labels)")] / ates[(names[1], "+IMU")]

@@ -20,6 +20,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--height", type=int, default=480, help="image height in pixels (default 480)")
     p.add_argument("--fps", type=float, default=30.0, help="frame rate in Hz (default 30)")
     p.add_argument("--preset", choices=("handheld", "robot"), default="handheld", help="camera motion")
+    p.add_argument("--motion", choices=("smooth", "fast_rotation"), default="smooth",
+                   help="motion style: smooth (default) or fast_rotation (short fast shakes about yaw, pitch "
+                        "and roll, 1.5-3 rad/s, like TUM fr1_rpy)")
     p.add_argument("--no-person", action="store_true", help="leave the walking person out")
     p.add_argument("--imu-rate", type=float, default=200.0, help="IMU rate in Hz, 200-400 (default 200)")
     p.add_argument("--baseline", type=float, default=0.05, help="IR stereo baseline in meters (default 0.05)")
@@ -53,5 +56,6 @@ def run(args: argparse.Namespace) -> int:
         write_bag=not args.no_bag,
         workers=args.workers,
         texture_contrast=args.texture_contrast,
+        motion=args.motion,
     )
     return 0

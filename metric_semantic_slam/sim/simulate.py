@@ -54,6 +54,8 @@ class SimConfig:
     height: int = 480
     fps: float = 30.0
     preset: str = "handheld"
+    #: Motion style on top of the preset (``sim.trajectory.MOTIONS``): ``smooth`` or ``fast_rotation``.
+    motion: str = "smooth"
     with_person: bool = True
     imu_rate_hz: float = 200.0
     baseline_m: float = 0.05
@@ -87,6 +89,8 @@ class SimConfig:
             raise ValueError(f"imu_rate_hz must be in [200, 400], got {self.imu_rate_hz}")
         if self.preset not in ("handheld", "robot"):
             raise ValueError(f"preset must be 'handheld' or 'robot', got {self.preset!r}")
+        if self.motion not in ("smooth", "fast_rotation"):
+            raise ValueError(f"motion must be 'smooth' or 'fast_rotation', got {self.motion!r}")
         if not 0.0 <= self.lighting_variation <= 1.0:
             raise ValueError(f"lighting_variation must be in [0, 1], got {self.lighting_variation}")
         if not 0.0 <= self.texture_contrast <= 1.0:
@@ -103,6 +107,8 @@ class SimConfig:
         # Written only when changed, so default runs keep their sim_config.json byte for byte.
         if self.texture_contrast == 1.0:
             d.pop("texture_contrast")
+        if self.motion == "smooth":
+            d.pop("motion")
         if d["render"].get("texture_contrast") == 1.0:
             d["render"].pop("texture_contrast")
         return d
@@ -378,7 +384,7 @@ def simulate_sequence(
     if trajectory is None:
         from .trajectory import make_trajectory
 
-        trajectory = make_trajectory(world, preset=cfg.preset, duration_s=duration, seed=cfg.seed)
+        trajectory = make_trajectory(world, preset=cfg.preset, duration_s=duration, seed=cfg.seed, motion=cfg.motion)
     if trajectory.duration_s < duration - 1e-9:
         raise ValueError(f"trajectory lasts {trajectory.duration_s} s, the sequence needs {duration} s")
     t_world = time.perf_counter()
@@ -467,6 +473,7 @@ def simulate(
     trajectory: CameraTrajectory | None = None,
     verbose: bool = True,
     texture_contrast: float = 1.0,
+    motion: str = "smooth",
 ) -> Path:
     """Simulate a sequence folder and return its path (see :func:`simulate_sequence`).
 
@@ -475,6 +482,7 @@ def simulate(
     """
     cfg = SimConfig(seed=seed, frames=frames, width=width, height=height, fps=fps, preset=preset,
                     with_person=with_person, imu_rate_hz=imu_rate_hz, baseline_m=baseline_m,
-                    depth_noise=depth_noise, lighting_variation=lighting_variation, texture_contrast=texture_contrast)
+                    depth_noise=depth_noise, lighting_variation=lighting_variation, texture_contrast=texture_contrast,
+                    motion=motion)
     return simulate_sequence(output_dir, cfg, write_bag=write_bag, workers=workers, world=world,
                              trajectory=trajectory, verbose=verbose).output_dir

@@ -9,10 +9,15 @@ maps, so poses are infinitely differentiable in time (an IMU is synthesised from
 Frames: world z-up (floor at z = 0). ``T_world_camera`` is the pose of the color *optical* frame
 (z forward, x right, y down). The intermediate body frame is x forward, y left, z up, with
 ``R_world_body = Rz(yaw) @ Ry(pitch) @ Rx(roll)``; positive pitch looks down.
+
+Motion styles (``MOTIONS``) on top of a preset: ``smooth`` (the default) is the walk alone;
+``fast_rotation`` adds short, fast rotation bursts like the TUM ``fr1_rpy`` sequences (the camera shaken
+about one axis at a time: peak rates 1.5-3 rad/s at 2-3 Hz, ~1-1.5 s each). They are drawn from their own
+random stream, so every other parameter, and the default motion, stays the same for a seed.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -25,6 +30,7 @@ __all__ = [
     "NORTH_BAND_M",
     "SOUTH_FREE_M",
     "PRESETS",
+    "MOTIONS",
     "CameraLoop",
     "LoopTrajectory",
     "plan_camera_loop",
@@ -46,6 +52,8 @@ NORTH_BAND_M = 1.25
 SOUTH_FREE_M = 1.4
 
 PRESETS = ("handheld", "robot")
+#: Motion styles added to a preset (see the module docstring).
+MOTIONS = ("smooth", "fast_rotation")
 
 #: Columns are the optical axes (x right, y down, z forward) in the body frame (x fwd, y left, z up).
 R_BODY_OPTICAL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
@@ -123,6 +131,9 @@ class LoopTrajectory:
     Parameters are drawn by :func:`make_trajectory`; angles in radians, frequencies in rad/s.
     ``sway`` holds (amplitude, angular frequency, phase) rows of small sinusoids added to
     (x, y, z, yaw, pitch, roll): body bob and hand shake (all zero for the robot).
+    ``shakes`` holds rotation bursts, rows (axis 0/1/2 = yaw/pitch/roll, centre time s, envelope std s,
+    amplitude rad, angular frequency rad/s, phase rad): ``A exp(-(t - c)^2 / (2 s^2)) sin(w (t - c) + ph)``
+    is added to that angle (Gaussian envelopes keep the motion smooth). Shape: (K, 6); empty when smooth.
     """
 
     duration_s: float
@@ -140,6 +151,7 @@ class LoopTrajectory:
     pitch_wave: tuple[float, float, float]
     roll_wave: tuple[float, float, float]
     sway: np.ndarray  # (6, K, 3)
+    shakes: np.ndarray = field(default_factory=lambda: np.zeros((0, 6)))
 
     def _angle(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         eps, w, ph = self.speed_wobble
@@ -170,6 +182,9 @@ class LoopTrajectory:
         for i in range(6):
             amp, freq, phase = self.sway[i, :, 0:1], self.sway[i, :, 1:2], self.sway[i, :, 2:3]
             comps[i] = comps[i] + (amp * np.sin(freq * t[None, :] + phase)).sum(axis=0)
+        for axis, c, s, amp, freq, phase in self.shakes:
+            dt = t - c
+            comps[3 + int(axis)] = comps[3 + int(axis)] + amp * np.exp(-0.5 * (dt / s) ** 2) * np.sin(freq * dt + phase)
         x, y, z, yaw, pitch, roll = comps
         T = np.zeros((len(t), 4, 4))
         T[:, :3, :3] = _rot_zyx(yaw, pitch, roll) @ R_BODY_OPTICAL
@@ -178,7 +193,7 @@ class LoopTrajectory:
         return T
 
     def T_world_camera(self, t_s: float) -> np.ndarray:
-        """4x4 pose of the color optical frame at ``t_s`` (any finite time; the motion is periodic).
+        """4x4 pose of the color optical frame at ``t_s`` (any finite time; the centre's path is periodic).
 
         Shape: () -> (4, 4).
         """
@@ -189,19 +204,52 @@ def _wave(rng: np.random.Generator, amp: float, period_s: tuple[float, float]) -
     return (amp, float(2 * np.pi / rng.uniform(*period_s)), float(rng.uniform(0, 2 * np.pi)))
 
 
+def rotation_shakes(duration_s: float, seed: int, axes: tuple[int, ...] = (0, 1, 2),
+                    rate_rad_s: tuple[float, float] = (1.5, 3.0), freq_hz: tuple[float, float] = (2.0, 3.0),
+                    gap_s: tuple[float, float] = (0.2, 0.6), envelope_s: tuple[float, float] = (0.25, 0.35)
+                    ) -> np.ndarray:
+    """Rotation bursts for the ``fast_rotation`` motion (rows as in ``LoopTrajectory.shakes``).
+
+    Bursts cycle through ``axes`` (0 yaw, 1 pitch, 2 roll), one at a time like a person shaking the
+    camera about each axis in turn (TUM fr1_rpy); a burst's peak angular rate is about ``rate_rad_s``
+    (amplitude = rate / angular frequency), its envelope std ``envelope_s`` (so ~4 std = 1-1.5 s of
+    shaking) and the calm between two bursts ``gap_s``. Drawn from their own generator (``seed``).
+    Shape: -> (K, 6).
+    """
+    rng = np.random.default_rng([int(seed), 9173])
+    rows = []
+    t = float(rng.uniform(0.3, 0.8))
+    k = int(rng.integers(len(axes)))
+    while True:
+        s = float(rng.uniform(*envelope_s))
+        c = t + 2.0 * s
+        if c > duration_s + 2.0 * s:
+            break
+        w = 2 * np.pi * float(rng.uniform(*freq_hz))
+        amp = float(rng.uniform(*rate_rad_s)) / w
+        rows.append((float(axes[k % len(axes)]), c, s, amp, w, float(rng.uniform(0, 2 * np.pi))))
+        k += 1
+        t = c + 2.0 * s + float(rng.uniform(*gap_s))
+    return np.array(rows, dtype=np.float64).reshape(-1, 6)
+
+
 def make_trajectory(world: World, preset: str = "handheld", duration_s: float = 10.0,
-                    seed: int = 0) -> LoopTrajectory:
+                    seed: int = 0, motion: str = "smooth") -> LoopTrajectory:
     """A smooth camera trajectory through ``world`` for ``preset`` ``handheld`` or ``robot``.
 
     ``handheld``: a person walking slowly round the loop holding the camera at ~1.4 m, looking
     around with a slight downward pitch, with small body bob and hand shake (max speed 0.35 m/s).
     ``robot``: planar motion at 0.5 m, yaw only (max speed 0.3 m/s).
-    Raises ValueError for an unknown preset, a non-positive duration, or a world whose objects
+    ``motion`` ``fast_rotation`` adds :func:`rotation_shakes` (yaw only for the robot); ``smooth`` adds
+    nothing and gives exactly the trajectory of earlier versions.
+    Raises ValueError for an unknown preset or motion, a non-positive duration, or a world whose objects
     come closer than ``MIN_CAMERA_CLEARANCE_M`` to the path.
     Shape: -> LoopTrajectory with ``T_world_camera(t) -> (4, 4)``.
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown trajectory preset {preset!r}; expected one of {PRESETS}")
+    if motion not in MOTIONS:
+        raise ValueError(f"unknown motion {motion!r}; expected one of {MOTIONS}")
     if not np.isfinite(duration_s) or duration_s <= 0:
         raise ValueError(f"duration_s must be positive, got {duration_s}")
     loop = plan_camera_loop(world.room_min_m, world.room_max_m)
@@ -248,6 +296,9 @@ def make_trajectory(world: World, preset: str = "handheld", duration_s: float = 
         look_bias_rad=float(look_bias), look_wave=look_wave, pitch_rad=float(pitch), pitch_wave=pitch_wave,
         roll_wave=roll_wave, sway=sway,
     )
+    if motion == "fast_rotation":
+        # Drawn after (and apart from) everything above, so the walk itself is the same as ``smooth``'s.
+        traj = replace(traj, shakes=rotation_shakes(duration_s, seed, axes=(0, 1, 2) if preset == "handheld" else (0,)))
     _check_clearance(world, traj)
     return traj
 

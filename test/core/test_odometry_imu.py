@@ -42,22 +42,49 @@ def test_missing_gyro_and_gaps():
     assert gap is not None and gap.coverage < 0.2  # a 0.5 s hole is not measured motion
 
 
-def test_bias_estimator_converges_and_ignores_outliers():
-    est = GyroBiasEstimator(gain=0.2)
+def test_linear_rate_change_integrates_exactly():
+    # A shake: the rate ramps by 1.5 rad/s within one 30 Hz frame. Holding each sample's rate over the
+    # interval before it (the earlier integration) erred by ~4 mrad here; the trapezoid rule is exact
+    # for a linear rate, given the sample at the window's start (the previous frame's last one).
+    axis = np.array([0.0, 1.0, 0.0])
+    t0, t1 = 10.0, 10.0 + 1 / 30
+    st = 10.0 + np.arange(0, 7) * 0.005
+    rate = (1.0 + 45.0 * (st - t0))[:, None] * axis
+    pre = preintegrate_gyro(st, rate, t0, t1)
+    exact = (1.0 * (t1 - t0) + 0.5 * 45.0 * (t1 - t0) ** 2)
+    # the last sample (10.030) is held to t1 = 10.0333: error 0.5 * 45 * 0.0033^2 = 0.25 mrad
+    assert abs(so3_log(pre.dR_imu)[1] - exact) < 3e-4
+    assert pre.sigma_rad == pytest.approx(1.7e-4 * np.sqrt(t1 - t0))  # per-axis white-noise std
+    # without the sample at t0 the first sample's rate is held back to t0: still close
+    late = preintegrate_gyro(st[1:], rate[1:], t0, t1)
+    assert abs(so3_log(late.dR_imu)[1] - exact) < 1e-3
+
+
+def test_bias_filter_converges_weighs_measurements_and_ignores_outliers():
+    est = GyroBiasEstimator(init_std_rad_s=0.01, random_walk=0.0)
     true_bias = np.array([0.004, -0.003, 0.002])
-    dt = 1 / 30
-    for _ in range(100):
+    dt = 0.5
+    rng = np.random.default_rng(1)
+    for _ in range(40):
         w = np.array([0.2, 0.1, -0.3])
-        dR_true = so3_exp(w * dt)
+        dR_true = so3_exp(w * dt + rng.normal(0, 2e-4, 3))  # vision: 0.2 mrad per axis
         dR_gyro = so3_exp((w + true_bias - est.bias_rad_s) * dt)
-        est.update(dR_gyro, dR_true, dt)
+        est.predict(dt)
+        est.update(dR_gyro, dR_true, dt, sigma_rad=2e-4)
     assert np.allclose(est.bias_rad_s, true_bias, atol=2e-4)
-    before = est.bias_rad_s.copy()
-    est.update(np.eye(3), so3_exp(np.array([0.3, 0, 0])), dt)  # a tracking failure, 9 rad/s off
-    assert np.allclose(est.bias_rad_s, before)
+    assert est.std_rad_s < 1e-4  # 0.4 mrad/s per measurement, 40 of them
+    before, var = est.bias_rad_s.copy(), est.variance_rad2_s2
+    est.update(np.eye(3), so3_exp(np.array([0.3, 0, 0])), 1 / 30, sigma_rad=2e-4)  # 9 rad/s off: a failure
+    assert np.allclose(est.bias_rad_s, before) and est.variance_rad2_s2 == var
+    # a poor measurement (large sigma) moves the estimate less than a good one
+    a, b = GyroBiasEstimator(0.01, 0.0), GyroBiasEstimator(0.01, 0.0)
+    a.update(np.eye(3), so3_exp(np.array([0.0, 0.0, 0.005])), 0.5, sigma_rad=1e-4)
+    b.update(np.eye(3), so3_exp(np.array([0.0, 0.0, 0.005])), 0.5, sigma_rad=1e-2)
+    assert abs(a.bias_rad_s[2]) > 4 * abs(b.bias_rad_s[2]) > 0  # gains ~1 and 0.2
+    est.predict(100.0)  # the bias drifts: its uncertainty grows
     assert rotation_angle_rad(np.eye(3)) == 0.0
     with pytest.raises(ValueError):
-        GyroBiasEstimator(gain=0.0)
+        GyroBiasEstimator(init_std_rad_s=0.0)
 
 
 def test_gyro_preintegration_matches_simulator_ground_truth(tmp_path):

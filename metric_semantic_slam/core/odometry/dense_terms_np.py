@@ -24,7 +24,7 @@ import numpy as np
 from .pyramid import PyramidLevel
 
 __all__ = ["LinearSystem", "remap_points", "huber_weights_np", "icp_reference_pack", "icp_current_points", "rgb_reference_points",
-           "icp_system_np", "rgb_system_np", "subsample_indices"]
+           "icp_system_np", "rgb_system_np", "subsample_indices", "fit_brightness_affine"]
 
 #: ``T_ref_cur (4, 4) -> (H (6, 6), b (6,), sum of weighted squared residuals, residual count)``.
 LinearSystem = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, float, int]]
@@ -173,12 +173,43 @@ def icp_system_np(pack: np.ndarray, ref_shape: tuple[int, int], ref_k: tuple[flo
     return H, b, float(np.dot(r * r, wgt)), n_ok, n_ok
 
 
+def fit_brightness_affine(ref: np.ndarray, cur: np.ndarray, max_gain_ratio: float = 4.0) -> tuple[float, float]:
+    """Robust fit of ``cur ~ gain * ref + offset`` (a global lighting / exposure change between images).
+
+    Least squares, then once more on the samples within 3 MADs of the first fit (occlusions, specular
+    spots and moving objects are not lighting). Returns ``(1, 0)`` when the samples cannot tell gain
+    from offset (fewer than 16, or no intensity spread); the gain is kept within
+    ``[1 / max_gain_ratio, max_gain_ratio]``. Shape: ref, cur (N,) -> (gain, offset).
+    """
+    x = np.asarray(ref, dtype=np.float64)
+    y = np.asarray(cur, dtype=np.float64)
+    gain, offset = 1.0, 0.0
+    for _ in range(2):
+        if x.size < 16:
+            return 1.0, 0.0
+        mx, my = x.mean(), y.mean()
+        vx = float(np.dot(x - mx, x - mx))
+        if not vx > 1e-8 * x.size:
+            return 1.0, 0.0
+        gain = float(np.clip(np.dot(x - mx, y - my) / vx, 1.0 / max_gain_ratio, max_gain_ratio))
+        offset = float(my - gain * mx)
+        res = y - (gain * x + offset)
+        mad = float(np.median(np.abs(res - np.median(res))))
+        keep = np.abs(res) <= 3.0 * 1.4826 * mad + 1e-6
+        x, y = x[keep], y[keep]
+    return gain, offset
+
+
 def rgb_system_np(P: np.ndarray, inten: np.ndarray, J: np.ndarray, cur_intensity: np.ndarray,
                   cur_depth: np.ndarray, cur_k: tuple[float, float, float, float], R: np.ndarray, t: np.ndarray,
                   sigma_rgb: float, huber_k: float, occlusion_rel: float, offset_compensation: bool,
-                  cur_stack: np.ndarray | None = None, cur_excluded: np.ndarray | None = None
-                  ) -> tuple[np.ndarray, np.ndarray, float, int]:
+                  cur_stack: np.ndarray | None = None, cur_excluded: np.ndarray | None = None,
+                  affine_compensation: bool = False) -> tuple[np.ndarray, np.ndarray, float, int]:
     """Photometric system; returns ``(H, b, weighted squared sum, count)``.
+
+    ``affine_compensation``: residuals are taken against ``gain * I_ref + offset`` with the pair's
+    brightness change fitted robustly at this pose (:func:`fit_brightness_affine`), so a global lighting
+    change is not read as motion; ``offset_compensation`` removes only the median residual.
 
     Jacobians are the precomputed inverse-compositional ``J``, or, when ``cur_stack`` (the current
     intensity and its x/y gradients as a 3-channel image) is given, forward-compositional ones from the
@@ -214,7 +245,12 @@ def rgb_system_np(P: np.ndarray, inten: np.ndarray, J: np.ndarray, cur_intensity
     if n_ok == 0:
         return np.zeros((6, 6)), np.zeros(6), 0.0, 0
     diff = ic - inten
-    if offset_compensation:
+    if affine_compensation:
+        gain, offset = fit_brightness_affine(inten[ok], ic[ok])
+        diff = ic - (np.float32(gain) * inten + np.float32(offset))
+        if cur_stack is None:
+            J = J * np.float32(gain)  # reference gradients stand in for the current ones: scale them
+    elif offset_compensation:
         diff = diff - np.median(diff[ok])
     r = np.where(ok, diff * np.float32(1.0 / sigma_rgb), np.float32(0.0))
     wgt = huber_weights_np(r, huber_k) * ok

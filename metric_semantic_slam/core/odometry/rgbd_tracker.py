@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..geometry import se3_exp, skew, so3_log
-from .dense_terms_np import (LinearSystem, icp_current_points, icp_reference_pack, icp_system_np,
+from .dense_terms_np import (LinearSystem, fit_brightness_affine, icp_current_points, icp_reference_pack, icp_system_np,
                              rgb_reference_points, rgb_system_np)
 from .pyramid import PyramidLevel
 
@@ -56,6 +56,10 @@ class TrackerConfig:
     icp_depth_weighting: bool = False
     #: Remove the median photometric residual each iteration (auto-exposure / lighting offset).
     rgb_offset_compensation: bool = False
+    #: Fit a global brightness change ``I_cur ~ gain * I_ref + offset`` per pair and pose (robust least
+    #: squares) and take photometric residuals against it: lighting changes and auto-exposure are not
+    #: motion. Takes precedence over ``rgb_offset_compensation``.
+    rgb_affine_compensation: bool = False
     #: Huber threshold on the normalised residual.
     huber_k: float = 1.345
     #: ICP associations farther apart than this (m, at the finest level; doubled per level) are dropped.
@@ -216,7 +220,10 @@ class RgbdTracker:
         p, zs = p[ok], zs[ok]
         ic, gx, gy = samp[0][ok], samp[1][ok], samp[2][ok]
         diff = ic - ref_int[ok]
-        if cfg.rgb_offset_compensation and diff.numel() > 0:
+        if cfg.rgb_affine_compensation and diff.numel() > 0:
+            gain, offset = fit_brightness_affine(ref_int[ok].double().cpu().numpy(), ic.double().cpu().numpy())
+            diff = ic - (gain * ref_int[ok] + offset)
+        elif cfg.rgb_offset_compensation and diff.numel() > 0:
             diff = diff - diff.median()
         r = diff / cfg.sigma_rgb
         iz = 1.0 / zs
@@ -269,7 +276,7 @@ class RgbdTracker:
             if use_rgb:
                 H, b, s, n_rgb = rgb_system_np(P, inten, Jr, cur_int, cur_depth, cl.intrinsics, R, t, cfg.sigma_rgb,
                                                cfg.huber_k, cfg.occlusion_rel, cfg.rgb_offset_compensation, cur_stack,
-                                               cl.cache.get("dynamic"))
+                                               cl.cache.get("dynamic"), cfg.rgb_affine_compensation)
                 Hs += cfg.w_rgb * H
                 bs += cfg.w_rgb * b
                 sq += s * cfg.w_rgb

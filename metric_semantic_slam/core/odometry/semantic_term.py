@@ -33,8 +33,9 @@ class SemanticConfig:
     """Settings of the semantic reprojection term."""
 
     #: Weight of the term relative to ICP (after dividing residuals by ``sigma_px``); 0 disables it.
-    #: (Tuned on the simulator: 4 with sigma 2 px at 320x240 gave -21% ATE under lighting changes and
-    #: low texture, 0.5 or sigma 1 px at 160x120 no gain.)
+    #: (4 with sigma 2 px at 320x240 gave -21% ATE under lighting changes and low texture when the sim
+    #: ablation renewed its keyframe at every frame; with keyframes that last, the ablation's 320x240
+    #: frames use 1 at level 1 (160x120), chosen on seed 5: -11% there, see benchmarks/bench_odometry.py.)
     weight: float = 4.0
     #: Expected reprojection distance (pixels at ``level``) of a correctly labelled point.
     sigma_px: float = 2.0
