@@ -144,6 +144,27 @@ def tracker_stage(frames: list, device: str) -> tuple[list[float], dict]:
     return ms[1:], status
 
 
+def tracker_sim_stage(frames: list, device: str) -> tuple[list[float], float]:
+    """The full tracker on simulator frames with gyro and labels (so the semantic reprojection term runs,
+    on the host); context for the tracker row. Returns (ms per frame, max position gap to ground truth m)."""
+    import copy
+
+    labeled = []
+    for f in frames:
+        g = copy.copy(f)
+        g.semantic = f.gt.semantic
+        labeled.append(g)
+    warm = VisualInertialOdometry(VioConfig(device=device))
+    for f in labeled[:3]:
+        warm.track(f)
+    vio = VisualInertialOdometry(VioConfig(device=device))
+    ms = time_calls(device, [(lambda f=f: vio.track(f)) for f in labeled])
+    T0 = labeled[0].gt.T_world_camera
+    gaps = [np.linalg.norm((T0 @ r.T_world_camera)[:3, 3] - f.gt.T_world_camera[:3, 3])
+            for r, f in zip(vio.results, labeled)]
+    return ms[1:], float(max(gaps))
+
+
 def panoptic_inputs(frames: list) -> list[PanopticInput]:
     import cv2
 
@@ -296,6 +317,10 @@ def main(argv: list[str] | None = None) -> int:
             trk, e["tracker_status"] = tracker_stage(tf, dev)
             rows["tracker (full)"][dev] = stats(trk)
 
+        def do_tracker_sim() -> None:
+            ms, e["tracker_sim_max_position_gap_m"] = tracker_sim_stage(sf, dev)
+            e["tracker_sim_semantic_ms"] = stats(ms)
+
         def do_panoptic() -> None:
             pan, e["panoptic_batched_ms_per_frame"], e["panoptic_with_probabilities_ms"], labels[dev] = \
                 panoptic_stage(panoptic_inputs(sf), dev)
@@ -304,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         def do_pipeline() -> None:
             rows["pipeline per frame"][dev] = stats(pipeline_stage(sf, dev, args.voxel))
 
-        for label, fn in (("mapper", do_mapper), ("fusion", do_fusion), ("tracker", do_tracker),
+        for label, fn in (("mapper", do_mapper), ("fusion", do_fusion), ("tracker", do_tracker), ("tracker_sim", do_tracker_sim),
                           ("panoptic", do_panoptic), ("pipeline", do_pipeline)):
             guarded(label, fn)
             print(f"[{dev}] {label} done at {time.perf_counter() - t_start:.0f} s", flush=True)
@@ -330,6 +355,10 @@ def main(argv: list[str] | None = None) -> int:
         if "stereo_sgbm_cpu_ms" in e:
             print(f"[{dev}] local fusion (CPU numpy) {e['local_fusion_cpu_ms']['median_ms']:.1f} ms, stereo SGBM (CPU) "
                   f"{e['stereo_sgbm_cpu_ms']['median_ms']:.1f} ms: not torch paths, outside the pipeline row")
+        if "tracker_sim_semantic_ms" in e:
+            print(f"[{dev}] tracker on simulator frames with gyro + semantic term (host side): "
+                  f"{e['tracker_sim_semantic_ms']['median_ms']:.2f} ms median, largest position gap to ground "
+                  f"truth {100 * e['tracker_sim_max_position_gap_m']:.2f} cm over {e['tracker_sim_semantic_ms']['n'] + 1} frames")
         if "panoptic_batched_ms_per_frame" in e:
             print(f"[{dev}] builtin batched over {args.frames if dev == 'cuda' else args.cpu_frames} frames: "
                   f"{e['panoptic_batched_ms_per_frame']:.2f} ms/frame; one frame with (C, H, W) probabilities "
