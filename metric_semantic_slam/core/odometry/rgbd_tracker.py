@@ -395,42 +395,58 @@ class RgbdTracker:
                     bn += bk
                     sq += sqk
                     cnt += cntk
-                for extra in extra_systems or ():
-                    Hk, bk, sqk, cntk = extra(T)
-                    Hn += Hk
-                    bn += bk
-                    sq += sqk
-                    cnt += cntk
-                if rotation_prior is not None:
-                    r0 = so3_log(T[:3, :3] @ rotation_prior.R_ref_cur.T)
-                    wp = 1.0 / rotation_prior.sigma_rad ** 2
-                    Hn[3:, 3:] += wp * np.eye(3)
-                    bn[3:] += wp * r0
                 total_iters += 1
-                res = float(np.sqrt(sq / max(cnt, 1)))
-                H = Hn
-                if cnt < 6:
-                    break
-                A_ = Hn + cfg.damping * np.diag(np.diag(Hn)) + 1e-9 * np.eye(6)
-                try:
-                    xi = -np.linalg.solve(A_, bn)
-                except np.linalg.LinAlgError:
-                    break
-                if not np.all(np.isfinite(xi)):
-                    break
-                T = se3_exp(xi) @ T
-                if np.linalg.norm(xi) < cfg.min_update:
+                T, res, H, stop = gauss_newton_update(T, Hn, bn, sq, cnt, extra_systems, rotation_prior, cfg)
+                if stop:
                     break
             per_level.append({"level": level, "icp": n_icp, "rgb": n_rgb, "residual": res})
-        ev = np.linalg.eigvalsh(0.5 * (H + H.T)) if np.all(np.isfinite(H)) else np.zeros(6)
-        condition = float(ev[0] / ev[-1]) if ev[-1] > 0 else 0.0
-        try:
-            cov = np.linalg.inv(H + 1e-9 * np.eye(6)) if ev[0] > 0 else np.full((6, 6), np.inf)
-        except np.linalg.LinAlgError:
-            cov = np.full((6, 6), np.inf)
-        # Keep T a proper rigid transform despite float drift in the update chain.
-        U, _, Vt = np.linalg.svd(T[:3, :3])
-        T[:3, :3] = U @ np.diag([1.0, 1.0, np.linalg.det(U @ Vt)]) @ Vt
-        return TrackerResult(T_ref_cur=T, hessian=H, covariance=cov, inlier_ratio=float(inlier_ratio),
-                             residual=res, condition=condition, num_icp=n_icp, num_rgb=n_rgb,
-                             iterations=total_iters, per_level=per_level)
+        return tracker_result(T, H, inlier_ratio, res, n_icp, n_rgb, total_iters, per_level)
+
+
+def gauss_newton_update(T: np.ndarray, Hn: np.ndarray, bn: np.ndarray, sq: float, cnt: int, extra_systems,
+                        rotation_prior: "RotationPrior | None", cfg: "TrackerConfig"
+                        ) -> tuple[np.ndarray, float, np.ndarray, bool]:
+    """One damped Gauss-Newton step on the dense terms' normal equations (``Hn``, ``bn``: 6x6, 6; ``sq``,
+    ``cnt``: sum of squared weighted residuals and their count), after adding the extra terms' systems
+    (callables ``T -> (H, b, sq, cnt)``) and the rotation prior. ``T`` is ``T_ref_cur`` (4x4).
+    Returns (updated T, RMS residual, the Hessian, whether to stop iterating this level)."""
+    for extra in extra_systems or ():
+        Hk, bk, sqk, cntk = extra(T)
+        Hn += Hk
+        bn += bk
+        sq += sqk
+        cnt += cntk
+    if rotation_prior is not None:
+        r0 = so3_log(T[:3, :3] @ rotation_prior.R_ref_cur.T)
+        wp = 1.0 / rotation_prior.sigma_rad ** 2
+        Hn[3:, 3:] += wp * np.eye(3)
+        bn[3:] += wp * r0
+    res = float(np.sqrt(sq / max(cnt, 1)))
+    if cnt < 6:
+        return T, res, Hn, True
+    A_ = Hn + cfg.damping * np.diag(np.diag(Hn)) + 1e-9 * np.eye(6)
+    try:
+        xi = -np.linalg.solve(A_, bn)
+    except np.linalg.LinAlgError:
+        return T, res, Hn, True
+    if not np.all(np.isfinite(xi)):
+        return T, res, Hn, True
+    return se3_exp(xi) @ T, res, Hn, bool(np.linalg.norm(xi) < cfg.min_update)
+
+
+def tracker_result(T: np.ndarray, H: np.ndarray, inlier_ratio: float, res: float, n_icp: int, n_rgb: int,
+                   iterations: int, per_level: list[dict]) -> "TrackerResult":
+    """The :class:`TrackerResult` of a finished alignment: covariance and conditioning from the Hessian,
+    ``T`` (``T_ref_cur``) re-orthonormalised."""
+    ev = np.linalg.eigvalsh(0.5 * (H + H.T)) if np.all(np.isfinite(H)) else np.zeros(6)
+    condition = float(ev[0] / ev[-1]) if ev[-1] > 0 else 0.0
+    try:
+        cov = np.linalg.inv(H + 1e-9 * np.eye(6)) if ev[0] > 0 else np.full((6, 6), np.inf)
+    except np.linalg.LinAlgError:
+        cov = np.full((6, 6), np.inf)
+    # Keep T a proper rigid transform despite float drift in the update chain.
+    U, _, Vt = np.linalg.svd(T[:3, :3])
+    T[:3, :3] = U @ np.diag([1.0, 1.0, np.linalg.det(U @ Vt)]) @ Vt
+    return TrackerResult(T_ref_cur=T, hessian=H, covariance=cov, inlier_ratio=float(inlier_ratio),
+                         residual=res, condition=condition, num_icp=n_icp, num_rgb=n_rgb,
+                         iterations=iterations, per_level=per_level)

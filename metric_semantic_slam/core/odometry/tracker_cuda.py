@@ -36,10 +36,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..geometry import se3_exp, so3_log
 from .dense_terms_np import LinearSystem
 from .pyramid import PyramidLevel
-from .rgbd_tracker import RgbdTracker, RotationPrior, TrackerConfig, TrackerResult, _adjoint
+from .rgbd_tracker import (RgbdTracker, RotationPrior, TrackerConfig, TrackerResult, _adjoint, gauss_newton_update,
+                           tracker_result)
 
 __all__ = ["CudaRgbdTracker", "CudaPyramidBuilder", "pose_weights", "strided_subset", "strided_subset_mask"]
 
@@ -615,44 +615,12 @@ class CudaRgbdTracker(RgbdTracker):
                         Hk, bk = A.T @ Hk @ A, A.T @ bk
                     Hn += Hk
                     bn += bk
-                for extra in extra_systems or ():
-                    Hk, bk, sqk, cntk = extra(T)
-                    Hn += Hk
-                    bn += bk
-                    sq += sqk
-                    cnt += cntk
-                if rotation_prior is not None:
-                    r0 = so3_log(T[:3, :3] @ rotation_prior.R_ref_cur.T)
-                    wp = 1.0 / rotation_prior.sigma_rad ** 2
-                    Hn[3:, 3:] += wp * np.eye(3)
-                    bn[3:] += wp * r0
                 total_iters += 1
-                res = float(np.sqrt(sq / max(cnt, 1)))
-                H = Hn
-                if cnt < 6:
-                    break
-                A_ = Hn + cfg.damping * np.diag(np.diag(Hn)) + 1e-9 * np.eye(6)
-                try:
-                    xi = -np.linalg.solve(A_, bn)
-                except np.linalg.LinAlgError:
-                    break
-                if not np.all(np.isfinite(xi)):
-                    break
-                T = se3_exp(xi) @ T
-                if np.linalg.norm(xi) < cfg.min_update:
+                T, res, H, stop = gauss_newton_update(T, Hn, bn, sq, cnt, extra_systems, rotation_prior, cfg)
+                if stop:
                     break
             per_level.append({"level": level, "icp": n_icp, "rgb": n_rgb, "residual": res})
-        ev = np.linalg.eigvalsh(0.5 * (H + H.T)) if np.all(np.isfinite(H)) else np.zeros(6)
-        condition = float(ev[0] / ev[-1]) if ev[-1] > 0 else 0.0
-        try:
-            cov = np.linalg.inv(H + 1e-9 * np.eye(6)) if ev[0] > 0 else np.full((6, 6), np.inf)
-        except np.linalg.LinAlgError:
-            cov = np.full((6, 6), np.inf)
-        U, _, Vt = np.linalg.svd(T[:3, :3])
-        T[:3, :3] = U @ np.diag([1.0, 1.0, np.linalg.det(U @ Vt)]) @ Vt
-        return TrackerResult(T_ref_cur=T, hessian=H, covariance=cov, inlier_ratio=float(inlier_ratio),
-                             residual=res, condition=condition, num_icp=n_icp, num_rgb=n_rgb,
-                             iterations=total_iters, per_level=per_level)
+        return tracker_result(T, H, inlier_ratio, res, n_icp, n_rgb, total_iters, per_level)
 
 
 class CudaPyramidBuilder:
