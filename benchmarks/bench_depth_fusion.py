@@ -7,7 +7,8 @@ and checks the pass-through. Saves a PNG, ends with ``ratio: X`` (fused RMSE / b
 the worse of the two methods) and exits 1 when a target is missed. Speed targets are checked on the CPU
 time of the measuring thread (1 torch/OpenCV thread), each fusion's time per frame being the minimum of
 ``--repeats`` runs after a warm-up and the reported figure the median over frames; wall time and the load
-average are printed next to it.
+average are printed next to it. Stereo matches the IR pair at half resolution by default (``--stereo-downsample
+2``, what the depth_fusion node runs); ``--stereo-downsample 1`` measures full-resolution matching.
 
     python benchmarks/bench_depth_fusion.py --frames 30          # 100 for the acceptance run
 """
@@ -32,6 +33,7 @@ import torch  # noqa: E402
 from metric_semantic_slam.eval.machine import cpu_name  # noqa: E402
 from metric_semantic_slam.core.depth_confidence import active_depth_confidence  # noqa: E402
 from metric_semantic_slam.core.depth_fusion import DepthFuser, DepthFusionConfig, fuse_local  # noqa: E402
+from metric_semantic_slam.core.stereo import StereoConfig  # noqa: E402
 
 BANDS_M = (0.0, 1.0, 2.0, 3.0, 4.0, np.inf)
 METHODS = ("active", "stereo", "local", "variational")
@@ -221,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="torch and OpenCV CPU threads (1: stable timings on shared cores)")
     p.add_argument("--iterations", type=int, default=None, help="variational iterations (default: config)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs of each fusion per frame (minimum kept)")
+    p.add_argument("--stereo-downsample", type=int, default=2,
+                   help="StereoConfig.downsample: match the IR pair shrunk by this factor (default 2, the "
+                        "depth_fusion node's stereo_downsample default; 1 = full resolution)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
@@ -230,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     args.output.mkdir(parents=True, exist_ok=True)
     folder = args.sequence or get_sequence(args.cache, args.seed, args.frames, args.width, args.height)
     seq = open_sequence(folder, max_frames=args.frames)
-    base = DepthFusionConfig()
+    base = DepthFusionConfig(stereo=StereoConfig(downsample=args.stereo_downsample))
     if args.iterations is not None:
         base = replace(base, iterations=args.iterations)
 
@@ -317,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{torch.get_num_threads()} torch/OpenCV thread(s); fusions: minimum of {args.repeats} runs per frame "
           f"after a warm-up; load average {load_before:.1f} at start, {load:.1f} at end on {os.cpu_count()} "
           f"cores; targets apply to the CPU time) ==")
-    print(f"stereo matching (SGBM x2 + checks + cues): {med_ms('stereo'):7.1f} / {cpu_ms('stereo'):7.1f}")
+    print(f"stereo matching (SGBM x2 + checks + cues, downsample {base.stereo.downsample}): "
+          f"{med_ms('stereo'):7.1f} / {cpu_ms('stereo'):7.1f}")
     print(f"active-depth confidence:                   {med_ms('confidence'):7.1f} / {cpu_ms('confidence'):7.1f}")
     print(f"local fusion:                              {med_ms('local'):7.1f} / {cpu_ms('local'):7.1f}"
           f"   (target <= {TARGET_LOCAL_MS}, CPU)")

@@ -203,8 +203,13 @@ def play(args: argparse.Namespace) -> PlayStats:
         if args.delay > 0:
             time.sleep(args.delay)
 
+        last_clock_ns: list[int | None] = [None]
+
         def send_clock(t_ns: int) -> None:
-            if clock_pub is not None:
+            # once per new time, not once per message: a frame's messages share a stamp, and every node
+            # handles each /clock message in its executor (10 topics x 30 Hz would be 300 a second)
+            if clock_pub is not None and t_ns != last_clock_ns[0]:
+                last_clock_ns[0] = t_ns
                 clock_pub.publish(Clock(clock=ns_to_stamp(t_ns)))
 
         total = sum(getattr(c, "msgcount", 0) for c in source.connections if c.topic in pubs)

@@ -13,14 +13,14 @@ disagreement and the local texture.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
 
 from .camera import PinholeCamera
 
-__all__ = ["StereoConfig", "StereoResult", "StereoMatcher", "reproject_depth", "disparity_to_depth"]
+__all__ = ["StereoConfig", "StereoResult", "StereoMatcher", "reproject_depth", "disparity_to_depth", "upsample_stereo"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,12 @@ class StereoConfig:
     """Window of the local cost used for the cost margin."""
     mode: str = "sgbm_3way"
     """``"sgbm"`` (5 paths), ``"sgbm_3way"`` (faster), ``"hh"`` (8 paths, slowest)."""
+    downsample: int = 1
+    """Match on the pair shrunk by this factor (1: full resolution). SGBM's cost grows with width x height x
+    disparity range, so 2 costs about 1/8 (the range shrinks with the image). The result is upsampled back
+    to the input size; its disparities, ``lr_diff_px`` and ``focal_baseline_px_m`` stay in matched (shrunk)
+    pixels, so the confidence's disparity-noise model, calibrated per matched pixel, sees the coarser
+    disparity step as larger noise. ``num_disparities`` is the range at full resolution."""
 
     def __post_init__(self) -> None:
         if self.num_disparities <= 0 or self.num_disparities % 16:
@@ -68,6 +74,13 @@ class StereoConfig:
             raise ValueError(f"mode must be one of {sorted(_MODES)}, got {self.mode!r}")
         if self.texture_window < 1 or self.margin_window < 1:
             raise ValueError("texture_window and margin_window must be >= 1")
+        if self.downsample not in (1, 2, 4):
+            raise ValueError(f"downsample must be 1, 2 or 4, got {self.downsample}")
+
+    @property
+    def matched_num_disparities(self) -> int:
+        """Disparity range of the shrunk pair: ``num_disparities / downsample`` rounded up to a multiple of 16."""
+        return max(16, -(-self.num_disparities // (16 * self.downsample)) * 16)
 
 
 _MODES = {"sgbm": cv2.STEREO_SGBM_MODE_SGBM, "sgbm_3way": cv2.STEREO_SGBM_MODE_SGBM_3WAY,
@@ -95,7 +108,7 @@ class StereoResult:
     focal_baseline_px_m: float
     time_s: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)
-    """Pixels removed by each check (``no_match``, ``lr``, ``texture``, ``range``)."""
+    """Pixels removed by each check (``no_match``, ``lr``, ``texture``: matched pixels; ``range``: output pixels)."""
 
 
 def disparity_to_depth(disparity_px: np.ndarray, focal_px: float, baseline_m: float) -> np.ndarray:
@@ -164,12 +177,47 @@ def _local_std(img: np.ndarray, window: int) -> np.ndarray:
     return np.sqrt(np.maximum(m2 - m * m, 0.0))
 
 
+def upsample_stereo(res: StereoResult, shape: tuple[int, int], jump_rel: float = 0.05) -> StereoResult:
+    """A disparity result of a shrunk pair brought to the full image size ``shape`` (H, W).
+
+    Disparities stay in the shrunk pixels (see ``StereoConfig.downsample``). Where the 3x3 shrunk
+    neighbourhood is valid and continuous (disparity spread <= ``jump_rel`` of the disparity) the
+    disparity is interpolated bilinearly (slanted surfaces stay smooth); elsewhere each output pixel takes
+    its nearest shrunk pixel, so depth edges stay sharp instead of growing interpolated flying pixels.
+    The cues are taken from the nearest shrunk pixel.
+    Shape: result fields (h, w) -> (H, W).
+    """
+    h, w = shape
+    size = (w, h)
+    d = np.where(res.valid, res.disparity_px, np.float32(0.0)).astype(np.float32)
+    k = np.ones((3, 3), np.uint8)
+    hi = cv2.dilate(d, k)
+    lo = cv2.erode(np.where(res.valid, d, np.float32(1e9)).astype(np.float32), k)
+    smooth_small = (res.valid & (hi - lo <= np.float32(jump_rel) * d)).astype(np.float32)
+    # bilinear only where every shrunk pixel it reads is smooth (weights sum to 1 there)
+    smooth = cv2.resize(smooth_small, size, interpolation=cv2.INTER_LINEAR) > 0.999
+
+    def near(a: np.ndarray) -> np.ndarray:
+        return cv2.resize(a, size, interpolation=cv2.INTER_NEAREST)
+
+    valid = near(res.valid.astype(np.uint8)).astype(bool) | smooth
+    disp = np.where(smooth, cv2.resize(d, size, interpolation=cv2.INTER_LINEAR), near(d)).astype(np.float32)
+    zeros = np.float32(0.0)
+    return StereoResult(
+        depth_m=np.zeros((h, w), np.float32), valid=valid, disparity_px=np.where(valid, disp, zeros),
+        cost_margin=np.where(valid, near(res.cost_margin), zeros),
+        lr_diff_px=np.where(valid, near(res.lr_diff_px), zeros),
+        texture_std=np.where(valid, near(res.texture_std), zeros), focal_baseline_px_m=res.focal_baseline_px_m,
+        time_s=res.time_s, counts=dict(res.counts))
+
+
 class StereoMatcher:
     """Semi-global matcher for rectified mono8 pairs; reusable across frames (one per image size)."""
 
     def __init__(self, config: StereoConfig | None = None) -> None:
         self.config = config or StereoConfig()
-        c = self.config
+        # the matcher itself always works at the matched resolution: its range is the shrunk one
+        c = self._matched = replace(self.config, num_disparities=self.config.matched_num_disparities, downsample=1)
         self._sgbm = cv2.StereoSGBM_create(
             minDisparity=c.min_disparity, numDisparities=c.num_disparities, blockSize=c.block_size,
             P1=c.p1_per_px * c.block_size**2, P2=c.p2_per_px * c.block_size**2,
@@ -182,20 +230,21 @@ class StereoMatcher:
         # SGBM leaves the first min_disparity + num_disparities columns without a result. Padding both
         # images on the left (black) gives those columns their candidates; matches that would fall
         # outside the right image meet black and fail the uniqueness/LR checks.
-        pad = max(0, self.config.min_disparity) + self.config.num_disparities
+        pad = max(0, self._matched.min_disparity) + self._matched.num_disparities
         lp = cv2.copyMakeBorder(left, 0, 0, pad, 0, cv2.BORDER_CONSTANT, value=0)
         rp = cv2.copyMakeBorder(right, 0, 0, pad, 0, cv2.BORDER_CONSTANT, value=0)
         raw = self._sgbm.compute(lp, rp)[:, pad:]
         d = raw.astype(np.float32) / 16.0
-        d[raw <= (self.config.min_disparity - 1) * 16] = -1.0
+        d[raw <= (self._matched.min_disparity - 1) * 16] = -1.0
         return d
 
     def compute_disparity(self, left: np.ndarray, right: np.ndarray) -> StereoResult:
-        """Disparity and cues in the left camera (no metric conversion); see :meth:`compute`.
+        """Disparity and cues in the left camera (no metric conversion) at the size it is given (no
+        ``downsample``: :meth:`compute` shrinks the pair first); see :meth:`compute`.
 
         Shape: left, right (H, W) uint8 -> result fields (H, W); ``depth_m`` is left empty (zeros).
         """
-        c = self.config
+        c = self._matched
         if left.ndim != 2 or left.shape != right.shape:
             raise ValueError(f"stereo images must be equal (H, W) mono arrays, got {left.shape} and {right.shape}")
         if left.dtype != np.uint8 or right.dtype != np.uint8:
@@ -208,7 +257,7 @@ class StereoMatcher:
         # answers there, but on the simulator its depth RMSE was twice that of the rest of the image
         # and the confidence cues did not flag it. Padding still matters for the mirrored pass, whose
         # band would otherwise fail the LR check on the right border of the left image.
-        valid = (disp > 0) & (cols >= max(0, self.config.min_disparity) + self.config.num_disparities)
+        valid = (disp > 0) & (cols >= max(0, c.min_disparity) + c.num_disparities)
         counts["no_match"] = int(h * w - valid.sum())
         lr_diff = np.zeros((h, w), np.float32)
         if c.lr_check:
@@ -243,7 +292,7 @@ class StereoMatcher:
         SGBM hides its cost volume, so the margin is recomputed locally at three disparities; it is
         normalised by the window's own contrast so that it is comparable across brightness levels.
         """
-        k = self.config.margin_window
+        k = self._matched.margin_window
         L = left.astype(np.float32)
         R = right.astype(np.float32)
         rows = np.broadcast_to(np.arange(left.shape[0], dtype=np.float32)[:, None], left.shape)
@@ -274,9 +323,18 @@ class StereoMatcher:
         if left.shape != camera.shape:
             raise ValueError(f"stereo images {left.shape} do not match the stereo camera {camera.shape}")
         c = self.config
-        res = self.compute_disparity(left, right)
-        fb = float(camera.fx * baseline_m)
-        depth = disparity_to_depth(res.disparity_px, camera.fx, baseline_m)
+        matched = camera
+        if c.downsample > 1:
+            matched = camera.scaled(1.0 / c.downsample)
+            size = (matched.width, matched.height)
+            res = self.compute_disparity(cv2.resize(left, size, interpolation=cv2.INTER_AREA),
+                                         cv2.resize(right, size, interpolation=cv2.INTER_AREA))
+            res = upsample_stereo(res, camera.shape)
+        else:
+            res = self.compute_disparity(left, right)
+        # f b in matched pixels: z = f b / d holds for the matched disparities at every output pixel
+        fb = float(matched.fx * baseline_m)
+        depth = disparity_to_depth(res.disparity_px, matched.fx, baseline_m)
         in_range = (depth >= c.min_depth_m) & (depth <= c.max_depth_m)
         res.counts["range"] = int((res.valid & ~in_range).sum())
         res.valid &= in_range

@@ -71,7 +71,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("max_blocks", 0, "upper bound of allocated blocks (0 = unbounded)"),
     ParamSpec("sync_slop_s", 0.02, "largest stamp difference inside a synchronized input set"),
     ParamSpec("sync_queue_size", 30, "messages per input the synchronizer keeps (covers the pose's latency)"),
-    ParamSpec("queue_size", 2, "synchronized frames waiting for the mapper (the oldest is dropped when full)"),
+    ParamSpec("queue_size", 1, "synchronized frames waiting for the mapper (the oldest is dropped when full; 1: "
+              "always the newest set, so a slow integration or mesh update adds no queueing delay)"),
     ParamSpec("mesh_period_s", 0.5, "publish the changed blocks' mesh at most this often (0 = after every frame)"),
     ParamSpec("mesh_color_mode", "rgb", "mesh marker colors: 'rgb', 'class', 'instance' or 'gray'"),
     ParamSpec("cloud_period_s", 2.0, "publish map/semantic_cloud + map/instances this often (0 = every frame)"),
@@ -321,7 +322,9 @@ class MapperNode(StageNode):
             specs = mesh_block_markers(mesh, update.removed_blocks, self.params.mesh_color_mode, self.labels)
             if specs:
                 self._mesh_pub.publish(serialize_marker_array(specs, self.params.map_frame, self._stamp()))
-        self.record_latency(stamp_s, "mesh")
+        if specs:
+            # the suite's sensor-to-mesh latency: publish time minus the newest stamp integrated into this mesh
+            self.record_latency(stamp_s, "mesh")
 
     def publish_full_mesh(self) -> int:
         """DELETEALL + the whole mesh on map/mesh and the latched map/mesh_full; returns the triangle count."""

@@ -7,6 +7,11 @@ e.g. a simulator bag), ``geometric`` (model-free, needs depth + camera_info), ``
 backend at once (``predict_batch``, for GPUs). Outputs carry the color image's stamp and frame.
 Private classes (label space ``is_private``) are blacked out in the overlay, color included; the label
 images keep them (the mapper needs them to keep private things out of the map, DESIGN.md §5).
+With ``follow_depth`` a backend that does not read depth still waits for the depth message of each frame
+and labels only those frames: after depth_fusion (``depth/fused``) it labels exactly what the mapper can
+integrate, so on a CPU where both nodes drop frames they drop the same ones (sim_replay.yaml and edge.yaml
+set it). ``process_rate_hz`` aligns the two nodes without the wait: both take the first frame of each slot
+of sensor time and work in parallel (sim_replay_realtime.yaml).
 """
 from __future__ import annotations
 
@@ -28,13 +33,24 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("use_depth", True, "synchronize depth (depth_input) + camera_info with color for backends that "
               "use it"),
     ParamSpec("depth_input", "fused", "depth topic: 'fused' -> depth/fused, 'raw' -> depth/image_raw"),
+    ParamSpec("follow_depth", False, "label only the frames that have a depth message (depth_input), also with a "
+              "backend that does not read depth: with depth/fused the node then labels exactly the frames "
+              "depth_fusion produced, the only ones the mapper can integrate. On a CPU that cannot keep the camera "
+              "rate both nodes drop frames, and when each drops different ones the mapper integrates few; "
+              "following also saves the labelling of frames no one will use"),
+    ParamSpec("process_rate_hz", 0.0, "label only the first frame of each 1/process_rate_hz slot of sensor time "
+              "(0: every frame); the others are skipped and counted (rate_skipped). With depth_fusion's same rate "
+              "both nodes pick the same frames from the stamps alone and work on them in parallel"),
+    ParamSpec("sync_queue_size", 30, "messages per input the synchronizer keeps (covers the depth's latency "
+              "when depth is synchronized)"),
     ParamSpec("label_space", "", "label space YAML ('' = the bundled indoor space)"),
     ParamSpec("model_path", "", "model file for torchscript/onnx/builtin backends ('' = the backend's default)"),
     ParamSpec("adapter_path", "", "adapter YAML mapping a model's outputs to the label space"),
     ParamSpec("device", "cpu", "torch device of the backend ('cpu', 'cuda')"),
     ParamSpec("backend_options", "{}", "extra backend options as a YAML mapping, e.g. '{noise_fraction: 0.1, seed: 0}'"),
     ParamSpec("batch_size", 1, "frames per backend call when several are queued"),
-    ParamSpec("queue_size", 2, "frame queue length (the oldest frame is dropped when full)"),
+    ParamSpec("queue_size", 1, "frame queue length (the oldest frame is dropped when full; 1: always the newest "
+              "frame; raise it with batch_size > 1)"),
     ParamSpec("sync_slop_s", 0.02, "largest stamp difference between color, depth and ground-truth labels"),
     ParamSpec("publish_overlay", True, "publish panoptic/overlay (color blended with class colors)"),
     ParamSpec("overlay_alpha", 0.5, "weight of the class colors in the overlay", dimensionless=True),
@@ -90,6 +106,8 @@ class PanopticNode(StageNode):
         p = self.params
         if p.depth_input not in ("fused", "raw"):
             raise ValueError(f"depth_input must be 'fused' or 'raw', got {p.depth_input!r}")
+        if p.process_rate_hz < 0:
+            raise ValueError(f"process_rate_hz must be >= 0, got {p.process_rate_hz}")
         if p.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {p.batch_size}")
         options = yaml.safe_load(p.backend_options) or {}
@@ -108,9 +126,11 @@ class PanopticNode(StageNode):
         qos = self.input_qos()
         self.use_gt = p.backend == "oracle"
         self.use_depth = bool(p.use_depth) and p.backend in _DEPTH_BACKENDS
+        # a followed depth the backend does not read is synchronized for its stamp only (never decoded)
+        self.follow_only = bool(p.follow_depth) and not self.use_depth
         self.color_info = CameraInfoCache(self, "color/camera_info", qos) if self.use_depth else None
         topics = [(Image, "color/image_raw")]
-        if self.use_depth:
+        if self.use_depth or self.follow_only:
             topics.append((Image, "depth/fused" if p.depth_input == "fused" else "depth/image_raw"))
         if self.use_gt:
             topics += [(Image, "ground_truth/semantic"), (Image, "ground_truth/instance")]
@@ -122,7 +142,8 @@ class PanopticNode(StageNode):
         if len(topics) == 1:
             self.create_subscription(Image, "color/image_raw", self._on_images, qos)
         else:
-            self._sync = SyncedSubscriptions(self, topics, self._on_images, qos, queue_size=10, slop_s=p.sync_slop_s)
+            self._sync = SyncedSubscriptions(self, topics, self._on_images, qos, queue_size=int(p.sync_queue_size),
+                                             slop_s=p.sync_slop_s)
             self.add_sync_status("sync", self._sync)
         self.start_worker(self._work)
 
@@ -141,6 +162,8 @@ class PanopticNode(StageNode):
         try:
             if self.use_depth:
                 depth = image_to_depth_m(others.pop(0))
+            elif self.follow_only:
+                others.pop(0)  # only its stamp mattered (the synchronizer matched it)
             if self.use_gt:
                 sem = _labels(others.pop(0), "ground_truth/semantic")
                 inst = _labels(others.pop(0), "ground_truth/instance")
@@ -156,6 +179,8 @@ class PanopticNode(StageNode):
             return
         stamp_s = stamp_to_seconds(color_msg.header.stamp)
         if not self.accept_stamp("frames", stamp_s):
+            return
+        if not self.on_rate_grid("frames", stamp_s, self.params.process_rate_hz):
             return
         self.frame_q.put(_FrameIn(stamp_s, color_msg.header.stamp, color_msg.header.frame_id, color, depth, sem, inst))
 

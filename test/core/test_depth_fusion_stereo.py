@@ -135,3 +135,68 @@ def test_all_black_pair_gives_no_depth_not_an_error():
     z = np.zeros((H, W), np.uint8)
     res = _matcher().compute(z, z, CAM, BASELINE)
     assert not res.valid.any()
+
+
+def _two_planes(d_near: float, d_far: float, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Near plane on the upper half (disparity d_near), far plane below (d_far); full-resolution pixels."""
+    la, ra = _pair(d_near, seed)
+    lb, rb = _pair(d_far, seed + 1)
+    return np.vstack([la[: H // 2], lb[H // 2:]]), np.vstack([ra[: H // 2], rb[H // 2:]])
+
+
+def test_downsampled_matching_is_metric_at_full_size():
+    d = 14.0  # full-resolution disparity: 7 matched pixels at half size
+    left, right = _pair(d, seed=2)
+    m = _matcher(downsample=2)
+    assert m.config.matched_num_disparities == 16  # the range shrinks with the image
+    res = m.compute(left, right, CAM, BASELINE)
+    assert res.depth_m.shape == (H, W) and res.valid.shape == (H, W)
+    # disparities and f b are in matched (half-size) pixels, so z = f b / d holds pixel by pixel
+    assert res.focal_baseline_px_m == pytest.approx(50.0 * BASELINE)
+    inner = np.zeros((H, W), bool)
+    inner[10:-10, 60:-10] = True
+    v = res.valid & inner
+    assert v.sum() > 0.7 * inner.sum()
+    assert abs(np.median(res.disparity_px[v]) - d / 2) < 0.1
+    z = 100 * BASELINE / d
+    assert abs(np.median(res.depth_m[v]) - z) < 0.015 * z
+    assert np.all(res.depth_m[~res.valid] == 0)
+    np.testing.assert_allclose(res.depth_m[v], 50.0 * BASELINE / res.disparity_px[v], rtol=1e-5)
+
+
+def test_downsampled_matching_keeps_depth_edges_sharp():
+    # a fronto-parallel step: near at 0.25 m, far at 0.5 m. Upsampling must not invent depths between the
+    # two surfaces (bilinear blending across the step would).
+    left, right = _two_planes(20.0, 10.0)
+    res = _matcher(downsample=2).compute(left, right, CAM, BASELINE)
+    z = res.depth_m[:, 70:-10]
+    v = z > 0
+    assert v.mean() > 0.6
+    between = v & (z > 0.25 * 1.1) & (z < 0.5 * 0.9)
+    assert between.sum() <= 0.01 * v.sum(), between.sum()
+
+
+def test_downsampled_stereo_is_cheaper():
+    import time
+
+    rng = np.random.default_rng(0)
+    big = cv2.GaussianBlur(rng.uniform(0, 255, (240, 400)).astype(np.float32), (0, 0), 0.8)
+    left = np.clip(big[:, 40:360], 0, 255).astype(np.uint8)
+    right = np.clip(big[:, 30:350], 0, 255).astype(np.uint8)
+    cam = PinholeCamera(320, 240, 200.0, 200.0, 159.5, 119.5)
+    cost = {}
+    for ds in (1, 2):
+        m = StereoMatcher(StereoConfig(num_disparities=64, downsample=ds))
+        m.compute(left, right, cam, BASELINE)  # warm-up
+        c0 = time.thread_time()
+        for _ in range(3):
+            m.compute(left, right, cam, BASELINE)
+        cost[ds] = time.thread_time() - c0
+    assert cost[2] < 0.6 * cost[1], cost
+
+
+def test_downsample_must_be_1_2_or_4():
+    with pytest.raises(ValueError, match="downsample"):
+        StereoConfig(downsample=3)
+    assert StereoConfig(num_disparities=96, downsample=2).matched_num_disparities == 48
+    assert StereoConfig(num_disparities=96, downsample=4).matched_num_disparities == 32  # rounded up to 16s

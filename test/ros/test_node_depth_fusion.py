@@ -45,7 +45,10 @@ def rig(frames, tmp_path_factory):
     """The node process and a collector with publishers for every input."""
     log = tmp_path_factory.mktemp("log") / "depth_fusion.log"
     node = NodeProcess("metric_semantic_slam.nodes.depth_fusion_node", "depth_fusion", ros_env(DOMAIN), namespace="t",
-                       parameters={"status_period_s": 0.3, "source_timeout_s": 0.6, "drop_log_period_s": 0.0},
+                       # a queue longer than the default 1: the bad-message test sends bursts and checks every
+                       # message's drop reason (with 1, a newer message would evict an older one first)
+                       parameters={"status_period_s": 0.3, "source_timeout_s": 0.6, "drop_log_period_s": 0.0,
+                                   "queue_size": 8},
                        log_path=log)
     col = TopicCollector(DOMAIN, {OUT: Image, CONF: Image, STATUS: String})
     pubs = {k: col.node.create_publisher(t, f"{NS}/{name}", qos_profile("reliable")) for k, (name, t) in INPUTS.items()}
@@ -167,3 +170,41 @@ def test_bad_messages_on_every_input_are_dropped_and_the_node_keeps_working(rig,
     assert abs(stamp_to_seconds(out.header.stamp) - f2.stamp_s) < 1e-6
     assert (image_to_numpy(out) > 0).mean() > 0.5
     assert "dropped input (bad_depth" in node.log()
+
+
+def test_process_rate_hz_fuses_the_first_frame_of_each_slot_of_sensor_time(frames, tmp_path):
+    """A CPU budget that keeps nodes aligned: with process_rate_hz 2, of twelve depth frames stamped 50 ms apart
+    from t = 100 s exactly the first of each 0.5 s slot (100.0 and 100.5) is fused; ten are counted as skipped."""
+    ns = "/t2"
+    node = NodeProcess("metric_semantic_slam.nodes.depth_fusion_node", "depth_fusion", ros_env(DOMAIN), namespace="t2",
+                       parameters={"status_period_s": 0.3, "use_stereo": False, "process_rate_hz": 2.0},
+                       log_path=tmp_path / "rate.log")
+    status, out = f"{ns}/depth_fusion/status", f"{ns}/depth/fused"
+    col = TopicCollector(DOMAIN, {out: Image, status: String})
+    try:
+        pubs = {k: col.node.create_publisher(t, f"{ns}/{name}", qos_profile("reliable"))
+                for k, (name, t) in INPUTS.items() if k in ("depth", "color_info")}
+        assert node.wait_for_log("ready", 90), node.log()
+        assert col.spin_until(lambda: all(p.get_subscription_count() > 0 for p in pubs.values()), 20), node.log()
+        pubs["color_info"].publish(camera_to_camera_info(frames[0].camera, frames[0].stamp_s, "cam"))
+        col.spin_until(lambda: False, 0.3)
+        for i in range(12):
+            mm = np.round(frames[i % len(frames)].depth_m * 1000).astype(np.uint16)
+            pubs["depth"].publish(numpy_to_image(mm, "16UC1", 100.0 + 0.05 * i, "cam"))
+            col.spin_until(lambda: False, 0.05)
+
+        def last_status():
+            msgs = col.messages[status]
+            return json.loads(msgs[-1][1].data) if msgs else {}
+
+        assert col.spin_until(lambda: last_status().get("queues", {}).get("depth", {}).get("received", 0) >= 2
+                              and last_status().get("rate_skipped", 0) >= 10 and col.count(out) >= 2, 10), \
+            (last_status(), node.log())
+        col.spin_until(lambda: False, 0.5)
+        st = last_status()
+        assert st["rate_skipped"] == 10 and st["stages"]["fuse"]["count"] == 2, st
+        stamps = [stamp_to_seconds(m.header.stamp) for _t, m in col.messages[out]]
+        np.testing.assert_allclose(stamps, [100.0, 100.5], atol=1e-6)
+    finally:
+        col.close()
+        assert node.stop() == 0, node.log()

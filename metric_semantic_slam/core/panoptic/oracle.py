@@ -88,15 +88,18 @@ class OracleBackend:
                 flat_s[idx] = self._wrong_class(flat_s[idx])
                 flat_i[idx] = 0
 
-        # one class per instance id (majority), ids unique in the frame
+        # one class per instance id (majority, ties to the lower class id), ids unique in the frame: one
+        # (instance, class) histogram instead of np.unique + a mask per instance (~30 ms at 640x480)
         instance = inst.astype(np.uint16)
         classes: dict[int, int] = {}
-        ids, inv = np.unique(inst.reshape(-1), return_inverse=True)
-        for j, iid in enumerate(ids):
-            if iid == 0:
-                continue
-            c = np.bincount(sem.reshape(-1)[inv == j]).argmax()
-            classes[int(iid)] = int(c)
+        flat_i, flat_s = inst.reshape(-1).astype(np.int64), sem.reshape(-1).astype(np.int64)
+        labelled = flat_i > 0
+        if labelled.any():
+            n_cls = int(flat_s.max()) + 1
+            hist = np.bincount(flat_i[labelled] * n_cls + flat_s[labelled],
+                               minlength=(int(flat_i.max()) + 1) * n_cls).reshape(-1, n_cls)
+            for iid in np.flatnonzero(hist.any(axis=1)):
+                classes[int(iid)] = int(hist[iid].argmax())
         return PanopticResult(sem.astype(np.uint16), instance, None, classes, {k: 1.0 for k in classes})
 
     def predict_batch(self, inputs: list[PanopticInput]) -> list[PanopticResult]:
