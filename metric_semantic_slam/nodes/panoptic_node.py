@@ -118,6 +118,9 @@ class PanopticNode(StageNode):
         if p.adapter_path:
             options["adapter_path"] = p.adapter_path
         options.setdefault("device", p.device)
+        if p.backend in ("builtin", "person"):
+            # the node publishes labels only: no per-class probability maps (~10 ms CPU a frame)
+            options.setdefault("return_probabilities", False)
         self.label_space = load_label_space(p.label_space or None)
         self.backend = make_backend(p.backend, self.label_space, **options)
         self.get_logger().info(f"panoptic backend {p.backend!r} with options {options}")

@@ -124,7 +124,7 @@ class Pipeline:
                 options = {"model_path": config.panoptic_model, "adapter_path": config.panoptic_adapter,
                            "device": config.device}
             elif config.labels == "builtin":
-                options = {"device": config.device}
+                options = {"device": config.device, "return_probabilities": False}  # labels are what the map uses
             elif config.labels == "oracle":
                 options = {"noise_fraction": config.oracle_noise, "seed": 0}
             self.panoptic = make_backend(config.labels, **options)
