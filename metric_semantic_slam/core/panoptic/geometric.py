@@ -38,11 +38,11 @@ pixels wide and the labels are scaled back with nearest-neighbour):
    cut at depth discontinuities (more than the step the local plane predicts plus ``edge_noise_sigmas``
    depth-noise stds of the Nguyen model, at most ``edge_depth_ratio`` of z) and at concave creases
    (where two surfaces meet like a box against a sofa; convex box edges do not cut; near range only);
-   small **horizontal up-facing patches** (``_horizontal_patches``: >= ``patch_min_area_m2``, flat within
+   small **horizontal up-facing patches** (``horizontal_patches``: >= ``patch_min_area_m2``, flat within
    the depth noise: a cabinet top, a shelf board, a box top, a chair seat) are cut out as pieces of their
    own; the rest splits into 4-connected components of at least ``min_object_px``. Cut pixels and tiny
-   fragments join a neighbouring piece. Then pieces are grouped (``_join_at_patches``): fragments of one
-   plane a few pixels apart (``_coplanar_pairs``: a shelf's back seen between its boards) are one piece;
+   fragments join a neighbouring piece. Then pieces are grouped (``join_at_patches``): fragments of one
+   plane a few pixels apart (``coplanar_pairs``: a shelf's back seen between its boards) are one piece;
    next to a patch or support surface, a piece below it within its footprint carries it (legs, a
    cabinet's front, a box's sides) and joins it, a piece above it along (almost) a whole side of its
    footprint rectangle is its rim (a backrest, a sofa's arms, a shelf's sides) and joins it, and a piece
@@ -63,6 +63,11 @@ tried and shatters striped objects: people, bed covers, the books themselves; a 
 patch's rim rule can take in an object standing along a whole side of a small support; a person's arm in
 front of the body is cut off it; doors / windows are only found when their color differs and they have an
 edge against the wall.
+
+Code layout: steps 1-2 (normals, speckle fill, up estimate) are in :mod:`.geometric_depth`, the grouping of
+step 6 (patches, coplanar fragments, joins at patches) in :mod:`.geometric_grouping`; this module holds the
+configuration, the plane stages, the object cuts and the hole filling, and re-exports ``depth_normals``,
+``estimate_up`` and ``fill_depth_speckles``.
 """
 from __future__ import annotations
 
@@ -74,6 +79,8 @@ import numpy as np
 from ..camera import PinholeCamera
 from ..depth_confidence import nguyen_sigma_m
 from ..labels import LabelSpace
+from .geometric_depth import depth_normals, estimate_up, fill_depth_speckles, norm3
+from .geometric_grouping import coplanar_pairs, horizontal_patches, join_at_patches
 from .types import PanopticInput, PanopticResult, validate_input
 
 __all__ = ["GeometricConfig", "GeometricBackend", "estimate_up", "depth_normals", "fill_depth_speckles"]
@@ -124,7 +131,7 @@ class GeometricConfig:
     """... only closer than this: farther, noisy normals would shatter objects into crumbs."""
     patch_min_area_m2: float = 0.03
     """Horizontal up-facing patches of object material at least this large separate what stands on
-    them from what carries them (``_horizontal_patches``, ``_join_at_patches``; 0 disables)."""
+    them from what carries them (``horizontal_patches``, ``join_at_patches``; 0 disables)."""
     patch_step_sigmas: float = 3.0
     """A height step of more than this many depth-noise stds (Nguyen model) between neighbours ends a
     patch; things higher than the patch by as much (at least 2 cm) are above it."""
@@ -137,7 +144,7 @@ class GeometricConfig:
     the patch's object (a backrest); a shorter one stands on it."""
     coplanar_gap_px: int = 4
     """Pieces that are fragments of one plane less than this many pixels apart (at processing resolution)
-    are merged (``_coplanar_pairs``; 0 disables)."""
+    are merged (``coplanar_pairs``; 0 disables)."""
     coplanar_max_deg: float = 10.0
     grow_iterations: int = 3
     """Pixels of object material left between components (cuts, tiny fragments) join a neighbour
@@ -190,98 +197,6 @@ class GeometricConfig:
             raise ValueError("angle tolerances must be in (0, 90) degrees")
         if self.speckle_fill_stage not in ("objects", "all"):
             raise ValueError(f"speckle_fill_stage must be 'objects' or 'all', got {self.speckle_fill_stage!r}")
-
-
-def depth_normals(points: np.ndarray, valid: np.ndarray, step_px: int = 2, smooth_px: int = 5,
-                  edge_ratio: float = 0.04) -> tuple[np.ndarray, np.ndarray]:
-    """Unit normals of a point map, facing the camera (n . p < 0).
-
-    Shape: points (H, W, 3) camera frame, valid (H, W) bool -> normals (H, W, 3) float32,
-    normal_valid (H, W) bool. Differences that straddle a depth discontinuity are invalid.
-    """
-    H, W = valid.shape
-    k = step_px
-    z = points[..., 2]
-    dx = np.zeros_like(points)
-    dy = np.zeros_like(points)
-    okx = np.zeros_like(valid)
-    oky = np.zeros_like(valid)
-    dx[:, k:W - k] = points[:, 2 * k:] - points[:, :W - 2 * k]
-    dy[k:H - k] = points[2 * k:] - points[:H - 2 * k]
-    okx[:, k:W - k] = valid[:, 2 * k:] & valid[:, :W - 2 * k] & valid[:, k:W - k]
-    oky[k:H - k] = valid[2 * k:] & valid[:H - 2 * k] & valid[k:H - k]
-    zlim = edge_ratio * 2 * k * np.maximum(z, 1e-3) + 0.02
-    okx &= np.abs(dx[..., 2]) < zlim * 2
-    oky &= np.abs(dy[..., 2]) < zlim * 2
-    ax, ay, az = dx[..., 0], dx[..., 1], dx[..., 2]
-    bx, by, bz = dy[..., 0], dy[..., 1], dy[..., 2]
-    n = np.stack([ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx], axis=-1).astype(np.float32)
-    ok = okx & oky
-    n[~ok] = 0.0
-    n /= np.maximum(_norm(n), 1e-12)[..., None]
-    if smooth_px > 1:
-        n = cv2.blur(n, (smooth_px, smooth_px))
-    norm = _norm(n)
-    ok = ok & (norm > 0.5)  # neighbours mostly agree
-    n /= np.maximum(norm, 1e-12)[..., None]
-    flip = (n[..., 0] * points[..., 0] + n[..., 1] * points[..., 1] + n[..., 2] * points[..., 2]) > 0
-    n[flip] *= -1.0
-    return n, ok
-
-
-def fill_depth_speckles(z: np.ndarray, valid: np.ndarray, window_px: int = 5, edge_ratio: float = 0.04,
-                        min_fraction: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
-    """Fill depth dropouts inside one surface (speckle on dark or glossy materials) from the neighbours.
-
-    An invalid pixel takes the mean depth of the valid pixels in its ``window_px`` square when at least
-    ``min_fraction`` of them are valid and they all lie within ``edge_ratio * z + 1 cm`` of each other
-    (one surface: a hole between two objects at different depths stays open, so they are not bridged).
-    Shape: (h, w) float32 meters (0 = invalid), (h, w) bool -> same (new arrays).
-    """
-    k = (window_px, window_px)
-    kernel = np.ones(k, np.uint8)
-    vf = valid.astype(np.float32)
-    cnt = cv2.blur(vf, k, borderType=cv2.BORDER_CONSTANT)
-    zs = cv2.blur(z * vf, k, borderType=cv2.BORDER_CONSTANT)
-    z_hi = cv2.dilate(np.where(valid, z, 0.0).astype(np.float32), kernel)
-    z_lo = cv2.erode(np.where(valid, z, np.float32(1e6)).astype(np.float32), kernel)
-    mean = zs / np.maximum(cnt, 1e-6)
-    fill = ~valid & (cnt >= min_fraction) & (z_hi - z_lo < edge_ratio * mean + 0.01)
-    z = z.copy()
-    z[fill] = mean[fill]
-    return z, valid | fill
-
-
-def _norm(v: np.ndarray) -> np.ndarray:
-    """Euclidean norm over the last axis (3 components), same float dtype. Shape: (..., 3) -> (...)."""
-    return np.sqrt(v[..., 0] * v[..., 0] + v[..., 1] * v[..., 1] + v[..., 2] * v[..., 2])
-
-
-def estimate_up(normals: np.ndarray, normal_valid: np.ndarray,
-                initial_up: np.ndarray = np.array([0.0, -1.0, 0.0])) -> np.ndarray | None:
-    """Up direction (camera frame) by mean shift over normals, see the module doc. None if no support.
-
-    Shape: normals (H, W, 3), normal_valid (H, W) -> (3,) unit vector or None.
-    """
-    n = normals[normal_valid][::2].astype(np.float64)
-    if len(n) < 50:
-        return None
-    up = np.asarray(initial_up, np.float64)
-    for cone_deg in (60.0, 45.0, 30.0, 15.0, 10.0):
-        c = n @ up
-        sel = np.abs(c) > np.cos(np.deg2rad(cone_deg))
-        if sel.sum() < 30:
-            return None
-        m = (n[sel] * np.sign(c[sel])[:, None]).sum(axis=0)
-        up = m / np.linalg.norm(m)
-    return up
-
-
-def _quantile(a: np.ndarray, q: float) -> float:
-    """The ``q`` quantile (0-1, nearest rank) of a 1D array; np.partition, far cheaper than np.percentile
-    on the small arrays of the per-piece loops. Shape: (n,) with n >= 1 -> float."""
-    k = min(len(a) - 1, max(0, int(q * (len(a) - 1) + 0.5)))
-    return float(np.partition(a, k)[k])
 
 
 def _histogram_peaks(values: np.ndarray, bin_m: float, min_count: int, max_peaks: int) -> list[float]:
@@ -352,207 +267,6 @@ class GeometricBackend:
             inst = cv2.resize(inst, (W, H), interpolation=cv2.INTER_NEAREST)
         return PanopticResult(sem, inst, None, classes, {k: 1.0 for k in classes})
 
-    def _horizontal_patches(self, obj: np.ndarray, height: np.ndarray, up_facing: np.ndarray, nok: np.ndarray,
-                            z: np.ndarray, pix_area: np.ndarray) -> list[tuple[np.ndarray, float]]:
-        """Small horizontal up-facing planar patches of the object material, as (region, height) pairs.
-
-        Up-facing pixels with a reliable normal, split where neighbours differ in height by more than
-        ``patch_step_sigmas`` depth-noise stds (``nguyen_sigma_m``, so a 3 cm book on a near cabinet is
-        its own patch, while noise on a far one is not a step), connected (4-neighbours), closed over
-        speckle; a patch needs ``patch_min_area_m2`` of surface and a height spread (10-90 %) within the
-        same noise. Shape: (h, w) masks / float arrays -> list of ((h, w) bool, meters).
-        """
-        cfg = self.config
-        cand = obj & up_facing & nok & (z < cfg.support_max_depth_m)
-        if cand.sum() < 10:
-            return []
-        sigma = nguyen_sigma_m(np.maximum(z, 0.3))
-        step = cfg.patch_step_sigmas * sigma + 0.005
-        st = np.minimum(step[:, 1:], step[:, :-1])
-        jx = np.abs(np.diff(height, axis=1)) > st
-        st = np.minimum(step[1:], step[:-1])
-        jy = np.abs(np.diff(height, axis=0)) > st
-        core = cand.copy()
-        core[:, 1:] &= ~jx
-        core[1:] &= ~jy
-        k, lab, stats, _ = cv2.connectedComponentsWithStats(core.astype(np.uint8), connectivity=4)
-        if k <= 1:
-            return []
-        area = np.bincount(lab.ravel(), weights=pix_area.ravel(), minlength=k)
-        out = []
-        for j in np.flatnonzero(area >= cfg.patch_min_area_m2):
-            if j == 0:
-                continue
-            x0, y0, bw, bh = stats[j, :4]
-            box = (slice(y0, y0 + bh), slice(x0, x0 + bw))
-            region_b = lab[box] == j
-            hs = height[box][region_b]
-            lo, h0, hi = np.percentile(hs, [10, 50, 90])
-            tol = 2.0 * cfg.patch_step_sigmas * float(np.median(sigma[box][region_b])) + 0.01
-            if hi - lo > tol:
-                continue  # not one plane (a sloped or curved up-facing surface)
-            closed = cv2.morphologyEx(region_b.astype(np.uint8), cv2.MORPH_CLOSE,
-                                      np.ones((3, 3), np.uint8)).astype(bool)
-            closed &= obj[box] & (np.abs(height[box] - h0) < tol)
-            region = np.zeros(obj.shape, bool)
-            region[box] = closed
-            out.append((region, float(h0)))
-        return out
-
-    def _coplanar_pairs(self, lab_ids: np.ndarray, P: np.ndarray, skip: set[int]) -> list[tuple[int, int]]:
-        """Pairs of pieces that are fragments of one plane: both planar (thickness, the smallest principal
-        std of their points, within 2 depth-noise stds + 5 mm, and at least 5 cm across), normals within
-        ``coplanar_max_deg``, each one's centroid on the other's plane within 3 noise stds + 1 cm, and
-        within ``coplanar_gap_px`` pixels of each other in the image (a shelf's back seen between its boards,
-        a desk top cut by a band of dropouts). ``skip``: ids left out (horizontal patches, supports).
-        Shape: (h, w) int32 labels, (h, w, 3) points -> list of (id, id)."""
-        cfg = self.config
-        sel = lab_ids > 0
-        if not sel.any():
-            return []
-        L = lab_ids[sel].astype(np.int64)
-        X = P[sel].astype(np.float64)
-        K = int(L.max()) + 1
-        cnt = np.bincount(L, minlength=K).astype(np.float64)
-        ok = cnt >= 20
-
-        cntc = np.maximum(cnt, 1.0)
-        mean = np.stack([np.bincount(L, X[:, i], minlength=K) / cntc for i in range(3)], axis=1)
-        cov = np.empty((K, 3, 3))
-        for i in range(3):
-            for j in range(i, 3):
-                cov[:, i, j] = cov[:, j, i] = \
-                    np.bincount(L, X[:, i] * X[:, j], minlength=K) / cntc - mean[:, i] * mean[:, j]
-        cov[~ok] = np.eye(3)
-        evals, evecs = np.linalg.eigh(cov)
-        normal = evecs[:, :, 0]
-        sd = np.sqrt(np.maximum(evals, 0.0))
-        sigma = nguyen_sigma_m(np.maximum(mean[:, 2], 0.3)).astype(np.float64)
-        planar = ok & (sd[:, 0] < 2.0 * sigma + 0.005) & (sd[:, 2] > 0.05 / 4)
-        for i in skip:
-            if i < K:
-                planar[i] = False
-        r = 2 * cfg.coplanar_gap_px + 1
-        kernel = np.ones((r, r), np.uint8)
-        big = np.float32(1e9)
-        labf = lab_ids.astype(np.float32)
-        mx = cv2.dilate(labf, kernel)
-        mn = cv2.erode(np.where(lab_ids > 0, labf, big), kernel)
-        m = (mx > 0) & (mn < big) & (mx != mn)
-        if not m.any():
-            return []
-        key = np.unique(mn[m].astype(np.int64) * K + mx[m].astype(np.int64))   # (min id, max id) pairs
-        pairs = np.stack([key // K, key % K], axis=1)
-        out = []
-        cos_max = np.cos(np.deg2rad(cfg.coplanar_max_deg))
-        for a, b in pairs:
-            if not (planar[a] and planar[b]):
-                continue
-            if abs(float(normal[a] @ normal[b])) < cos_max:
-                continue
-            tol = 3.0 * max(sigma[a], sigma[b]) + 0.01
-            if abs(float(normal[a] @ (mean[b] - mean[a]))) < tol and abs(float(normal[b] @ (mean[a] - mean[b]))) < tol:
-                out.append((int(a), int(b)))
-        return out
-
-    def _join_at_patches(self, lab_ids: np.ndarray, items: list[tuple[int, np.ndarray, float, bool]],
-                         P: np.ndarray, height: np.ndarray, up: np.ndarray, z: np.ndarray, n_ids: int,
-                         pairs: list[tuple[int, int]] = ()) -> np.ndarray:
-        """Decide which pieces next to a horizontal patch belong to the same object as the patch.
-
-        Each patch (support surfaces and small patches, highest first) is modelled by the minimum-area
-        rectangle of its footprint (its points dropped onto the floor plane; furniture tops are
-        rectangles). For every piece touching it in the image:
-
-        * mostly below it (``patch_below_fraction`` of its points not higher than the patch plus the noise
-          margin) with its footprint mostly inside the rectangle grown by ``patch_footprint_margin_m``: it
-          carries the patch (legs, a cabinet's front, a box's sides) -> joined;
-        * otherwise its base (its lowest quarter of points) must stand inside the grown rectangle, and it
-          is part of the rim when that base runs along at least ``patch_rim_coverage`` of the nearest side
-          (a chair's backrest, a sofa's arms and back, a shelf's back and sides, a bed's headboard) ->
-          joined; a shorter base stands *on* the patch (a monitor on a desk, books on a shelf board, a
-          plant on a side table) -> kept apart, like anything not touching it.
-
-        Returns the union-find root per id. Shape: (h, w) int32 labels -> (n_ids,) int64.
-        """
-        cfg = self.config
-        parent = np.arange(max(n_ids, int(lab_ids.max()) + 1), dtype=np.int64)
-
-        def find(a: int) -> int:
-            while parent[a] != a:
-                parent[a] = parent[parent[a]]
-                a = int(parent[a])
-            return a
-
-        for a, b in pairs:     # fragments of one plane (``_coplanar_pairs``) are one piece first
-            parent[find(a)] = find(b)
-        if not items:
-            for i in range(len(parent)):
-                parent[i] = find(i)
-            return parent
-        e1 = np.cross(up, [1.0, 0.0, 0.0] if abs(up[0]) < 0.9 else [0.0, 0.0, 1.0])
-        e1 /= np.linalg.norm(e1)
-        e2 = np.cross(up, e1)
-        E = np.stack([e1, e2], axis=1).astype(np.float32)          # (3, 2) floor-plane basis
-        grow = cfg.patch_footprint_margin_m
-        h_img, w_img = lab_ids.shape
-        # pixel lists of every label at once (one sort instead of a full-image scan per neighbour)
-        flat = lab_ids.ravel()
-        order = np.argsort(flat, kind="stable")
-        starts = np.searchsorted(flat[order], np.arange(len(parent) + 1))
-        Pf = P.reshape(-1, 3)
-        Hf = height.ravel()
-        for pid, _, h_p, _ in sorted(items, key=lambda t: -t[2]):
-            idx_p = order[starts[pid]:starts[pid + 1]]     # the patch's pixels (grown like every piece)
-            if len(idx_p) < 5:
-                continue
-            ys, xs = np.divmod(idx_p, w_img)
-            sub = idx_p[::max(1, len(idx_p) // 3000)]        # the rectangle of 3000 points is the same
-            (cx, cy), (rw, rh), ang = cv2.minAreaRect((Pf[sub] @ E).astype(np.float32))
-            a = np.deg2rad(ang)
-            axes = np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]], np.float32)  # rows: rect axes
-            half = np.array([rw, rh], np.float32) / 2
-            y0, y1 = max(0, ys.min() - 2), min(h_img, ys.max() + 3)
-            x0, x1 = max(0, xs.min() - 2), min(w_img, xs.max() + 3)
-            crop = lab_ids[y0:y1, x0:x1]
-            own = crop == pid
-            ring = cv2.dilate(own.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) & ~own
-            neighbours = np.unique(crop[ring])
-            zp = _quantile(z.ravel()[sub], 0.5)
-            margin = max(0.02, cfg.patch_step_sigmas * float(nguyen_sigma_m(zp)))
-            for o in neighbours:
-                o = int(o)
-                if o == 0 or o == pid or find(o) == find(pid):
-                    continue
-                n_o = int(starts[o + 1] - starts[o])
-                idx_o = order[starts[o]:starts[o + 1]:max(1, n_o // 2000)]   # fractions: 2000 points do
-                ho = Hf[idx_o]
-                loc = ((Pf[idx_o] @ E) - np.array([cx, cy], np.float32)) @ axes.T   # rectangle coordinates
-                inside = np.all(np.abs(loc) <= half + grow, axis=1)
-                base = ho <= _quantile(ho, 0.25)
-                if np.mean(ho < h_p + margin) >= cfg.patch_below_fraction:
-                    join = float(np.mean(inside)) >= 0.5
-                elif _quantile(ho[base], 0.5) < h_p - margin:
-                    # it reaches down past the patch, so it does not stand on it: a part that runs through
-                    # the patch's level (a chair's legs and backrest in one piece, a sofa's arm)
-                    join = float(np.mean(inside)) >= 0.5
-                else:
-                    lb = loc[base]
-                    if len(lb) < 3 or np.mean(inside[base]) < 0.5:
-                        continue
-                    # nearest side of the rectangle to the base's centre, and how much of it the base covers
-                    c = np.array([_quantile(lb[:, 0], 0.5), _quantile(lb[:, 1], 0.5)], np.float32)
-                    gap = half - np.abs(c)                  # distance to the two sides along each axis
-                    ax = int(np.argmin(gap))                # the base lies along a side normal to this axis
-                    along = 1 - ax
-                    span = _quantile(lb[:, along], 0.95) - _quantile(lb[:, along], 0.05)
-                    join = gap[ax] < grow + 0.02 and span >= cfg.patch_rim_coverage * 2 * half[along]
-                if join:
-                    parent[find(o)] = find(pid)
-        for i in range(len(parent)):
-            parent[i] = find(i)
-        return parent
-
     def _concave_edges(self, P: np.ndarray, n: np.ndarray, nok: np.ndarray) -> np.ndarray:
         """Pixels on a concave crease (where two surfaces meet like a box standing against a sofa).
 
@@ -606,7 +320,7 @@ class GeometricBackend:
         cand = np.zeros(wall.shape, np.uint8)
         # lightness counts less than chroma: light falloff and lamp spots shade a plain wall
         weight = np.array([cfg.door_lightness_weight, 1.0, 1.0], np.float32)
-        cand[wall] = _norm((lab[wall] - ref) * weight) > cfg.door_color_distance
+        cand[wall] = norm3((lab[wall] - ref) * weight) > cfg.door_color_distance
         cand = cv2.morphologyEx(cand, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
         cand = cv2.morphologyEx(cand, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8)) & wall
         k, lab_cc, stats, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=8)
@@ -964,7 +678,7 @@ class GeometricBackend:
             cut |= self._concave_edges(P, n, nok) & (z < cfg.concave_max_depth_m)
         # small horizontal up-facing patches inside the object material (a cabinet top, a shelf board, a
         # chair seat, a box top): separators between what stands on them and what carries them
-        patches = self._horizontal_patches(obj, height, cos_up > cos_h, nok, z, pix_area) \
+        patches = horizontal_patches(cfg, obj, height, cos_up > cos_h, nok, z, pix_area) \
             if cfg.patch_min_area_m2 > 0 else []
         patch_all = np.zeros((h, w), bool)
         for region, _ in patches:
@@ -994,8 +708,8 @@ class GeometricBackend:
             if not fill.any():
                 break
             lab_ids[fill] = grown[fill]
-        pairs = self._coplanar_pairs(lab_ids, P, {i for i, _, _, _ in items}) if cfg.coplanar_gap_px > 0 else []
-        root = self._join_at_patches(lab_ids, items, P, height, up, z, next_id, pairs)
+        pairs = coplanar_pairs(cfg, lab_ids, P, {i for i, _, _, _ in items}) if cfg.coplanar_gap_px > 0 else []
+        root = join_at_patches(cfg, lab_ids, items, P, height, up, z, next_id, pairs)
         final = root[lab_ids]
         support_roots = {int(root[sid]) for sid, _, _, big in items if big}
         obj_cls = self._ids["object"]

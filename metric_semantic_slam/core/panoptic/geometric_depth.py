@@ -1,0 +1,103 @@
+"""Per-pixel geometry of a depth image for the ``geometric`` backend: normals, speckle fill, up direction.
+
+``depth_normals`` gives unit normals of a back-projected point map, ``fill_depth_speckles`` fills depth
+dropouts inside one surface from their neighbours, ``estimate_up`` finds the up direction (-gravity) from
+the normals when no gravity vector is given (a mean shift in shrinking cones around "camera y points
+down", see the module doc of :mod:`.geometric`).
+
+Frames and units: the camera optical frame (x right, y down, z forward), meters. Point maps are
+(h, w, 3) float32, depth (h, w) float32 with 0 = invalid, masks (h, w) bool; directions are unit vectors
+in the camera frame.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+__all__ = ["depth_normals", "fill_depth_speckles", "estimate_up", "norm3"]
+
+
+def depth_normals(points: np.ndarray, valid: np.ndarray, step_px: int = 2, smooth_px: int = 5,
+                  edge_ratio: float = 0.04) -> tuple[np.ndarray, np.ndarray]:
+    """Unit normals of a point map, facing the camera (n . p < 0).
+
+    Shape: points (H, W, 3) camera frame, valid (H, W) bool -> normals (H, W, 3) float32,
+    normal_valid (H, W) bool. Differences that straddle a depth discontinuity are invalid.
+    """
+    H, W = valid.shape
+    k = step_px
+    z = points[..., 2]
+    dx = np.zeros_like(points)
+    dy = np.zeros_like(points)
+    okx = np.zeros_like(valid)
+    oky = np.zeros_like(valid)
+    dx[:, k:W - k] = points[:, 2 * k:] - points[:, :W - 2 * k]
+    dy[k:H - k] = points[2 * k:] - points[:H - 2 * k]
+    okx[:, k:W - k] = valid[:, 2 * k:] & valid[:, :W - 2 * k] & valid[:, k:W - k]
+    oky[k:H - k] = valid[2 * k:] & valid[:H - 2 * k] & valid[k:H - k]
+    zlim = edge_ratio * 2 * k * np.maximum(z, 1e-3) + 0.02
+    okx &= np.abs(dx[..., 2]) < zlim * 2
+    oky &= np.abs(dy[..., 2]) < zlim * 2
+    ax, ay, az = dx[..., 0], dx[..., 1], dx[..., 2]
+    bx, by, bz = dy[..., 0], dy[..., 1], dy[..., 2]
+    n = np.stack([ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx], axis=-1).astype(np.float32)
+    ok = okx & oky
+    n[~ok] = 0.0
+    n /= np.maximum(norm3(n), 1e-12)[..., None]
+    if smooth_px > 1:
+        n = cv2.blur(n, (smooth_px, smooth_px))
+    norm = norm3(n)
+    ok = ok & (norm > 0.5)  # neighbours mostly agree
+    n /= np.maximum(norm, 1e-12)[..., None]
+    flip = (n[..., 0] * points[..., 0] + n[..., 1] * points[..., 1] + n[..., 2] * points[..., 2]) > 0
+    n[flip] *= -1.0
+    return n, ok
+
+
+def fill_depth_speckles(z: np.ndarray, valid: np.ndarray, window_px: int = 5, edge_ratio: float = 0.04,
+                        min_fraction: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+    """Fill depth dropouts inside one surface (speckle on dark or glossy materials) from the neighbours.
+
+    An invalid pixel takes the mean depth of the valid pixels in its ``window_px`` square when at least
+    ``min_fraction`` of them are valid and they all lie within ``edge_ratio * z + 1 cm`` of each other
+    (one surface: a hole between two objects at different depths stays open, so they are not bridged).
+    Shape: (h, w) float32 meters (0 = invalid), (h, w) bool -> same (new arrays).
+    """
+    k = (window_px, window_px)
+    kernel = np.ones(k, np.uint8)
+    vf = valid.astype(np.float32)
+    cnt = cv2.blur(vf, k, borderType=cv2.BORDER_CONSTANT)
+    zs = cv2.blur(z * vf, k, borderType=cv2.BORDER_CONSTANT)
+    z_hi = cv2.dilate(np.where(valid, z, 0.0).astype(np.float32), kernel)
+    z_lo = cv2.erode(np.where(valid, z, np.float32(1e6)).astype(np.float32), kernel)
+    mean = zs / np.maximum(cnt, 1e-6)
+    fill = ~valid & (cnt >= min_fraction) & (z_hi - z_lo < edge_ratio * mean + 0.01)
+    z = z.copy()
+    z[fill] = mean[fill]
+    return z, valid | fill
+
+
+def norm3(v: np.ndarray) -> np.ndarray:
+    """Euclidean norm over the last axis (3 components), same float dtype. Shape: (..., 3) -> (...)."""
+    return np.sqrt(v[..., 0] * v[..., 0] + v[..., 1] * v[..., 1] + v[..., 2] * v[..., 2])
+
+
+def estimate_up(normals: np.ndarray, normal_valid: np.ndarray,
+                initial_up: np.ndarray = np.array([0.0, -1.0, 0.0])) -> np.ndarray | None:
+    """Up direction (camera frame) by mean shift over normals (step 2 of the :mod:`.geometric` module
+    doc: assumes the camera within about 60 degrees of upright). None if no support.
+
+    Shape: normals (H, W, 3), normal_valid (H, W) -> (3,) unit vector or None.
+    """
+    n = normals[normal_valid][::2].astype(np.float64)
+    if len(n) < 50:
+        return None
+    up = np.asarray(initial_up, np.float64)
+    for cone_deg in (60.0, 45.0, 30.0, 15.0, 10.0):
+        c = n @ up
+        sel = np.abs(c) > np.cos(np.deg2rad(cone_deg))
+        if sel.sum() < 30:
+            return None
+        m = (n[sel] * np.sign(c[sel])[:, None]).sum(axis=0)
+        up = m / np.linalg.norm(m)
+    return up

@@ -1,0 +1,238 @@
+"""Grouping stage of the ``geometric`` backend: which object pieces form one instance.
+
+The object stage of :mod:`.geometric` cuts the object material (valid pixels not taken by floor, ceiling,
+walls or support surfaces) into pieces at depth discontinuities and concave creases. This module
+
+1. finds small horizontal up-facing planar patches in that material (``horizontal_patches``: a cabinet
+   top, a shelf board, a box top, a chair seat), which the caller cuts out as pieces of their own;
+2. pairs pieces that are fragments of one plane a few pixels apart (``coplanar_pairs``: a shelf's back
+   seen between its boards, a desk top cut by a band of dropouts);
+3. joins pieces at each patch or support surface (``join_at_patches``): what carries it (legs, a cabinet's
+   front) and its rim (a backrest, a shelf's sides) join it, what stands on it (a monitor, books) stays
+   apart; returns the union-find root of every piece id.
+
+Frames and units: every array is at processing resolution, (h, w) per pixel, in the camera optical frame
+(x right, y down, z forward), meters: ``P`` (h, w, 3) back-projected points, ``z`` (h, w) depth,
+``height`` (h, w) = P . up (meters above the camera along ``up`` = -gravity, a (3,) unit vector in the
+camera frame), ``pix_area`` (h, w) surface area seen by a pixel in m^2. Piece labels are (h, w) int32
+ids (0 = none). Thresholds come from ``GeometricConfig`` (``patch_*``, ``coplanar_*``).
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+
+from ..depth_confidence import nguyen_sigma_m
+
+if TYPE_CHECKING:  # only for annotations: geometric.py imports this module
+    from .geometric import GeometricConfig
+
+__all__ = ["horizontal_patches", "coplanar_pairs", "join_at_patches"]
+
+
+def _quantile(a: np.ndarray, q: float) -> float:
+    """The ``q`` quantile (0-1, nearest rank) of a 1D array; np.partition, far cheaper than np.percentile
+    on the small arrays of the per-piece loops. Shape: (n,) with n >= 1 -> float."""
+    k = min(len(a) - 1, max(0, int(q * (len(a) - 1) + 0.5)))
+    return float(np.partition(a, k)[k])
+
+
+def horizontal_patches(cfg: GeometricConfig, obj: np.ndarray, height: np.ndarray, up_facing: np.ndarray,
+                       nok: np.ndarray, z: np.ndarray, pix_area: np.ndarray) -> list[tuple[np.ndarray, float]]:
+    """Small horizontal up-facing planar patches of the object material, as (region, height) pairs.
+
+    Up-facing pixels with a reliable normal, split where neighbours differ in height by more than
+    ``patch_step_sigmas`` depth-noise stds (``nguyen_sigma_m``, so a 3 cm book on a near cabinet is
+    its own patch, while noise on a far one is not a step), connected (4-neighbours), closed over
+    speckle; a patch needs ``patch_min_area_m2`` of surface and a height spread (10-90 %) within the
+    same noise. Shape: (h, w) masks / float arrays -> list of ((h, w) bool, meters).
+    """
+    cand = obj & up_facing & nok & (z < cfg.support_max_depth_m)
+    if cand.sum() < 10:
+        return []
+    sigma = nguyen_sigma_m(np.maximum(z, 0.3))
+    step = cfg.patch_step_sigmas * sigma + 0.005
+    st = np.minimum(step[:, 1:], step[:, :-1])
+    jx = np.abs(np.diff(height, axis=1)) > st
+    st = np.minimum(step[1:], step[:-1])
+    jy = np.abs(np.diff(height, axis=0)) > st
+    core = cand.copy()
+    core[:, 1:] &= ~jx
+    core[1:] &= ~jy
+    k, lab, stats, _ = cv2.connectedComponentsWithStats(core.astype(np.uint8), connectivity=4)
+    if k <= 1:
+        return []
+    area = np.bincount(lab.ravel(), weights=pix_area.ravel(), minlength=k)
+    out = []
+    for j in np.flatnonzero(area >= cfg.patch_min_area_m2):
+        if j == 0:
+            continue
+        x0, y0, bw, bh = stats[j, :4]
+        box = (slice(y0, y0 + bh), slice(x0, x0 + bw))
+        region_b = lab[box] == j
+        hs = height[box][region_b]
+        lo, h0, hi = np.percentile(hs, [10, 50, 90])
+        tol = 2.0 * cfg.patch_step_sigmas * float(np.median(sigma[box][region_b])) + 0.01
+        if hi - lo > tol:
+            continue  # not one plane (a sloped or curved up-facing surface)
+        closed = cv2.morphologyEx(region_b.astype(np.uint8), cv2.MORPH_CLOSE,
+                                  np.ones((3, 3), np.uint8)).astype(bool)
+        closed &= obj[box] & (np.abs(height[box] - h0) < tol)
+        region = np.zeros(obj.shape, bool)
+        region[box] = closed
+        out.append((region, float(h0)))
+    return out
+
+def coplanar_pairs(cfg: GeometricConfig, lab_ids: np.ndarray, P: np.ndarray, skip: set[int]) -> list[tuple[int, int]]:
+    """Pairs of pieces that are fragments of one plane: both planar (thickness, the smallest principal
+    std of their points, within 2 depth-noise stds + 5 mm, and at least 5 cm across), normals within
+    ``coplanar_max_deg``, each one's centroid on the other's plane within 3 noise stds + 1 cm, and
+    within ``coplanar_gap_px`` pixels of each other in the image (a shelf's back seen between its boards,
+    a desk top cut by a band of dropouts). ``skip``: ids left out (horizontal patches, supports).
+    Shape: (h, w) int32 labels, (h, w, 3) points -> list of (id, id)."""
+    sel = lab_ids > 0
+    if not sel.any():
+        return []
+    L = lab_ids[sel].astype(np.int64)
+    X = P[sel].astype(np.float64)
+    K = int(L.max()) + 1
+    cnt = np.bincount(L, minlength=K).astype(np.float64)
+    ok = cnt >= 20
+
+    cntc = np.maximum(cnt, 1.0)
+    mean = np.stack([np.bincount(L, X[:, i], minlength=K) / cntc for i in range(3)], axis=1)
+    cov = np.empty((K, 3, 3))
+    for i in range(3):
+        for j in range(i, 3):
+            cov[:, i, j] = cov[:, j, i] = \
+                np.bincount(L, X[:, i] * X[:, j], minlength=K) / cntc - mean[:, i] * mean[:, j]
+    cov[~ok] = np.eye(3)
+    evals, evecs = np.linalg.eigh(cov)
+    normal = evecs[:, :, 0]
+    sd = np.sqrt(np.maximum(evals, 0.0))
+    sigma = nguyen_sigma_m(np.maximum(mean[:, 2], 0.3)).astype(np.float64)
+    planar = ok & (sd[:, 0] < 2.0 * sigma + 0.005) & (sd[:, 2] > 0.05 / 4)
+    for i in skip:
+        if i < K:
+            planar[i] = False
+    r = 2 * cfg.coplanar_gap_px + 1
+    kernel = np.ones((r, r), np.uint8)
+    big = np.float32(1e9)
+    labf = lab_ids.astype(np.float32)
+    mx = cv2.dilate(labf, kernel)
+    mn = cv2.erode(np.where(lab_ids > 0, labf, big), kernel)
+    m = (mx > 0) & (mn < big) & (mx != mn)
+    if not m.any():
+        return []
+    key = np.unique(mn[m].astype(np.int64) * K + mx[m].astype(np.int64))   # (min id, max id) pairs
+    pairs = np.stack([key // K, key % K], axis=1)
+    out = []
+    cos_max = np.cos(np.deg2rad(cfg.coplanar_max_deg))
+    for a, b in pairs:
+        if not (planar[a] and planar[b]):
+            continue
+        if abs(float(normal[a] @ normal[b])) < cos_max:
+            continue
+        tol = 3.0 * max(sigma[a], sigma[b]) + 0.01
+        if abs(float(normal[a] @ (mean[b] - mean[a]))) < tol and abs(float(normal[b] @ (mean[a] - mean[b]))) < tol:
+            out.append((int(a), int(b)))
+    return out
+
+def join_at_patches(cfg: GeometricConfig, lab_ids: np.ndarray, items: list[tuple[int, np.ndarray, float, bool]],
+                    P: np.ndarray, height: np.ndarray, up: np.ndarray, z: np.ndarray, n_ids: int,
+                    pairs: list[tuple[int, int]] = ()) -> np.ndarray:
+    """Decide which pieces next to a horizontal patch belong to the same object as the patch.
+
+    Each patch (support surfaces and small patches, highest first) is modelled by the minimum-area
+    rectangle of its footprint (its points dropped onto the floor plane; furniture tops are
+    rectangles). For every piece touching it in the image:
+
+    * mostly below it (``patch_below_fraction`` of its points not higher than the patch plus the noise
+      margin) with its footprint mostly inside the rectangle grown by ``patch_footprint_margin_m``: it
+      carries the patch (legs, a cabinet's front, a box's sides) -> joined;
+    * otherwise its base (its lowest quarter of points) must stand inside the grown rectangle, and it
+      is part of the rim when that base runs along at least ``patch_rim_coverage`` of the nearest side
+      (a chair's backrest, a sofa's arms and back, a shelf's back and sides, a bed's headboard) ->
+      joined; a shorter base stands *on* the patch (a monitor on a desk, books on a shelf board, a
+      plant on a side table) -> kept apart, like anything not touching it.
+
+    Returns the union-find root per id. Shape: (h, w) int32 labels -> (n_ids,) int64.
+    """
+    parent = np.arange(max(n_ids, int(lab_ids.max()) + 1), dtype=np.int64)
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = int(parent[a])
+        return a
+
+    for a, b in pairs:     # fragments of one plane (``coplanar_pairs``) are one piece first
+        parent[find(a)] = find(b)
+    if not items:
+        for i in range(len(parent)):
+            parent[i] = find(i)
+        return parent
+    e1 = np.cross(up, [1.0, 0.0, 0.0] if abs(up[0]) < 0.9 else [0.0, 0.0, 1.0])
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(up, e1)
+    E = np.stack([e1, e2], axis=1).astype(np.float32)          # (3, 2) floor-plane basis
+    grow = cfg.patch_footprint_margin_m
+    h_img, w_img = lab_ids.shape
+    # pixel lists of every label at once (one sort instead of a full-image scan per neighbour)
+    flat = lab_ids.ravel()
+    order = np.argsort(flat, kind="stable")
+    starts = np.searchsorted(flat[order], np.arange(len(parent) + 1))
+    Pf = P.reshape(-1, 3)
+    Hf = height.ravel()
+    for pid, _, h_p, _ in sorted(items, key=lambda t: -t[2]):
+        idx_p = order[starts[pid]:starts[pid + 1]]     # the patch's pixels (grown like every piece)
+        if len(idx_p) < 5:
+            continue
+        ys, xs = np.divmod(idx_p, w_img)
+        sub = idx_p[::max(1, len(idx_p) // 3000)]        # the rectangle of 3000 points is the same
+        (cx, cy), (rw, rh), ang = cv2.minAreaRect((Pf[sub] @ E).astype(np.float32))
+        a = np.deg2rad(ang)
+        axes = np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]], np.float32)  # rows: rect axes
+        half = np.array([rw, rh], np.float32) / 2
+        y0, y1 = max(0, ys.min() - 2), min(h_img, ys.max() + 3)
+        x0, x1 = max(0, xs.min() - 2), min(w_img, xs.max() + 3)
+        crop = lab_ids[y0:y1, x0:x1]
+        own = crop == pid
+        ring = cv2.dilate(own.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) & ~own
+        neighbours = np.unique(crop[ring])
+        zp = _quantile(z.ravel()[sub], 0.5)
+        margin = max(0.02, cfg.patch_step_sigmas * float(nguyen_sigma_m(zp)))
+        for o in neighbours:
+            o = int(o)
+            if o == 0 or o == pid or find(o) == find(pid):
+                continue
+            n_o = int(starts[o + 1] - starts[o])
+            idx_o = order[starts[o]:starts[o + 1]:max(1, n_o // 2000)]   # fractions: 2000 points do
+            ho = Hf[idx_o]
+            loc = ((Pf[idx_o] @ E) - np.array([cx, cy], np.float32)) @ axes.T   # rectangle coordinates
+            inside = np.all(np.abs(loc) <= half + grow, axis=1)
+            base = ho <= _quantile(ho, 0.25)
+            if np.mean(ho < h_p + margin) >= cfg.patch_below_fraction:
+                join = float(np.mean(inside)) >= 0.5
+            elif _quantile(ho[base], 0.5) < h_p - margin:
+                # it reaches down past the patch, so it does not stand on it: a part that runs through
+                # the patch's level (a chair's legs and backrest in one piece, a sofa's arm)
+                join = float(np.mean(inside)) >= 0.5
+            else:
+                lb = loc[base]
+                if len(lb) < 3 or np.mean(inside[base]) < 0.5:
+                    continue
+                # nearest side of the rectangle to the base's centre, and how much of it the base covers
+                c = np.array([_quantile(lb[:, 0], 0.5), _quantile(lb[:, 1], 0.5)], np.float32)
+                gap = half - np.abs(c)                  # distance to the two sides along each axis
+                ax = int(np.argmin(gap))                # the base lies along a side normal to this axis
+                along = 1 - ax
+                span = _quantile(lb[:, along], 0.95) - _quantile(lb[:, along], 0.05)
+                join = gap[ax] < grow + 0.02 and span >= cfg.patch_rim_coverage * 2 * half[along]
+            if join:
+                parent[find(o)] = find(pid)
+    for i in range(len(parent)):
+        parent[i] = find(i)
+    return parent
