@@ -125,13 +125,7 @@ class BuiltinBackend:
             return [self._run_graphed(inputs[0])]
         boxes = [Letterbox.fit(inp.shape, net_hw) for inp in inputs]
         rgb = np.stack([lb.apply(inp.color) for lb, inp in zip(boxes, inputs)])
-        depth = []
-        for lb, inp in zip(boxes, inputs):
-            if inp.depth_m is None:
-                depth.append(np.zeros(net_hw, np.float32))
-            else:
-                d = np.nan_to_num(inp.depth_m.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-                depth.append(lb.apply(d, nearest=True))  # nearest: no mixing across depth edges
+        depth = [_net_depth(inp, lb, net_hw) for lb, inp in zip(boxes, inputs)]
         rgb_t = torch.from_numpy(rgb).to(self.device).permute(0, 3, 1, 2)
         dep_t = torch.from_numpy(np.stack(depth)).to(self.device)[:, None]
         x = make_net_input(rgb_t, dep_t)
@@ -153,28 +147,13 @@ class BuiltinBackend:
                 # softmax over the innermost dimension of the channels-last logits (~8x faster than
                 # over dim 0); the result is a (C, H, W) view of an (H, W, C) array
                 probs = torch.softmax(logits[j].permute(1, 2, 0), -1).cpu().numpy().transpose(2, 0, 1)
-                if not lb.is_identity:  # (invert copies through a channels-last view: skip when not needed)
-                    probs = lb.invert(probs, channels_first=True).astype(np.float32, copy=False)
-            if not lb.is_identity:
-                sem_np = lb.invert(sem_np, nearest=True)
-                ins_np = lb.invert(ins_np, nearest=True)
-            sem_np, ins_np = sem_np.astype(np.uint16), ins_np.astype(np.uint16)
-            # resizing can drop a small instance entirely: keep the bookkeeping consistent
-            present = set(np.unique(ins_np).tolist()) - {0}
-            classes = {i: c for i, c, _ in meta if i in present}
-            scores = {i: float(min(1.0, max(0.0, s))) for i, _, s in meta if i in present}
-            results.append(PanopticResult(sem_np, ins_np, probs, classes, scores))
+            results.append(_result_in_image(lb, sem_np, ins_np, probs, meta))
         return results
 
     def _run_graphed(self, inp: PanopticInput) -> PanopticResult:
         net_hw = self.net_config.input_hw
         lb = Letterbox.fit(inp.shape, net_hw)
-        rgb = lb.apply(inp.color)
-        if inp.depth_m is None:
-            depth = np.zeros(net_hw, np.float32)
-        else:
-            depth = lb.apply(np.nan_to_num(inp.depth_m.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0),
-                             nearest=True)
+        rgb, depth = lb.apply(inp.color), _net_depth(inp, lb, net_hw)
         try:
             if self._graphed is None:
                 self._graphed = _GraphedFrame(self, net_hw)
@@ -183,20 +162,36 @@ class BuiltinBackend:
             _log.warning("builtin panoptic: CUDA graph path failed (%s); running eagerly from now on", e)
             self._graph_failed, self._graphed = True, None
             return self._run([inp])[0]
-        sem_np, ins_np = packed[0], packed[1]
-        if probs is not None and not lb.is_identity:
-            probs = lb.invert(probs, channels_first=True).astype(np.float32, copy=False)
-        if not lb.is_identity:
-            sem_np = lb.invert(sem_np, nearest=True)
-            ins_np = lb.invert(ins_np, nearest=True)
-        sem_np, ins_np = sem_np.astype(np.uint16), ins_np.astype(np.uint16)
-        present = set(np.unique(ins_np).tolist()) - {0}
-        classes, scores = {}, {}
-        for iid, cls, score in table.T:
-            if int(iid) in present:
-                classes[int(iid)] = int(cls)
-                scores[int(iid)] = float(min(1.0, max(0.0, score)))
-        return PanopticResult(sem_np, ins_np, probs, classes, scores)
+        meta = [(int(i), int(c), float(sc)) for i, c, sc in table.T if i > 0]
+        return _result_in_image(lb, packed[0], packed[1], probs, meta)
+
+
+def _net_depth(inp: PanopticInput, lb: Letterbox, net_hw: tuple[int, int]) -> np.ndarray:
+    """The depth channel at the net's size: invalid -> 0, letterboxed with nearest sampling (no mixing across
+    depth edges); zeros without depth. Shape: -> (h, w) float32 meters."""
+    if inp.depth_m is None:
+        return np.zeros(net_hw, np.float32)
+    return lb.apply(np.nan_to_num(inp.depth_m.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0), nearest=True)
+
+
+def _result_in_image(lb: Letterbox, sem: np.ndarray, ins: np.ndarray, probs: np.ndarray | None,
+                     meta: list[tuple[int, int, float]]) -> PanopticResult:
+    """Labels at the net's size mapped back to the image (letterbox inverted) with their instance bookkeeping.
+
+    Shape: sem, ins (h, w) int; probs (C, h, w) or None; meta [(instance id, class id, score)] -> result at the
+    image size.
+    """
+    if probs is not None and not lb.is_identity:  # (invert copies a channels-last view: skipped when not needed)
+        probs = lb.invert(probs, channels_first=True).astype(np.float32, copy=False)
+    if not lb.is_identity:
+        sem = lb.invert(sem, nearest=True)
+        ins = lb.invert(ins, nearest=True)
+    sem, ins = sem.astype(np.uint16), ins.astype(np.uint16)
+    # resizing can drop a small instance entirely: keep the bookkeeping consistent
+    present = set(np.unique(ins).tolist()) - {0}
+    classes = {i: c for i, c, _ in meta if i in present}
+    scores = {i: float(min(1.0, max(0.0, sc))) for i, _, sc in meta if i in present}
+    return PanopticResult(sem, ins, probs, classes, scores)
 
 
 class _GraphedFrame:
