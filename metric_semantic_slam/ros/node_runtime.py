@@ -14,7 +14,7 @@ only in what they convert and which core object they call:
   (:meth:`StageNode.record_latency`), queue sizes, high-water marks and drops go out as JSON on
   ``~/status`` (std_msgs/String, latched) every ``status_period_s`` and into the log at shutdown;
 - :func:`run_node` spins a single-threaded executor (STYLE.md: the MultiThreadedExecutor is slow in
-  Python; by default rclpy's C++ EventsExecutor, parameter ``executor``), turns SIGINT/SIGTERM into an
+  Python; parameter ``executor``, rclpy's C++ EventsExecutor optional), turns SIGINT/SIGTERM into an
   orderly stop (workers finish their item, then :meth:`StageNode.on_shutdown` — where the mapper saves —
   then destroy) and returns an exit code.
 
@@ -65,10 +65,10 @@ RUNTIME_PARAMS: tuple[ParamSpec, ...] = (
               "pools on small tensors spend more CPU waiting than they save"),
     ParamSpec("time_reset_jump_s", 5.0, "an input stamp this far behind the previous one is a time reset "
               "(a bag loop) rather than a late message: it is accepted and on_time_reset() runs"),
-    ParamSpec("executor", "events", f"rclpy executor spinning the callbacks, one of {list(EXECUTORS)}: 'events' "
-              "(rclpy's C++ EventsExecutor, Jazzy and later; about a quarter of the CPU per message of 'single', "
-              "which matters with 30 Hz images on several topics and /clock at 100+ Hz in every process; falls back "
-              "to 'single' where rclpy lacks it) or 'single' (SingleThreadedExecutor)"),
+    ParamSpec("executor", "single", f"rclpy executor spinning the callbacks, one of {list(EXECUTORS)}: 'single' "
+              "(SingleThreadedExecutor) or 'events' (rclpy's experimental C++ EventsExecutor, Jazzy and later: about "
+              "a quarter of the CPU per message, but in this project's tests it starved the node's Python threads "
+              "(status, workers) for seconds at a time; falls back to 'single' where rclpy lacks it)"),
 )
 
 _WINDOW = 500  # samples kept per statistic (mean/p95 over the recent past, counts over all time)
