@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from ..labels import LabelSpace
 from .builtin_net import (NetConfig, PanopticNet, PostprocessConfig, make_net_input, panoptic_postprocess,
                           panoptic_postprocess_dense)
+from .device import inference_device
 from .letterbox import Letterbox
 from .types import PanopticInput, PanopticResult, validate_input
 
@@ -71,13 +72,7 @@ class BuiltinBackend:
         if self.net_config.num_classes != label_space.max_id + 1:
             raise ValueError(f"weights predict {self.net_config.num_classes} classes, label space "
                              f"{label_space.name!r} has ids 0..{label_space.max_id}")
-        try:
-            self.device = torch.device(device)
-        except RuntimeError as e:
-            raise ValueError(f"bad device {device!r}: {e}") from e
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device 'cuda' requested but CUDA is not available")
-        self.fp16 = bool(fp16 if fp16 is not None else self.device.type == "cuda") and self.device.type == "cuda"
+        self.device, self.fp16 = inference_device(device, fp16)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = int(batch_size)

@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from ..labels import LabelSpace
+from .device import inference_device
 from .letterbox import Letterbox
 from .tflite_reader import parse_tflite
 from .tflite_torch import TfliteTorchGraph
@@ -169,13 +170,7 @@ class PersonBackend:
             raise ValueError(f"resize must be 'letterbox' or 'stretch', got {resize!r}")
         if int(min_area_px) < 0 or int(batch_size) < 1:
             raise ValueError(f"need min_area_px >= 0 and batch_size >= 1, got {min_area_px}, {batch_size}")
-        try:
-            self.device = torch.device(device)
-        except RuntimeError as e:
-            raise ValueError(f"bad device {device!r}: {e}") from e
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device 'cuda' requested but CUDA is not available")
-        self.fp16 = bool(fp16 if fp16 is not None else self.device.type == "cuda") and self.device.type == "cuda"
+        self.device, self.fp16 = inference_device(device, fp16)
         self.threshold = float(threshold)
         self.variant = variant
         self.resize = resize
