@@ -60,23 +60,29 @@ def with_private_person(f, space):
     return sem0, inst0
 
 
-def test_oracle_labels_private_overlay_and_bad_input(sim_frames, node_rig):
-    frames = sim_frames
-    space = load_label_space()
-    person = space.id_of("person")
-    assert space.private_mask[person]
-    rig = start_panoptic(node_rig, DOMAIN, {SEM: Image, INST: Image, OVER: Image}, backend="oracle", queue_size=10)
+def exchange_oracle_frames(rig, frames, space):
+    """Three frames through an oracle panoptic node, the first with a private person in view: every output is
+    checked and the person is blacked out in the overlay. Returns the first frame's (semantic, instance)."""
     rig.wait_ready(("color", "sem", "inst"))
     rig.spin(0.5)  # let the node see our overlay subscription
-
     sem0, inst0 = with_private_person(frames[0], space)
     send_oracle(rig, frames[0], sem0, inst0)
     for f in frames[1:3]:
         send_oracle(rig, f)
     assert rig.wait(lambda: min(rig.count(SEM), rig.count(INST), rig.count(OVER)) >= 3, 20), rig.log()
     check_oracle_outputs(rig, frames[:3], sem0, inst0, space)
+    assert np.all(image_to_numpy(rig.messages(OVER)[0])[40:80, 60:100] == 0)  # private pixels blacked out
+    return sem0, inst0
+
+
+def test_oracle_labels_private_overlay_and_bad_input(sim_frames, node_rig):
+    frames = sim_frames
+    space = load_label_space()
+    person = space.id_of("person")
+    assert space.private_mask[person]
+    rig = start_panoptic(node_rig, DOMAIN, {SEM: Image, INST: Image, OVER: Image}, backend="oracle", queue_size=10)
+    sem0, _ = exchange_oracle_frames(rig, frames, space)
     over0 = image_to_numpy(rig.messages(OVER)[0])
-    assert np.all(over0[40:80, 60:100] == 0)                    # private pixels blacked out
     assert over0[sem0 != person].mean() > 10                     # the rest is not
     # bad input: wrong label encoding, size mismatch, color not an image encoding, stamps backwards
     f = frames[3]

@@ -17,9 +17,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 
 import fake_ros_extras  # noqa: E402
 from metric_semantic_slam.core.labels import load_label_space  # noqa: E402
-from metric_semantic_slam.ros.image_conversion import image_to_numpy  # noqa: E402
-from test_node_panoptic import INST, OVER, SEM, check_oracle_outputs, send_oracle, start_panoptic  # noqa: E402
-from test_node_panoptic import with_private_person  # noqa: E402
+from test_node_panoptic import INST, OVER, SEM, exchange_oracle_frames, start_panoptic  # noqa: E402
 from test_node_vio import POSE, send_gt_poses, start_vio  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(150)]
@@ -44,15 +42,7 @@ def test_nodes_take_the_ros_extras_paths_with_the_same_results(sim_frames, node_
 
     # panoptic_node: cv_bridge in and out, message_filters pairing color with the ground-truth labels
     space = load_label_space()
-    pan.wait_ready(("color", "sem", "inst"))
-    pan.spin(0.5)
-    sem0, inst0 = with_private_person(frames[0], space)
-    send_oracle(pan, frames[0], sem0, inst0)
-    for f in frames[1:3]:
-        send_oracle(pan, f)
-    assert pan.wait(lambda: min(pan.count(SEM), pan.count(INST), pan.count(OVER)) >= 3, 20), pan.log()
-    check_oracle_outputs(pan, frames[:3], sem0, inst0, space)
-    assert np.all(image_to_numpy(pan.messages(OVER)[0])[40:80, 60:100] == 0)
+    exchange_oracle_frames(pan, frames, space)
     sync = pan.status()["sync"]
     assert (sync["emitted"], sync["received"], sync["dropped"]) == (3, [3, 3, 3], [0, 0, 0]), sync
 
