@@ -213,9 +213,9 @@ class StageNode(Node):
 
     def add_sync_status(self, key: str, synced: Any) -> None:
         """Report a :class:`~.sync.SyncedSubscriptions`' counts (emitted sets, per-input received/dropped)."""
-        def stats() -> Any:
+        def stats() -> dict:
             s = synced.stats
-            return None if s is None else {"emitted": s.emitted, "received": s.received, "dropped": s.dropped}
+            return {"emitted": s.emitted, "received": s.received, "dropped": s.dropped}
 
         self.add_status_source(key, stats)
 
