@@ -3,8 +3,9 @@
     ros2 launch metric_semantic_slam msslam.launch.py config:=realsense_d435i.yaml
 
 Nodes, executables, params files and remappings come from the node graph and ``config/launch/CONFIG``
-(the files ``msslam launch`` reads) through ``msslam_launch_common.py``. Large images need
-``FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA`` in the environment (``msslam launch`` sets it itself).
+(the files ``msslam launch`` reads) through ``msslam_launch_common.py``. The nodes get the suite's DDS
+transport (``config/dds/fastdds_profiles.xml``: shared memory for large images) unless the environment
+sets ``FASTDDS_BUILTIN_TRANSPORTS`` or a profiles file.
 """
 import importlib.util
 from pathlib import Path

@@ -10,11 +10,12 @@ from pathlib import Path
 
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
-from launch.substitutions import EnvironmentVariable, LaunchConfiguration
+from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from metric_semantic_slam.cli.launch import load_config
 from metric_semantic_slam.graph import NODES, PACKAGE
+from metric_semantic_slam.ros.dds import PROFILES_ENV_KEYS, dds_environment
 
 # launch/ and config/ sit side by side in the source tree and in share/<package>/ after install
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config" / "launch"
@@ -63,11 +64,17 @@ def nodes_action() -> OpaqueFunction:
 
 
 def system_launch_description(default_config: str) -> LaunchDescription:
-    """Every node the ``config`` argument (default ``default_config``) configures, with the large-image DDS
+    """Every node the ``config`` argument (default ``default_config``) configures, with the suite's DDS
     transport unless the environment chooses one."""
-    return LaunchDescription([
-        config_argument(default_config),
-        SetEnvironmentVariable("FASTDDS_BUILTIN_TRANSPORTS",
-                               EnvironmentVariable("FASTDDS_BUILTIN_TRANSPORTS", default_value="LARGE_DATA")),
-        nodes_action(),
-    ])
+    return LaunchDescription([config_argument(default_config), *dds_transport_actions(), nodes_action()])
+
+
+def dds_transport_actions() -> list:
+    """Actions giving every process launched after them the suite's DDS transport
+    (``config/dds/fastdds_profiles.xml``), unless the launch environment chooses a transport itself."""
+    def build(context, *args, **kwargs):
+        env = dds_environment(dict(context.environment))
+        return [SetEnvironmentVariable(k, env[k]) for k in PROFILES_ENV_KEYS
+                if env.get(k) and context.environment.get(k) != env[k]]
+
+    return [OpaqueFunction(function=build)]

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, ExecuteProcess, SetEnvironmentVariable
-from launch.substitutions import EnvironmentVariable, LaunchConfiguration
+from launch.actions import DeclareLaunchArgument, ExecuteProcess
+from launch.substitutions import LaunchConfiguration
 
 from metric_semantic_slam.graph import NODES  # noqa: F401
 
@@ -30,8 +30,7 @@ def generate_launch_description() -> LaunchDescription:
         common.config_argument("sim_replay.yaml"),
         DeclareLaunchArgument("bag", description="rosbag2 folder, .mcap/.db3 file or ROS 1 .bag"),
         DeclareLaunchArgument("rate", default_value="1.0", description="playback speed factor"),
-        SetEnvironmentVariable("FASTDDS_BUILTIN_TRANSPORTS",
-                               EnvironmentVariable("FASTDDS_BUILTIN_TRANSPORTS", default_value="LARGE_DATA")),
+        *common.dds_transport_actions(),
         common.nodes_action(),
         play,
     ])

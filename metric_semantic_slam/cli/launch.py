@@ -5,7 +5,8 @@ Every node of ``metric_semantic_slam/graph.py`` (plus any extra node the config 
 ``-p`` overrides, remaps). Output lines are prefixed with ``[node]``; a node that exits with an
 error is restarted after ``respawn_delay_s``, at most ``max_respawns`` times; Ctrl-C or SIGTERM sends
 SIGINT to every node (so mappers can save), then SIGTERM/SIGKILL after ``shutdown_timeout_s``.
-``FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA`` is set unless the environment already sets it.
+The nodes get the suite's DDS transport (``config/dds/fastdds_profiles.xml``, :mod:`..ros.dds`) unless the
+environment chooses one (``FASTDDS_BUILTIN_TRANSPORTS`` or a profiles file).
 
 CONFIG (YAML; relative paths are relative to the file)::
 
@@ -205,8 +206,9 @@ class Launcher:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self.children = [_Child(s) for s in config.nodes]
-        self.env = {**os.environ, **config.env}
-        self.env.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
+        from ..ros.dds import dds_environment
+
+        self.env = dds_environment({**os.environ, **config.env})
         self.env["PYTHONUNBUFFERED"] = "1"  # node logs appear line by line, not at exit
 
     def say(self, who: str, line: str) -> None:
@@ -285,10 +287,9 @@ class Launcher:
 
     def run(self) -> int:
         """Run until every node is done or a stop is requested; 0 when all ended cleanly."""
-        if (self.env.get("ROS_AUTOMATIC_DISCOVERY_RANGE") == "LOCALHOST"
-                and self.env.get("FASTDDS_BUILTIN_TRANSPORTS") == "LARGE_DATA"):
-            self.say("launch", "warning: ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST cancels "
-                     "FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA; large images will lag or drop")
+        if self.env.get("ROS_AUTOMATIC_DISCOVERY_RANGE") == "LOCALHOST":
+            self.say("launch", "warning: ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST replaces the DDS transports with "
+                     "UDP alone (no shared memory); large images will lag or drop")
         for c in self.children:
             self._start(c)
         while not self._stop.is_set():

@@ -278,23 +278,23 @@ def play(args: argparse.Namespace) -> PlayStats:
 # Fast DDS piggybacks acknowledgements on writer heartbeats, 3 s apart by default: a player that waits
 # for acks (the end of a bag, --as-fast-as-possible) would stall for seconds each time. Measured on the
 # 10-frame simulator bag, as fast as possible: 48 s with the default period, 0.33 s with 20 ms.
-_WRITER_PROFILE = """<?xml version="1.0" encoding="UTF-8" ?>
-<dds xmlns="http://www.eprosima.com">
-  <profiles>
-    <data_writer profile_name="msslam_play_writer" is_default_profile="true">
-      <times><heartbeat_period><sec>0</sec><nanosec>20000000</nanosec></heartbeat_period></times>
-    </data_writer>
-  </profiles>
-</dds>
-"""
+_WRITER_HEARTBEAT_MS = 20
 
 
-def _use_fast_heartbeat(folder: Path) -> None:
-    """Point Fast DDS at a writer profile with a 20 ms heartbeat, unless the user chose a profiles file."""
-    if os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE") or os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE"):
+def _use_transport_and_fast_heartbeat(folder: Path) -> None:
+    """The suite's DDS transport plus a 20 ms writer heartbeat, from a profiles file written into ``folder``.
+
+    A profiles file the user chose is left alone; with ``FASTDDS_BUILTIN_TRANSPORTS`` set (the user's
+    transport) the file holds the writer profile only.
+    """
+    from ..ros.dds import PROFILES_ENV_KEYS, profiles_file, profiles_xml, use_dds_environment
+
+    use_dds_environment()
+    chosen = os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE")
+    if os.environ.get(PROFILES_ENV_KEYS[1]) or (chosen and chosen != str(profiles_file())):
         return
     xml = folder / "msslam_play_fastdds.xml"
-    xml.write_text(_WRITER_PROFILE)
+    xml.write_text(profiles_xml(_WRITER_HEARTBEAT_MS, transports=chosen is not None))
     os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(xml)
 
 
@@ -305,10 +305,10 @@ def run(args: argparse.Namespace) -> int:
     # The environment is restored on the way out: run() may be called in-process (tests, other verbs), and a
     # FASTDDS_DEFAULT_PROFILES_FILE pointing into the deleted temporary folder would be inherited by every
     # DDS process started later ("XMLPARSER Error realpath failed").
-    saved_env = {k: os.environ.get(k) for k in ("FASTDDS_BUILTIN_TRANSPORTS", "FASTDDS_DEFAULT_PROFILES_FILE")}
-    os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")  # large images need it (DESIGN.md §6)
+    saved_env = {k: os.environ.get(k) for k in ("FASTDDS_BUILTIN_TRANSPORTS", "FASTDDS_DEFAULT_PROFILES_FILE",
+                                                "FASTRTPS_DEFAULT_PROFILES_FILE")}
     tmp = tempfile.TemporaryDirectory(prefix="msslam_play_")
-    _use_fast_heartbeat(Path(tmp.name))
+    _use_transport_and_fast_heartbeat(Path(tmp.name))
     # SIGINT explicitly too: a shell starts background jobs with SIGINT ignored
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

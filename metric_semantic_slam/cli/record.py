@@ -128,9 +128,9 @@ def record(output: str | Path, topics: list[str], storage: str = "mcap", duratio
 
 def run(args: argparse.Namespace) -> int:
     """Record; prints what was written. Returns 0 on success (Ctrl-C included), 1 on bad input."""
-    import os
+    from ..ros.dds import use_dds_environment
 
-    os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")  # large images need it (DESIGN.md §6)
+    use_dds_environment()  # the suite's transport (shared memory for large images), unless the user chose one
     # SIGINT explicitly too: a shell starts background jobs with SIGINT ignored
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

@@ -16,7 +16,7 @@ only in what they convert and which core object they call:
 - :func:`run_node` spins a single-threaded executor (STYLE.md: the MultiThreadedExecutor is slow in
   Python; parameter ``executor``, rclpy's C++ EventsExecutor optional), turns SIGINT/SIGTERM into an
   orderly stop (workers finish their item, then :meth:`StageNode.on_shutdown` — where the mapper saves —
-  then destroy) and returns an exit code.
+  then a time-bounded middleware teardown) and exits with a code.
 
 Each node module also lists its topics in ``SUBSCRIBES`` / ``PUBLISHES`` tables of :class:`TopicSpec`
 (one source for the RViz check and the docs). :class:`NodeProcess` starts a node as its own process
@@ -72,6 +72,7 @@ RUNTIME_PARAMS: tuple[ParamSpec, ...] = (
 )
 
 _WINDOW = 500  # samples kept per statistic (mean/p95 over the recent past, counts over all time)
+_LATENCY_CLOCK_MISMATCH_S = 3600.0  # stamp further than this from the node clock: another clock
 
 
 def _limit_cpu_threads(n: int) -> None:
@@ -129,8 +130,8 @@ class StageStats:
                 "rate_hz": _rate(self.done_at, now)}
 
 
-def _round(x: float) -> float:
-    return round(float(x), 3)
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(float(x), 3)
 
 
 def _rate(times: deque[float], now: float) -> float | None:
@@ -168,6 +169,7 @@ class StageNode(Node):
         self._stages: dict[str, StageStats] = {}
         self._latency: dict[str, deque[float]] = {}
         self._latency_count: dict[str, int] = {}
+        self._latency_mismatch: dict[str, int] = {}
         self._drops: dict[str, int] = {}
         self._drop_logged_at: dict[str, float] = {}
         self._last_stamp: dict[str, float] = {}
@@ -258,14 +260,21 @@ class StageNode(Node):
     def record_latency(self, stamp_s: float, name: str = "output") -> None:
         """Record ``now - stamp_s`` (node clock, so sim time under ``use_sim_time``) under ``name``.
 
-        Skipped while the clock reads 0 (use_sim_time before the first /clock message).
+        Skipped while the clock reads 0 (use_sim_time before the first /clock message). A stamp more than
+        an hour away from the node clock (another clock: e.g. a bag replayed without ``use_sim_time``) is
+        counted but kept out of the percentiles, and counted again under ``latency_clock_mismatch``: a
+        number that large says nothing about the pipeline.
         """
         now = self.now_s()
         if now <= 0.0 or not math.isfinite(stamp_s):
             return
         with self._lock:
-            self._latency.setdefault(name, deque(maxlen=_WINDOW)).append((now - stamp_s) * 1e3)
             self._latency_count[name] = self._latency_count.get(name, 0) + 1
+            window = self._latency.setdefault(name, deque(maxlen=_WINDOW))
+            if abs(now - stamp_s) > _LATENCY_CLOCK_MISMATCH_S:
+                self._latency_mismatch[name] = self._latency_mismatch.get(name, 0) + 1
+            else:
+                window.append((now - stamp_s) * 1e3)
 
     def drop(self, reason: str, detail: str) -> None:
         """Count a dropped message under ``reason`` and log it (one line per reason per ``drop_log_period_s``)."""
@@ -344,10 +353,12 @@ class StageNode(Node):
             latency = {}
             for k, v in self._latency.items():
                 a = np.asarray(v, dtype=np.float64)
-                latency[k] = {"count": self._latency_count[k], "p50_ms": _round(np.percentile(a, 50)),
-                              "p95_ms": _round(np.percentile(a, 95)), "max_ms": _round(a.max())}
+                p50, p95, top = (np.percentile(a, 50), np.percentile(a, 95), a.max()) if len(a) else (None,) * 3
+                latency[k] = {"count": self._latency_count[k], "p50_ms": _round(p50), "p95_ms": _round(p95),
+                              "max_ms": _round(top)}
             drops = dict(self._drops)
             errors = self._errors
+            mismatch = dict(self._latency_mismatch)
         queues = {}
         for k, q in list(self._queues.items()):  # a subclass may still be adding queues (start-up race)
             # input rate since the previous status (or since start)
@@ -358,7 +369,7 @@ class StageNode(Node):
                          "dropped": q.dropped, "rate_hz": None if rate is None else _round(rate)}
         st = {"node": self.get_fully_qualified_name(), "uptime_s": _round(now - self._started),
               "stages": stages, "queues": queues, "drops": drops, "errors": errors, "latency": latency,
-              "rate_skipped": self._grid_skipped}
+              "rate_skipped": self._grid_skipped, "latency_clock_mismatch": mismatch}
         for key, fn in list(self._status_sources.items()):
             try:
                 st[key] = fn()
@@ -414,11 +425,21 @@ class StageNode(Node):
         self.get_logger().info("final status: " + json.dumps(st, indent=1))
 
 
-def run_node(node_cls: type[StageNode], argv: list[str] | None = None) -> int:
-    """Run one node in this process until SIGINT/SIGTERM; returns the exit code.
+#: Seconds the DDS teardown (executor, node, context) may take after the node's state is saved.
+TEARDOWN_TIMEOUT_S = 10.0
+
+
+def run_node(node_cls: type[StageNode], argv: list[str] | None = None, exit_process: bool = True) -> int:
+    """Run one node in this process until SIGINT/SIGTERM; returns (or exits with) the exit code.
 
     0 after a clean shutdown, 1 when the node could not be built (bad parameters, missing dependency:
     the error is printed), 2 when the executor failed.
+
+    After :meth:`StageNode.shutdown` (state saved, final status logged) the middleware is torn down in
+    a helper thread with :data:`TEARDOWN_TIMEOUT_S`: Fast DDS 3.2 has been seen to deadlock in participant
+    destruction on a loaded machine, and a node must not hang its launcher over that. With
+    ``exit_process`` (the executables' way) the process then ends with ``os._exit`` once the streams are
+    flushed, so a DDS thread left behind cannot stall interpreter finalization either.
     """
     args = list(sys.argv if argv is None else argv)
     # our own signal handlers: rclpy's would shut the context down before on_shutdown could run
@@ -433,14 +454,15 @@ def run_node(node_cls: type[StageNode], argv: list[str] | None = None) -> int:
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     node = None
+    executor = None
     code = 0
     try:
-        try:
-            node = node_cls(context=context)
-        except Exception as exc:
-            sys.stderr.write(f"{node_cls.__name__}: could not start: {type(exc).__name__}: {exc}\n"
-                             f"{traceback.format_exc()}")
-            return 1
+        node = node_cls(context=context)
+    except Exception as exc:
+        sys.stderr.write(f"{node_cls.__name__}: could not start: {type(exc).__name__}: {exc}\n"
+                         f"{traceback.format_exc()}")
+        code = 1
+    if node is not None:
         executor = _make_executor(str(node.params.executor), context, node)
         executor.add_node(node)
         node.get_logger().info("ready")
@@ -452,15 +474,41 @@ def run_node(node_cls: type[StageNode], argv: list[str] | None = None) -> int:
             code = 2
         node.get_logger().info("shutting down")
         node.shutdown()
+    finished = _call_with_timeout(lambda: _teardown(executor, node, context), TEARDOWN_TIMEOUT_S)
+    if not finished:
+        sys.stderr.write(f"{node_cls.__name__}: middleware teardown still blocked after {TEARDOWN_TIMEOUT_S:.0f} s "
+                         "(DDS shutdown deadlock); the node's state was saved before it, exiting without it\n")
+    for s, h in previous.items():
+        signal.signal(s, h)
+    if exit_process or not finished:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _teardown(executor: Any, node: StageNode | None, context: Any) -> None:
+    """Remove and destroy what :func:`run_node` built, then shut the context down."""
+    if executor is not None:
         executor.remove_node(node)
         executor.shutdown(timeout_sec=1.0)
-        return code
-    finally:
-        if node is not None:
-            node.destroy_node()
-        context.try_shutdown()
-        for s, h in previous.items():
-            signal.signal(s, h)
+    if node is not None:
+        node.destroy_node()
+    context.try_shutdown()
+
+
+def _call_with_timeout(fn: Callable[[], None], timeout_s: float) -> bool:
+    """Run ``fn`` in a daemon thread; False when it has not returned after ``timeout_s`` (it is left running)."""
+    def guarded() -> None:
+        try:
+            fn()
+        except Exception:
+            sys.stderr.write(f"teardown failed:\n{traceback.format_exc()}")
+
+    t = threading.Thread(target=guarded, name="teardown", daemon=True)
+    t.start()
+    t.join(timeout_s)
+    return not t.is_alive()
 
 
 def _make_executor(kind: str, context: Any, node: StageNode) -> Any:

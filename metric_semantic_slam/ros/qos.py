@@ -3,7 +3,8 @@
 - ``sensor``: best effort, keep last 5. A best-effort subscriber matches reliable and best-effort
   publishers alike, so it is the safe choice for driver inputs.
 - ``reliable``: reliable, keep last 10, volatile: large images across processes (with
-  ``FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA``), where best effort loses fragments of every frame.
+  the shared-memory transport of ``config/dds/fastdds_profiles.xml``), where best effort loses fragments
+  of every frame.
 - ``latched``: reliable, keep last 1, transient local: outputs a late joiner must still get
   (scene graph, full mesh, static TF).
 - ``default``: rclpy's default (reliable, keep last 10).

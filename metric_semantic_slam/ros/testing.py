@@ -23,13 +23,12 @@ __all__ = ["TopicCollector", "ros_env", "OfflineReference", "MapComparison", "of
 
 
 def ros_env(domain_id: int, **extra: str) -> dict[str, str]:
-    """Environment for a child process on ``domain_id`` with the large-image DDS transport (DESIGN.md §6)."""
-    env = {**os.environ, "ROS_DOMAIN_ID": str(domain_id), "FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA",
-           "PYTHONUNBUFFERED": "1"}
-    env.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)  # LOCALHOST would cancel LARGE_DATA
-    for key in ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE"):
-        if env.get(key) and not os.path.isfile(env[key]):  # a profiles file that is gone breaks participants
-            env.pop(key)
+    """Environment for a child process on ``domain_id`` with the suite's DDS transport (:mod:`.dds`), forced:
+    tests and benchmarks measure that transport whatever the shell exports."""
+    from .dds import dds_environment
+
+    env = dds_environment({**os.environ, "ROS_DOMAIN_ID": str(domain_id), "PYTHONUNBUFFERED": "1"}, force=True)
+    env.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)  # LOCALHOST would replace the transports with UDP alone
     env.update(extra)
     return env
 
@@ -47,8 +46,10 @@ class TopicCollector:
 
         from .qos import qos_profile
 
-        # the transport is chosen when the participant is created, from the process environment
-        os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
+        from .dds import use_dds_environment
+
+        # the transport is chosen when the process's first participant is created, from its environment
+        use_dds_environment()
         self.context = Context()
         rclpy.init(context=self.context, domain_id=int(domain_id))
         self.node = rclpy.create_node(name, context=self.context)

@@ -13,6 +13,7 @@ import yaml
 
 import fake_ros_extras as fx
 from metric_semantic_slam import graph
+from metric_semantic_slam.ros.dds import profiles_file
 from metric_semantic_slam.cli import launch as launch_cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -81,10 +82,12 @@ def test_system_launch_files_start_the_graph_like_msslam_launch(monkeypatch, lau
     ctx = _run(monkeypatch, launch_file)
     assert ctx.launch_configurations["config"] == config
     nodes = _assert_same_nodes(ctx, config)
-    # the large-image transport reaches every node unless the user chose one
-    assert all(n.performed_env["FASTDDS_BUILTIN_TRANSPORTS"] == "LARGE_DATA" for n in nodes)
+    # the suite's transport (the bundled profiles file) reaches every node unless the user chose one
+    bundled = str(profiles_file())
+    assert all(n.performed_env["FASTDDS_DEFAULT_PROFILES_FILE"] == bundled for n in nodes)
     ctx = _run(monkeypatch, launch_file, environment={"FASTDDS_BUILTIN_TRANSPORTS": "UDPv4"})
-    assert all(n.performed_env["FASTDDS_BUILTIN_TRANSPORTS"] == "UDPv4" for n in ctx.launched)
+    assert all(n.performed_env["FASTDDS_BUILTIN_TRANSPORTS"] == "UDPv4"
+               and "FASTDDS_DEFAULT_PROFILES_FILE" not in n.performed_env for n in ctx.launched)
 
 
 @pytest.mark.parametrize("config", ["sim_replay.yaml", "sim_replay_vio.yaml", "edge.yaml"])
@@ -119,7 +122,7 @@ def test_replay_launch_plays_the_bag_with_msslam_play(monkeypatch):
     args = build_parser().parse_args(cmd[3:])  # the command line msslam play really accepts
     assert (args.verb, args.bag, args.rate, args.clock, args.wait_for_subscribers) == ("play", "/data/run1", 0.5,
                                                                                       100.0, True)
-    assert play[0].performed_env["FASTDDS_BUILTIN_TRANSPORTS"] == "LARGE_DATA"
+    assert play[0].performed_env["FASTDDS_DEFAULT_PROFILES_FILE"] == str(profiles_file())
 
 
 def test_stand_in_rejects_what_launch_ros_rejects(monkeypatch):

@@ -32,7 +32,7 @@ STANDIN = textwrap.dedent('''
     count = node.declare_parameter("count", 0).value
     pub = node.create_publisher(String, "chatter", 10)
     print(f"node={node.get_fully_qualified_name()} greeting={greeting} count={count} topic={pub.topic_name} "
-          f"transports={os.environ.get('FASTDDS_BUILTIN_TRANSPORTS')}", flush=True)
+          f"profiles={Path(os.environ.get('FASTDDS_DEFAULT_PROFILES_FILE', '-')).name}", flush=True)
     if mode == "always-crash" or (mode == "crash-once" and not marker.exists()):
         marker.touch()
         print("crashing on purpose", flush=True)
@@ -104,12 +104,17 @@ def test_bad_config_raises_a_clear_error(tmp_path, text, message):
         launch_cli.load_config(_write_config(tmp_path, text))
 
 
-def test_large_data_transport_is_set_unless_the_user_chose_one(monkeypatch):
+def test_the_suites_transport_is_set_unless_the_user_chose_one(monkeypatch):
+    from metric_semantic_slam.ros.dds import PROFILES_ENV_KEYS, profiles_file
+
     cfg = launch_cli.LaunchConfig(nodes=[launch_cli.NodeSpec("x", ["true"])])
-    monkeypatch.delenv("FASTDDS_BUILTIN_TRANSPORTS", raising=False)
-    assert launch_cli.Launcher(cfg, out=io.StringIO()).env["FASTDDS_BUILTIN_TRANSPORTS"] == "LARGE_DATA"
+    for key in ("FASTDDS_BUILTIN_TRANSPORTS", *PROFILES_ENV_KEYS):
+        monkeypatch.delenv(key, raising=False)
+    env = launch_cli.Launcher(cfg, out=io.StringIO()).env
+    assert env["FASTDDS_DEFAULT_PROFILES_FILE"] == str(profiles_file()) and "FASTDDS_BUILTIN_TRANSPORTS" not in env
     monkeypatch.setenv("FASTDDS_BUILTIN_TRANSPORTS", "UDPv4")
-    assert launch_cli.Launcher(cfg, out=io.StringIO()).env["FASTDDS_BUILTIN_TRANSPORTS"] == "UDPv4"
+    env = launch_cli.Launcher(cfg, out=io.StringIO()).env
+    assert env["FASTDDS_BUILTIN_TRANSPORTS"] == "UDPv4" and "FASTDDS_DEFAULT_PROFILES_FILE" not in env
 
 
 @pytest.mark.timeout(240)
@@ -189,7 +194,7 @@ def test_launch_standin_nodes_over_dds_respawn_and_clean_sigint(tmp_path):
             command: [{sys.executable}, {script}, always-crash, {tmp_path / "doomed_marker"}]
         """)
     env = ros_env(64)
-    env.pop("FASTDDS_BUILTIN_TRANSPORTS")  # the launcher must set it
+    env.pop("FASTDDS_DEFAULT_PROFILES_FILE")  # the launcher must set it
     with TopicCollector(64, {"/remapped_chatter": String}) as col:
         proc = subprocess.Popen([*MSSLAM, "launch", str(cfg)], env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
@@ -207,7 +212,7 @@ def test_launch_standin_nodes_over_dds_respawn_and_clean_sigint(tmp_path):
     assert rc == 0, text
     assert col.messages["/remapped_chatter"][0][1].data == "hello"  # params file reached the node
     assert ("[talker] node=/ns_test/talker greeting=hello count=3 topic=/remapped_chatter "
-            "transports=LARGE_DATA") in text
+            "profiles=fastdds_profiles.xml") in text
     assert "[talker] crashing on purpose" in text
     assert "[launch] talker exited with code 3; respawning (1/2) in 0.2 s" in text
     assert text.count("[launch] started doomed") == 3  # first run + 2 respawns

@@ -49,13 +49,29 @@ def _mixed_specs(seed=0):
     return specs
 
 
-def test_spliced_bytes_decode_to_what_rclpy_builds_from_objects():
+@pytest.mark.parametrize("frame_id", ["map", "odom_frame"])
+def test_written_bytes_match_rclpys_serialization_of_objects(frame_id):
+    from builtin_interfaces.msg import Time
     from rclpy.serialization import serialize_message
 
     specs = _mixed_specs()
-    raw, slow = serialize_marker_array(specs), _slow_message(specs)
-    # same length (same layout); bytes may differ only in CDR padding, which the serializer leaves undefined
-    assert len(raw) == len(serialize_message(slow))
+    stamp = Time(sec=1234, nanosec=567)
+    slow = _slow_message(specs, frame_id)
+    for m in slow.markers:
+        m.header.stamp = stamp
+    ours, theirs = serialize_marker_array(specs, frame_id, stamp), serialize_message(slow)
+    assert len(ours) == len(theirs)
+    # rclpy leaves CDR padding bytes undefined (we write zeros): any difference is a short run of our zeros
+    diff = np.flatnonzero(np.frombuffer(ours, np.uint8) != np.frombuffer(theirs, np.uint8))
+    assert all(ours[i] == 0 for i in diff)
+    runs = np.split(diff, np.flatnonzero(np.diff(diff) > 1) + 1) if len(diff) else []
+    assert all(len(r) <= 7 for r in runs), [len(r) for r in runs]
+    assert serialize_marker_array([]) == serialize_message(_slow_message([]))
+
+
+def test_written_bytes_decode_to_what_rclpy_builds_from_objects():
+    specs = _mixed_specs()
+    slow = _slow_message(specs)
     msg = marker_array_message(specs)
     assert msg == slow
     for s, m in zip(specs, msg.markers):

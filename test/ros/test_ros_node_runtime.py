@@ -106,6 +106,14 @@ def test_worker_survives_exceptions_and_status_counts_everything(ctx):
         assert st["stages"]["square"]["p95_ms"] >= 0
         lat = st["latency"]["output"]
         assert lat["count"] == 7 and 9.0 <= lat["p50_ms"] < 500.0
+        # a stamp of another clock (sensor time 100 s against wall time) is counted, not averaged in
+        node.record_latency(100.0)
+        st = node.status()
+        assert st["latency"]["output"]["count"] == 8 and st["latency_clock_mismatch"] == {"output": 1}
+        assert st["latency"]["output"]["p50_ms"] == lat["p50_ms"]
+        node.record_latency(100.0, "only_other_clock")
+        assert node.status()["latency"]["only_other_clock"] == {"count": 1, "p50_ms": None, "p95_ms": None,
+                                                                "max_ms": None}
         json.dumps(st)  # publishable
     finally:
         node.shutdown()
