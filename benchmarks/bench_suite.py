@@ -1,7 +1,7 @@
 """Benchmark: the whole node suite over real DDS on a simulated bag played at its recorded rate (30 Hz).
 
 Starts the five nodes with ``msslam launch`` (profile ``oracle-rt``, the default: config/launch/
-sim_replay_realtime.yaml, ground-truth poses + labels, depth_fusion and panoptic on the same 5 Hz slots of
+sim_replay_realtime.yaml, ground-truth poses + labels, depth_fusion and panoptic on the same 2 Hz slots of
 sensor time, the real-time configuration for a 2-core CPU; ``oracle``: sim_replay.yaml, the same nodes on
 every frame they can take; ``vio``: sim_replay_vio.yaml, tracked poses + geometric labels), plays the bag with
 ``msslam play --clock`` and reads every node's ``~/status`` (JSON from the node runtime). Prints per node:
@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=90, help="frames to simulate when there is no bag")
     ap.add_argument("--profile", choices=sorted(PROFILES), default="oracle-rt",
                     help="oracle-rt (default): sim_replay_realtime.yaml, oracle with depth_fusion and panoptic on the "
-                         "same 5 Hz slots of sensor time; oracle: sim_replay.yaml, every frame they can; vio")
+                         "same 2 Hz slots of sensor time; oracle: sim_replay.yaml, every frame they can; vio")
     ap.add_argument("--rate", type=float, default=1.0, help="playback speed factor (1 = recorded 30 Hz)")
     ap.add_argument("--domain", type=int, default=76, help="ROS_DOMAIN_ID for this run")
     ap.add_argument("--output", default=None, help="folder for suite.json / suite.png (default: a temp folder)")
