@@ -207,9 +207,11 @@ class Launcher:
         self._stop = threading.Event()
         self.children = [_Child(s) for s in config.nodes]
         from ..ros.dds import dds_environment
+        from ..ros.node_runtime import STOP_WITH_PARENT_ENV
 
         self.env = dds_environment({**os.environ, **config.env})
         self.env["PYTHONUNBUFFERED"] = "1"  # node logs appear line by line, not at exit
+        self.env[STOP_WITH_PARENT_ENV] = "1"  # a node outliving a killed launcher stops (and saves) by itself
 
     def say(self, who: str, line: str) -> None:
         with self._lock:

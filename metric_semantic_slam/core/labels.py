@@ -130,8 +130,11 @@ class LabelSpace:
         }
 
 
-def _config_candidates(relative: str) -> list[Path]:
-    """Places a bundled config file may live: source tree, then the installed share/ directory."""
+def config_candidates(relative: str) -> list[Path]:
+    """Places a bundled config file may live: source tree, the colcon share/ directory (ament index), then
+    ``<prefix>/share/metric_semantic_slam`` where ``pip install .`` puts setup.py's data files."""
+    import sys
+
     here = Path(__file__).resolve()
     candidates = [here.parents[2] / "config" / relative]
     try:
@@ -140,6 +143,7 @@ def _config_candidates(relative: str) -> list[Path]:
         candidates.append(Path(get_package_share_directory("metric_semantic_slam")) / "config" / relative)
     except Exception:  # ament index absent or package not installed through colcon
         pass
+    candidates.append(Path(sys.prefix) / "share" / "metric_semantic_slam" / "config" / relative)
     return candidates
 
 
@@ -234,7 +238,7 @@ def remap_path(name_or_path: str | Path) -> Path:
     if p.is_file():
         return p
     stem = p.name if p.suffix == ".yaml" else p.name + ".yaml"
-    candidates = _config_candidates(f"label_spaces/remaps/{stem}")
+    candidates = config_candidates(f"label_spaces/remaps/{stem}")
     for c in candidates:
         if c.is_file():
             return c

@@ -15,6 +15,7 @@ participant (``msslam launch`` children, play, record, the test collector, launc
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Mapping
 
@@ -27,9 +28,9 @@ _RELATIVE = Path("dds") / "fastdds_profiles.xml"
 
 def profiles_file() -> Path:
     """The bundled profiles file (source tree, else the installed share/ directory)."""
-    from ..core.labels import _config_candidates
+    from ..core.labels import config_candidates
 
-    candidates = _config_candidates(str(_RELATIVE))
+    candidates = config_candidates(str(_RELATIVE))
     for c in candidates:
         if c.is_file():
             return c
@@ -51,7 +52,10 @@ def dds_environment(env: Mapping[str, str] | None = None, force: bool = False) -
         out.pop("FASTDDS_BUILTIN_TRANSPORTS", None)
     if out.get("FASTDDS_BUILTIN_TRANSPORTS") or any(out.get(k) for k in PROFILES_ENV_KEYS):
         return out
-    out["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profiles_file())
+    try:
+        out["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profiles_file())
+    except FileNotFoundError as exc:  # an install without the config files: Fast DDS's defaults (UDP + SHM)
+        warnings.warn(f"{exc}; using Fast DDS's default transports", RuntimeWarning, stacklevel=2)
     return out
 
 

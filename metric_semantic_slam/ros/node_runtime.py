@@ -427,6 +427,9 @@ class StageNode(Node):
 
 #: Seconds the DDS teardown (executor, node, context) may take after the node's state is saved.
 TEARDOWN_TIMEOUT_S = 10.0
+#: Set to "1" by ``msslam launch`` for its children: a node whose launcher died (even by SIGKILL) stops in
+#: order (the mapper saves) instead of running on as an orphan.
+STOP_WITH_PARENT_ENV = "MSSLAM_STOP_WITH_PARENT"
 
 
 def run_node(node_cls: type[StageNode], argv: list[str] | None = None, exit_process: bool = True) -> int:
@@ -449,7 +452,7 @@ def run_node(node_cls: type[StageNode], argv: list[str] | None = None, exit_proc
 
     def on_signal(signum: int, _frame: Any) -> None:
         if stop.is_set():
-            sys.stderr.write(f"signal {signum} during shutdown: still shutting down\n")
+            _write_stderr(f"signal {signum} during shutdown: still shutting down\n")
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -467,8 +470,12 @@ def run_node(node_cls: type[StageNode], argv: list[str] | None = None, exit_proc
         executor.add_node(node)
         node.get_logger().info("ready")
         try:
+            parent = os.getppid() if os.environ.get(STOP_WITH_PARENT_ENV) == "1" else None
             while not stop.is_set() and context.ok():
                 executor.spin_once(timeout_sec=0.1)
+                if parent is not None and os.getppid() != parent:
+                    node.get_logger().warning("the launcher that started this node is gone: stopping")
+                    break
         except Exception:
             node.get_logger().error(f"executor failed:\n{traceback.format_exc()}")
             code = 2
@@ -476,15 +483,25 @@ def run_node(node_cls: type[StageNode], argv: list[str] | None = None, exit_proc
         node.shutdown()
     finished = _call_with_timeout(lambda: _teardown(executor, node, context), TEARDOWN_TIMEOUT_S)
     if not finished:
-        sys.stderr.write(f"{node_cls.__name__}: middleware teardown still blocked after {TEARDOWN_TIMEOUT_S:.0f} s "
-                         "(DDS shutdown deadlock); the node's state was saved before it, exiting without it\n")
+        _write_stderr(f"{node_cls.__name__}: middleware teardown still blocked after {TEARDOWN_TIMEOUT_S:.0f} s "
+                      "(DDS shutdown deadlock); the node's state was saved before it, exiting without it\n")
     for s, h in previous.items():
         signal.signal(s, h)
     if exit_process or not finished:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # the reader is gone (a killed launcher's pipe)
+                pass
         os._exit(code)
     return code
+
+
+def _write_stderr(text: str) -> None:
+    try:
+        sys.stderr.write(text)
+    except (OSError, ValueError):  # the reader is gone (a killed launcher's pipe): the text is lost, not the exit
+        pass
 
 
 def _teardown(executor: Any, node: StageNode | None, context: Any) -> None:
@@ -503,7 +520,7 @@ def _call_with_timeout(fn: Callable[[], None], timeout_s: float) -> bool:
         try:
             fn()
         except Exception:
-            sys.stderr.write(f"teardown failed:\n{traceback.format_exc()}")
+            _write_stderr(f"teardown failed:\n{traceback.format_exc()}")
 
     t = threading.Thread(target=guarded, name="teardown", daemon=True)
     t.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -97,3 +98,22 @@ def test_bundled_transport_carries_30hz_images_between_processes(tmp_path):
     assert frames == list(range(60)), (frames, out)
     last = col.messages["/dds_test/image"][-1][1]
     assert (last.width, last.height, len(last.data)) == (640, 480, 640 * 480 * 3)
+
+
+def test_an_install_without_the_profiles_file_falls_back_to_fast_dds_defaults(monkeypatch):
+    from metric_semantic_slam.ros import dds
+
+    def missing():
+        raise FileNotFoundError("bundled Fast DDS profiles not found")
+
+    monkeypatch.setattr(dds, "profiles_file", missing)
+    with pytest.warns(RuntimeWarning, match="default transports"):
+        env = dds.dds_environment({"A": "1"})
+    assert env == {"A": "1"}
+
+
+def test_config_files_are_looked_up_where_pip_installs_data_files():
+    from metric_semantic_slam.core.labels import config_candidates
+
+    assert config_candidates("dds/fastdds_profiles.xml")[-1] == (
+        Path(sys.prefix) / "share" / "metric_semantic_slam" / "config" / "dds" / "fastdds_profiles.xml")

@@ -3,12 +3,14 @@ stand-in rclpy node (params, remaps, namespace over DDS; prefixed logs; bounded 
 from __future__ import annotations
 
 import io
+import os
 import signal
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -278,3 +280,60 @@ def test_sigterm_to_the_launcher_stops_every_node(tmp_path):
             proc.kill()
     assert rc == 0, out.text()
     assert "[a] got SIGINT" in out.text() and "[b] got SIGINT" in out.text()
+
+
+def _process_gone(pid: int) -> bool:
+    """True when ``pid`` has exited (no such process, or a zombie nobody reaped yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+@pytest.mark.timeout(240)
+def test_a_node_whose_launcher_is_killed_stops_and_saves(tmp_path):
+    """SIGKILL gives the launcher no chance to stop its nodes: they notice it is gone, stop in order (the
+    mapper saves its map) and exit instead of running on as orphans."""
+    import numpy as np
+
+    from metric_semantic_slam.core.camera import PinholeCamera
+    from metric_semantic_slam.core.mapping import MapperConfig, SemanticVoxelMapper
+    from metric_semantic_slam.ros.testing import ros_env
+
+    # a small map for the mapper to start from (an empty map is not saved at shutdown)
+    mapper = SemanticVoxelMapper(MapperConfig(device="cpu"))
+    mapper.integrate(np.full((60, 80), 1.5, np.float32), None, PinholeCamera(80, 60, 60.0, 60.0, 40.0, 30.0),
+                     np.eye(4))
+    start_map = mapper.save(tmp_path / "start" / "map.npz")
+    out_dir = tmp_path / "out"
+    cfg = _write_config(tmp_path, f"""
+        nodes:
+          depth_fusion: {{enabled: false}}
+          vio: {{enabled: false}}
+          panoptic: {{enabled: false}}
+          scene_graph: {{enabled: false}}
+          mapper:
+            parameters: {{output_dir: {out_dir}, save_on_shutdown: true, load_on_start: true, map_file: {start_map}}}
+        """)
+    proc = subprocess.Popen([*MSSLAM, "launch", str(cfg)], env=ros_env(60), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    out = _Lines(proc)
+    pid = None
+    try:
+        assert out.wait_for(lambda l: l.startswith("[mapper]") and l.endswith("ready"), 120), out.text()
+        pid = int(next(l for l in out.lines if l.startswith("[launch] started mapper")).rsplit(" ", 1)[1].strip(")"))
+        proc.kill()
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 60
+        while not _process_gone(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _process_gone(pid), "the mapper outlived its killed launcher"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if pid is not None and not _process_gone(pid):
+            os.kill(pid, signal.SIGKILL)
+    # saved in order at the stop: the map it started from
+    saved = SemanticVoxelMapper.load(out_dir / "map.npz", device="cpu")
+    assert saved.num_blocks == mapper.num_blocks > 0

@@ -11,6 +11,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -91,11 +92,25 @@ def test_replayed_bag_through_five_nodes_matches_the_offline_pipeline(sim, tmp_p
             assert play.returncode == 0, play.stdout + play.stderr
             ok = col.spin_until(lambda: count("mapper", "integrate") >= FRAMES, 90)
             assert ok, (last("mapper"), (tmp_path / "launch.log").read_text()[-4000:])
-            graphs_before = count("scene_graph", "scene_graph_update")
-            # a cloud published after the last frame reaches the scene graph, whose graph reaches the mapper
-            assert col.spin_until(lambda: count("scene_graph", "scene_graph_update") > graphs_before, 30), \
-                last("scene_graph")
-            col.spin_until(lambda: False, 1.0)
+            # The mapper publishes a cloud at most every cloud_period_s (0.5 s) after new frames; the scene graph
+            # turns each into a graph, which the mapper keeps for its save. Settled: the mapper's cloud count has
+            # not moved for 2 s (> the period, after the last frame) and the scene graph took every cloud.
+            def settled_for(seconds: float, deadline_s: float = 60.0) -> bool:
+                stable_since, seen = time.monotonic(), None
+                end = time.monotonic() + deadline_s
+                while time.monotonic() < end:
+                    col.spin_until(lambda: False, 0.5)
+                    clouds = count("mapper", "cloud")
+                    taken = last("scene_graph").get("queues", {}).get("map_snapshots", {}).get("received", 0)
+                    if clouds != seen:
+                        stable_since, seen = time.monotonic(), clouds
+                    elif clouds > 0 and taken >= clouds and count("scene_graph", "scene_graph_update") > 0 \
+                            and time.monotonic() - stable_since >= seconds:
+                        return True
+                return False
+
+            assert settled_for(2.0), (last("mapper"), last("scene_graph"))
+            col.spin_until(lambda: False, 1.0)  # the last graph travels back to the mapper (latched topic)
             for name in NODES:
                 st = last(name)
                 assert st["errors"] == 0, st
