@@ -448,8 +448,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         with TopicCollector(domain, status_topics, name="msslam_demo") as col:
-            up = col.spin_until(lambda: all(col.count(t) for t in status_topics) or launcher.poll() is not None,
-                                args.up_timeout)
+            col.spin_until(lambda: all(col.count(t) for t in status_topics) or launcher.poll() is not None,
+                           args.up_timeout)
             missing = [t for t in status_topics if not col.count(t)]
             if missing:
                 say(f"nodes did not come up: {missing}; last log lines:")
