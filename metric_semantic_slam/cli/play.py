@@ -281,15 +281,15 @@ def play(args: argparse.Namespace) -> PlayStats:
 _WRITER_HEARTBEAT_MS = 20
 
 
-def _use_transport_and_fast_heartbeat(folder: Path) -> None:
-    """The suite's DDS transport plus a 20 ms writer heartbeat, from a profiles file written into ``folder``.
+def _use_fast_heartbeat(folder: Path) -> None:
+    """A 20 ms writer heartbeat on top of the transport :func:`..ros.dds.use_dds_environment` chose, from a
+    profiles file written into ``folder``.
 
     A profiles file the user chose is left alone; with ``FASTDDS_BUILTIN_TRANSPORTS`` set (the user's
     transport) the file holds the writer profile only.
     """
-    from ..ros.dds import PROFILES_ENV_KEYS, profiles_file, profiles_xml, use_dds_environment
+    from ..ros.dds import PROFILES_ENV_KEYS, profiles_file, profiles_xml
 
-    use_dds_environment()
     chosen = os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE")
     if os.environ.get(PROFILES_ENV_KEYS[1]) or (chosen and chosen != str(profiles_file())):
         return
@@ -302,13 +302,14 @@ def run(args: argparse.Namespace) -> int:
     """Play; prints a summary. Returns 0 on success (also when interrupted), 1 on bad input."""
     import tempfile
 
+    from ..ros.dds import use_dds_environment
+
     # The environment is restored on the way out: run() may be called in-process (tests, other verbs), and a
     # FASTDDS_DEFAULT_PROFILES_FILE pointing into the deleted temporary folder would be inherited by every
     # DDS process started later ("XMLPARSER Error realpath failed").
-    saved_env = {k: os.environ.get(k) for k in ("FASTDDS_BUILTIN_TRANSPORTS", "FASTDDS_DEFAULT_PROFILES_FILE",
-                                                "FASTRTPS_DEFAULT_PROFILES_FILE")}
+    saved_env = use_dds_environment()  # the suite's transport unless the user chose one; restored below
     tmp = tempfile.TemporaryDirectory(prefix="msslam_play_")
-    _use_transport_and_fast_heartbeat(Path(tmp.name))
+    _use_fast_heartbeat(Path(tmp.name))
     # SIGINT explicitly too: a shell starts background jobs with SIGINT ignored
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

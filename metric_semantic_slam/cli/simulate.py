@@ -8,6 +8,8 @@ __all__ = ["add_parser", "run"]
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``simulate`` verb on an ``argparse`` subparsers object."""
+    from ..sim.trajectory import MOTIONS, PRESETS
+
     p = subparsers.add_parser(
         "simulate",
         help="simulate a sequence folder (RGB-D, IR pair, IMU, ground truth)",
@@ -19,8 +21,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=640, help="image width in pixels (default 640)")
     p.add_argument("--height", type=int, default=480, help="image height in pixels (default 480)")
     p.add_argument("--fps", type=float, default=30.0, help="frame rate in Hz (default 30)")
-    p.add_argument("--preset", choices=("handheld", "robot"), default="handheld", help="camera motion")
-    p.add_argument("--motion", choices=("smooth", "fast_rotation"), default="smooth",
+    p.add_argument("--preset", choices=PRESETS, default="handheld", help="camera motion")
+    p.add_argument("--motion", choices=MOTIONS, default="smooth",
                    help="motion style: smooth (default) or fast_rotation (short fast shakes about yaw, pitch "
                         "and roll, 1.5-3 rad/s, like TUM fr1_rpy)")
     p.add_argument("--no-person", action="store_true", help="leave the walking person out")

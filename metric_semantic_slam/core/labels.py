@@ -148,18 +148,9 @@ def config_candidates(relative: str) -> list[Path]:
 
 
 def default_label_space_path() -> Path:
-    """Path of the bundled indoor label space (source tree or installed share/ directory)."""
-    here = Path(__file__).resolve()
-    candidates = [here.parents[2] / "config" / "label_spaces" / "indoor.yaml"]
-    try:
-        from ament_index_python.packages import get_package_share_directory  # type: ignore
-
-        candidates.append(
-            Path(get_package_share_directory("metric_semantic_slam")) / "config" / "label_spaces" / "indoor.yaml"
-        )
-    except Exception:  # ament index absent or package not installed through colcon
-        pass
-    candidates.append(Path(__file__).resolve().parent.parent / "data" / "indoor.yaml")
+    """Path of the bundled indoor label space (:func:`config_candidates`, then the package's data/ copy)."""
+    candidates = [*config_candidates("label_spaces/indoor.yaml"),
+                  Path(__file__).resolve().parent.parent / "data" / "indoor.yaml"]
     for c in candidates:
         if c.is_file():
             return c

@@ -49,7 +49,8 @@ from .qos import PROFILE_NAMES, qos_profile
 from .queues import DropOldestQueue
 
 __all__ = ["RUNTIME_PARAMS", "EXECUTORS", "TopicSpec", "StageStats", "StageNode", "run_node", "with_runtime_params",
-           "CameraInfoCache", "NodeProcess", "STATUS_TOPIC", "matrix_param"]
+           "CameraInfoCache", "NodeProcess", "STATUS_TOPIC", "matrix_param", "call_with_timeout", "TEARDOWN_TIMEOUT_S",
+           "STOP_WITH_PARENT_ENV"]
 
 STATUS_TOPIC = "~/status"
 
@@ -481,7 +482,7 @@ def run_node(node_cls: type[StageNode], argv: list[str] | None = None, exit_proc
             code = 2
         node.get_logger().info("shutting down")
         node.shutdown()
-    finished = _call_with_timeout(lambda: _teardown(executor, node, context), TEARDOWN_TIMEOUT_S)
+    finished = call_with_timeout(lambda: _teardown(executor, node, context), TEARDOWN_TIMEOUT_S)
     if not finished:
         _write_stderr(f"{node_cls.__name__}: middleware teardown still blocked after {TEARDOWN_TIMEOUT_S:.0f} s "
                       "(DDS shutdown deadlock); the node's state was saved before it, exiting without it\n")
@@ -514,8 +515,9 @@ def _teardown(executor: Any, node: StageNode | None, context: Any) -> None:
     context.try_shutdown()
 
 
-def _call_with_timeout(fn: Callable[[], None], timeout_s: float) -> bool:
-    """Run ``fn`` in a daemon thread; False when it has not returned after ``timeout_s`` (it is left running)."""
+def call_with_timeout(fn: Callable[[], None], timeout_s: float) -> bool:
+    """Run ``fn`` in a daemon thread; False when it has not returned after ``timeout_s`` (it is left running:
+    a DDS teardown stuck in native code cannot be cancelled, only not waited for)."""
     def guarded() -> None:
         try:
             fn()

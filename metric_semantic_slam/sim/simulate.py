@@ -30,6 +30,7 @@ from ..core.geometry import invert_transform
 from ..core.labels import LabelSpace, default_label_space_path, load_label_space
 from ..io.ply import write_ply
 from ..io.trajectory import write_tum_trajectory
+from .trajectory import MOTIONS, PRESETS, make_trajectory
 from .imu import DEFAULT_T_CAMERA_IMU, GRAVITY_M_S2, ImuNoiseConfig, synthesize_imu
 from .render import RenderConfig, Renderer
 from .sensors import (ActiveDepthConfig, DepthErrorAccumulator, DepthErrorRow, IrStereoConfig,
@@ -87,10 +88,10 @@ class SimConfig:
             raise ValueError(f"fps must be positive, got {self.fps}")
         if not 200.0 <= self.imu_rate_hz <= 400.0:
             raise ValueError(f"imu_rate_hz must be in [200, 400], got {self.imu_rate_hz}")
-        if self.preset not in ("handheld", "robot"):
-            raise ValueError(f"preset must be 'handheld' or 'robot', got {self.preset!r}")
-        if self.motion not in ("smooth", "fast_rotation"):
-            raise ValueError(f"motion must be 'smooth' or 'fast_rotation', got {self.motion!r}")
+        if self.preset not in PRESETS:
+            raise ValueError(f"preset must be one of {PRESETS}, got {self.preset!r}")
+        if self.motion not in MOTIONS:
+            raise ValueError(f"motion must be one of {MOTIONS}, got {self.motion!r}")
         if not 0.0 <= self.lighting_variation <= 1.0:
             raise ValueError(f"lighting_variation must be in [0, 1], got {self.lighting_variation}")
         if not 0.0 <= self.texture_contrast <= 1.0:
@@ -382,8 +383,6 @@ def simulate_sequence(
         world = World(**{**vars(world), "dynamic_mesh_at": None, "dynamic_objects_at": None})
     duration = (cfg.frames - 1) / cfg.fps
     if trajectory is None:
-        from .trajectory import make_trajectory
-
         trajectory = make_trajectory(world, preset=cfg.preset, duration_s=duration, seed=cfg.seed, motion=cfg.motion)
     if trajectory.duration_s < duration - 1e-9:
         raise ValueError(f"trajectory lasts {trajectory.duration_s} s, the sequence needs {duration} s")

@@ -662,10 +662,10 @@ class GeometricBackend:
             # |dz| = z |n_x| / (fx |n . r|) (plane n . p = c, p = z r); allow that plus the depth noise of
             # two pixels (Nguyen model) instead of the generic 4 % of z, so that surfaces a few cm apart in
             # depth are cut while slanted ones (a table top seen at a grazing angle) are not
-            n_dot_r = np.maximum(np.abs(np.einsum("hwc,hwc->hw", n, rays)), 0.2)
+            n_dot_r_min = np.maximum(n_dot_r, 0.2)  # |n . r| of the support stage (same normals and rays)
             noise = cfg.edge_noise_sigmas * np.sqrt(2.0) * nguyen_sigma_m(np.maximum(z, 0.3)) + 0.005
-            thr_x = np.where(nok, np.minimum(thr, z * np.abs(n[..., 0]) / (cam.fx * n_dot_r) + noise), thr)
-            thr_y = np.where(nok, np.minimum(thr, z * np.abs(n[..., 1]) / (cam.fy * n_dot_r) + noise), thr)
+            thr_x = np.where(nok, np.minimum(thr, z * np.abs(n[..., 0]) / (cam.fx * n_dot_r_min) + noise), thr)
+            thr_y = np.where(nok, np.minimum(thr, z * np.abs(n[..., 1]) / (cam.fy * n_dot_r_min) + noise), thr)
         cut = np.zeros((h, w), bool)
         jump_x = np.abs(np.diff(z, axis=1)) > np.minimum(thr_x[:, 1:], thr_x[:, :-1])
         jump_y = np.abs(np.diff(z, axis=0)) > np.minimum(thr_y[1:], thr_y[:-1])
