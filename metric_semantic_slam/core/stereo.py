@@ -13,6 +13,7 @@ disagreement and the local texture.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import cv2
@@ -60,6 +61,9 @@ class StereoConfig:
     to the input size; its disparities, ``lr_diff_px`` and ``focal_baseline_px_m`` stay in matched (shrunk)
     pixels, so the confidence's disparity-noise model, calibrated per matched pixel, sees the coarser
     disparity step as larger noise. ``num_disparities`` is the range at full resolution."""
+    parallel: bool = True
+    """Run the mirrored pass of the left-right check in a helper thread while the left pass runs (OpenCV
+    releases the GIL): same result, about half the wall time of the two passes when a core is free."""
 
     def __post_init__(self) -> None:
         if self.num_disparities <= 0 or self.num_disparities % 16:
@@ -218,7 +222,14 @@ class StereoMatcher:
         self.config = config or StereoConfig()
         # the matcher itself always works at the matched resolution: its range is the shrunk one
         c = self._matched = replace(self.config, num_disparities=self.config.matched_num_disparities, downsample=1)
-        self._sgbm = cv2.StereoSGBM_create(
+        self._sgbm = self._create_sgbm()
+        # The mirrored pass gets its own matcher object (one object is not safe to share across threads).
+        self._sgbm_mirrored = self._create_sgbm() if c.lr_check else None
+        self._helper = ThreadPoolExecutor(1, thread_name_prefix="stereo-lr") if c.lr_check and c.parallel else None
+
+    def _create_sgbm(self):
+        c = self._matched
+        return cv2.StereoSGBM_create(
             minDisparity=c.min_disparity, numDisparities=c.num_disparities, blockSize=c.block_size,
             P1=c.p1_per_px * c.block_size**2, P2=c.p2_per_px * c.block_size**2,
             # The explicit LR check below replaces OpenCV's internal one when enabled.
@@ -226,14 +237,19 @@ class StereoMatcher:
             uniquenessRatio=c.uniqueness_ratio, speckleWindowSize=c.speckle_window,
             speckleRange=c.speckle_range, mode=_MODES[c.mode])
 
-    def _disparity(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    def _mirrored_disparity(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        """Right-view disparity: SGBM on the mirrored pair (right becomes the reference)."""
+        return self._disparity(np.ascontiguousarray(right[:, ::-1]), np.ascontiguousarray(left[:, ::-1]),
+                               self._sgbm_mirrored)[:, ::-1]
+
+    def _disparity(self, left: np.ndarray, right: np.ndarray, sgbm=None) -> np.ndarray:
         # SGBM leaves the first min_disparity + num_disparities columns without a result. Padding both
         # images on the left (black) gives those columns their candidates; matches that would fall
         # outside the right image meet black and fail the uniqueness/LR checks.
         pad = max(0, self._matched.min_disparity) + self._matched.num_disparities
         lp = cv2.copyMakeBorder(left, 0, 0, pad, 0, cv2.BORDER_CONSTANT, value=0)
         rp = cv2.copyMakeBorder(right, 0, 0, pad, 0, cv2.BORDER_CONSTANT, value=0)
-        raw = self._sgbm.compute(lp, rp)[:, pad:]
+        raw = (sgbm or self._sgbm).compute(lp, rp)[:, pad:]
         d = raw.astype(np.float32) / 16.0
         d[raw <= (self._matched.min_disparity - 1) * 16] = -1.0
         return d
@@ -250,6 +266,7 @@ class StereoMatcher:
         if left.dtype != np.uint8 or right.dtype != np.uint8:
             raise ValueError(f"stereo images must be uint8 (mono8), got {left.dtype} and {right.dtype}")
         h, w = left.shape
+        mirrored = self._helper.submit(self._mirrored_disparity, left, right) if self._helper is not None else None
         disp = self._disparity(left, right)
         counts: dict[str, int] = {}
         cols = np.arange(w, dtype=np.float32)[None, :]
@@ -260,10 +277,9 @@ class StereoMatcher:
         valid = (disp > 0) & (cols >= max(0, c.min_disparity) + c.num_disparities)
         counts["no_match"] = int(h * w - valid.sum())
         lr_diff = np.zeros((h, w), np.float32)
+        texture = _local_std(left, c.texture_window)  # before waiting for the mirrored pass
         if c.lr_check:
-            # Right-view disparity: SGBM on the mirrored pair (right becomes the reference).
-            disp_r = self._disparity(np.ascontiguousarray(right[:, ::-1]),
-                                     np.ascontiguousarray(left[:, ::-1]))[:, ::-1]
+            disp_r = mirrored.result() if mirrored is not None else self._mirrored_disparity(left, right)
             xr = np.rint(cols - disp).astype(np.int32)
             inside = valid & (xr >= 0) & (xr < w)
             xr = np.clip(xr, 0, w - 1)
@@ -272,7 +288,6 @@ class StereoMatcher:
             bad = valid & ~(lr_diff <= c.lr_max_diff_px)
             counts["lr"] = int(bad.sum())
             valid &= ~bad
-        texture = _local_std(left, c.texture_window)
         bad = valid & (texture < c.texture_min_std)
         counts["texture"] = int(bad.sum())
         valid &= ~bad

@@ -69,6 +69,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("device", "auto", "torch device: 'auto' (CUDA when present), 'cpu', 'cuda'"),
     ParamSpec("clear_radius_m", 0.0, "evict blocks farther than this from the camera (0 = never)"),
     ParamSpec("max_blocks", 0, "upper bound of allocated blocks (0 = unbounded)"),
+    ParamSpec("reserve_blocks", 2048, "storage allocated up front for this many blocks (~35 kB each), so the "
+              "first frames of a map do not wait for the store to grow (0 = grow from empty)"),
     ParamSpec("sync_slop_s", 0.02, "largest stamp difference inside a synchronized input set"),
     ParamSpec("sync_queue_size", 30, "messages per input the synchronizer keeps (covers the pose's latency)"),
     ParamSpec("queue_size", 1, "synchronized frames waiting for the mapper (the oldest is dropped when full; 1: "
@@ -136,7 +138,8 @@ class MapperNode(StageNode):
                             block_resolution=int(p.block_resolution), depth_min_m=p.depth_min_m,
                             depth_max_m=p.depth_max_m),
             semantics=SemanticConfig(method=p.semantic_method), device=p.device,
-            clear_radius_m=p.clear_radius_m, max_blocks=int(p.max_blocks))
+            clear_radius_m=p.clear_radius_m, max_blocks=int(p.max_blocks),
+            reserve_blocks=int(p.reserve_blocks))
         self.config.validate()
         self._map_lock = threading.RLock()
         self.mapper = SemanticVoxelMapper(self.config, self.labels)

@@ -77,6 +77,20 @@ def test_left_right_check_rejects_pixels_without_a_match():
     assert with_lr.valid[good].mean() > 0.8
 
 
+def test_mirrored_pass_in_a_helper_thread_gives_the_same_result():
+    left, right = _pair(6.0)
+    right[30:90, 60:110] = np.random.default_rng(5).integers(0, 255, (60, 50), dtype=np.uint8)
+    serial = _matcher(parallel=False)
+    overlapped = _matcher(parallel=True)
+    assert serial._helper is None and overlapped._helper is not None
+    for _ in range(3):  # the helper and its matcher object are reused frame after frame
+        a = serial.compute(left, right, CAM, BASELINE)
+        b = overlapped.compute(left, right, CAM, BASELINE)
+        assert a.counts == b.counts and a.counts["lr"] > 0
+        for name in ("valid", "disparity_px", "lr_diff_px", "depth_m"):
+            assert np.array_equal(getattr(a, name), getattr(b, name)), name
+
+
 def test_disparity_to_depth():
     z = disparity_to_depth(np.array([[10.0, 0.0, -1.0]]), 100.0, 0.05)
     np.testing.assert_allclose(z, [[0.5, 0.0, 0.0]])

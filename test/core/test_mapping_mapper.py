@@ -214,3 +214,20 @@ def test_histogram_unique_matches_torch_unique():
         want = torch.unique(values, return_inverse=True, return_counts=True)
         for a, b in zip(got, want):
             assert torch.equal(a, b)
+
+
+def test_reserved_storage_changes_nothing_but_the_capacity():
+    cam = small_camera()
+    depth, color, sem, inst = _scene(cam, np.eye(4))
+    plain, reserved = _mapper(), _mapper(reserve_blocks=300)
+    assert reserved.store.capacity == 300 and reserved.num_blocks == 0
+    for m in (plain, reserved):
+        m.integrate(depth, color, cam, np.eye(4), sem, inst)
+    assert 0 < reserved.num_blocks < 300 and reserved.store.capacity == 300  # no growth step
+    assert _same(_state(plain), _state(reserved))
+    a, b = plain.extract_mesh(), reserved.extract_mesh()
+    assert np.array_equal(a.vertices, b.vertices) and np.array_equal(a.triangles, b.triangles)
+    reserved.reset()
+    assert reserved.store.capacity == 300  # the reservation survives a reset
+    with pytest.raises(ValueError, match="reserve_blocks"):
+        _mapper(reserve_blocks=-1)

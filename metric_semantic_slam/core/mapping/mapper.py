@@ -56,6 +56,9 @@ class MapperConfig:
     """Upper bound of allocated blocks; the farthest are evicted beyond it (0 = unbounded)."""
     mesh_min_weight: float = 0.5
     """Voxels with less accumulated weight are treated as unobserved by meshing and export."""
+    reserve_blocks: int = 0
+    """Storage for this many blocks is allocated up front (and after a reset): a frame that adds blocks
+    below it never waits for the store to grow (~35 kB a block with the default label space)."""
 
     def validate(self) -> None:
         self.tsdf.validate()
@@ -65,6 +68,8 @@ class MapperConfig:
             raise ValueError(f"clear_radius_m must be >= 0, got {self.clear_radius_m}")
         if not self.max_blocks >= 0:
             raise ValueError(f"max_blocks must be >= 0, got {self.max_blocks}")
+        if not self.reserve_blocks >= 0:
+            raise ValueError(f"reserve_blocks must be >= 0, got {self.reserve_blocks}")
         if not self.mesh_min_weight > 0:
             raise ValueError(f"mesh_min_weight must be > 0, got {self.mesh_min_weight}")
         resolve_device(self.device)
@@ -143,6 +148,7 @@ class SemanticVoxelMapper:
         self.store.add_layer("color", (3,), torch.float32, 0.0)
         self.semantics = make_semantic_fusion(self.store, self.num_classes, c.semantics)
         self.instance_tracker = InstanceTracker(self.store, self.num_classes, c.instances)
+        self.store.reserve(c.reserve_blocks)
         self._offsets = local_voxel_offsets(self.store.R, self.device)
         self._corner_offsets = torch.as_tensor(CORNER_OFFSETS, device=self.device)  # (8, 3), uploaded once
         self._stager = HostStager(self.device)
