@@ -1,9 +1,11 @@
 """Benchmark: the whole node suite over real DDS on a simulated bag played at its recorded rate (30 Hz).
 
 Starts the five nodes with ``msslam launch`` (profile ``oracle-rt``, the default: config/launch/
-sim_replay_realtime.yaml, ground-truth poses + labels, depth_fusion and panoptic on the same 2 Hz slots of
-sensor time, the real-time configuration for a 2-core CPU; ``oracle``: sim_replay.yaml, the same nodes on
-every frame they can take; ``vio``: sim_replay_vio.yaml, tracked poses + geometric labels), plays the bag with
+sim_replay_realtime.yaml, ground-truth poses + labels, depth_fusion (active depth only) and panoptic on the
+same 2 Hz slots of sensor time, the real-time configuration for a 2-core CPU; ``oracle-rt-stereo``: the same
+with stereo matching in depth_fusion, measured after it by default for comparison; ``oracle``:
+sim_replay.yaml, the same nodes on every frame they can take; ``vio``: sim_replay_vio.yaml, tracked poses +
+geometric labels), plays the bag ``--loops`` times (default 3: 60 mapped frames, the map carries over) with
 ``msslam play --clock`` and reads every node's ``~/status`` (JSON from the node runtime). Prints per node:
 frames received, processed and dropped by the input queue, the queue's high-water mark against its bound,
 bad-input drops by reason, stage times (mean / p95, wall and thread CPU), output rate, the latency from
@@ -19,13 +21,14 @@ wins) have no latency; their count is reported.
 Columns: ``in`` messages into the node's queues, ``q.drop`` evicted by a newer one (the queue holds the newest),
 ``skip`` frames outside the node's ``process_rate_hz`` slots, ``bad`` bad-input drops.
 
-Targets (exit 1 when missed): every input queue stays within its bound; sensor-stamp-to-mesh latency
-p95 <= 250 ms. Frames dropped per node are reported, not a target on a CPU (a GPU target is full rate
-with no drops). No peer runs the same suite, so there is no ``ratio`` line. Writes ``suite.json`` and
-``suite.png`` (per-node latency and rate) into ``--output``.
+Targets (exit 1 when missed), on the main profile only: every input queue stays within its bound;
+sensor-stamp-to-mesh latency p95 <= 250 ms. Frames dropped per node are reported, not a target on a CPU (a
+GPU target is full rate with no drops). No peer runs the same suite, so there is no ``ratio`` line; the
+comparison profiles run on the same machine right after. Writes ``suite.json`` and ``suite.png`` (per-node
+latency and rate of the main profile) into ``--output``.
 
-Usage: python benchmarks/bench_suite.py [--bag output/sim_seed1/bag] [--profile oracle-rt|oracle|vio] [--rate 1.0]
-       [--output DIR] [--domain 76] [--param NODE.NAME=VALUE ...]
+Usage: python benchmarks/bench_suite.py [--bag output/sim_seed1/bag] [--profile oracle-rt|oracle-rt-stereo|oracle|vio]
+       [--compare [PROFILE ...]] [--loops 3] [--rate 1.0] [--output DIR] [--domain 76] [--param NODE.NAME=VALUE ...]
 """
 from __future__ import annotations
 
@@ -49,7 +52,10 @@ from metric_semantic_slam.eval.machine import cpu_name as cpu_model  # noqa: E40
 from metric_semantic_slam.graph import NODES  # noqa: E402
 
 TARGETS = {"mesh_latency_p95_ms": 250.0}
-PROFILES = {"oracle-rt": "sim_replay_realtime.yaml", "oracle": "sim_replay.yaml", "vio": "sim_replay_vio.yaml"}
+PROFILES = {"oracle-rt": "sim_replay_realtime.yaml", "oracle-rt-stereo": "sim_replay_realtime.yaml",
+            "oracle": "sim_replay.yaml", "vio": "sim_replay_vio.yaml"}
+PROFILE_OVERRIDES = {"oracle-rt-stereo": {"depth_fusion": {"use_stereo": True}}}
+"""Parameters a profile sets on top of its launch config (the real-time config with stereo matching back on)."""
 MSSLAM = [sys.executable, "-m", "metric_semantic_slam.cli.main"]
 
 
@@ -98,6 +104,7 @@ def write_launch_config(profile: str, workdir: Path, status_period_s: float,
         params["status_period_s"] = status_period_s
         if name == "mapper":
             params["output_dir"] = str(workdir / "mapper")
+        params.update(PROFILE_OVERRIDES.get(profile, {}).get(name, {}))
         params.update((overrides or {}).get(name, {}))
         node["parameters"] = params
         cfg["nodes"][name] = node
@@ -253,36 +260,20 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--bag", default=None, help="bag to play (default output/sim_seed1/bag, else simulate one)")
-    ap.add_argument("--frames", type=int, default=90, help="frames to simulate when there is no bag")
-    ap.add_argument("--profile", choices=sorted(PROFILES), default="oracle-rt",
-                    help="oracle-rt (default): sim_replay_realtime.yaml, oracle with depth_fusion and panoptic on the "
-                         "same 2 Hz slots of sensor time; oracle: sim_replay.yaml, every frame they can; vio")
-    ap.add_argument("--rate", type=float, default=1.0, help="playback speed factor (1 = recorded 30 Hz)")
-    ap.add_argument("--domain", type=int, default=76, help="ROS_DOMAIN_ID for this run")
-    ap.add_argument("--output", default=None, help="folder for suite.json / suite.png (default: a temp folder)")
-    ap.add_argument("--settle-s", type=float, default=10.0,
-                    help="seconds to wait after playback for the queues to drain")
-    ap.add_argument("--param", action="append", default=[], metavar="NODE.NAME=VALUE",
-                    help="override a node parameter of the profile (repeatable), e.g. depth_fusion.max_rate_hz=10")
-    args = ap.parse_args(argv)
-    overrides = parse_overrides(args.param)
+def run_profile(profile: str, bag: Path, args: argparse.Namespace, overrides: dict, workdir: Path) -> dict:
+    """Launch the suite with ``profile``, play the bag ``args.loops`` times and collect the nodes' last status.
 
+    Returns {rows, t_play_s, player_cpu_s, launch_log} (rows: :func:`summarize`, with each node's CPU share)."""
     from metric_semantic_slam.ros.testing import TopicCollector, ros_env
     from std_msgs.msg import String
 
-    workdir = Path(tempfile.mkdtemp(prefix="bench_suite_"))
-    out = Path(args.output) if args.output else workdir
-    out.mkdir(parents=True, exist_ok=True)
-    bag = find_or_make_bag(args.bag, args.frames, workdir)
-    config = write_launch_config(args.profile, workdir, status_period_s=1.0, overrides=overrides)
+    config = write_launch_config(profile, workdir, status_period_s=1.0, overrides=overrides)
     env = ros_env(args.domain)
-    print(f"CPU: {cpu_model()} ({os.cpu_count()} cores); load average {os.getloadavg()}")
-    print(f"bag: {bag}; profile {args.profile} ({PROFILES[args.profile]}); rate {args.rate}; domain {args.domain}"
+    print(f"\n== profile {profile} ({PROFILES[profile]}"
+          + (f", {PROFILE_OVERRIDES[profile]}" if profile in PROFILE_OVERRIDES else "") + ")"
           + (f"; overrides {overrides}" if overrides else ""))
-    launch_log = open(workdir / "launch.log", "wb")
+    log_path = workdir / f"launch_{profile}.log"
+    launch_log = open(log_path, "wb")
     launcher = subprocess.Popen([*MSSLAM, "launch", str(config), "--max-respawns", "0"], env=env, stdout=launch_log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     topics = {f"/msslam/{name}/status": String for name in NODES}
@@ -292,21 +283,21 @@ def main(argv: list[str] | None = None) -> int:
         with TopicCollector(args.domain, topics, name="bench_suite") as col:
             if not col.spin_until(lambda: all(col.count(t) for t in topics), timeout_s=120):
                 missing = [t for t in topics if not col.count(t)]
-                print(f"nodes did not come up: {missing}; see {workdir / 'launch.log'}")
-                return 1
+                print(f"nodes did not come up: {missing}; see {log_path}")
+                return {"rows": summarize({}), "t_play_s": None, "player_cpu_s": None, "launch_log": str(log_path)}
             play_topics = subscribed_topics(col.node, input_topics(config))
             pids = node_pids(launcher.pid)
             cpu0 = {name: _proc_cpu_s(pid) for name, pid in pids.items()}
             t0 = time.monotonic()
-            player = subprocess.Popen([*MSSLAM, "play", str(bag), "--clock", "--rate", str(args.rate),
+            loop = ["--loop", "--max-loops", str(args.loops)] if args.loops > 1 else []
+            player = subprocess.Popen([*MSSLAM, "play", str(bag), "--clock", "--rate", str(args.rate), *loop,
                                        "--wait-for-subscribers", "--wait-timeout", "30", "--delay", "1.0",
                                        "--topics", *play_topics],
                                       env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            # the player can hang in Fast DDS's TCP transport teardown after its last message (seen here
-            # once): bound the wait by the bag's own duration and go on with what the nodes report
-            budget_s = 30.0 + 1.0 + bag_duration_s(bag) / args.rate + 60.0
+            # bound the wait by the bag's own duration (a stuck DDS teardown in the player must not hang the
+            # benchmark) and go on with what the nodes report
+            budget_s = 30.0 + 1.0 + args.loops * bag_duration_s(bag) / args.rate + 60.0
             deadline = time.monotonic() + budget_s
-            player_cpu = None
             while player.poll() is None and time.monotonic() < deadline:
                 player_cpu = _proc_cpu_s(player.pid) or player_cpu
                 col.spin_until(lambda: False, 0.2)
@@ -336,17 +327,67 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:  # CPU share of each node process during playback (100 % = one core)
         c0, c1 = cpu0.get(r["node"]), cpu1.get(r["node"])
         r["process_cpu_pct"] = None if c0 is None or c1 is None or not t_play else 100.0 * (c1 - c0) / t_play
-    print(f"playback took {t_play:.1f} s wall; load average after {os.getloadavg()}; the player used "
-          f"{_fmt(player_cpu)} s CPU")
+    print(f"playback took {_fmt(t_play)} s wall; load average after {os.getloadavg()}; the player used "
+          f"{_fmt(player_cpu)} s CPU; node logs in {log_path}")
     print_table(rows)
+    return {"rows": rows, "t_play_s": t_play, "player_cpu_s": player_cpu, "launch_log": str(log_path)}
+
+
+def mesh_latency(rows: list[dict]) -> dict:
+    """The mapper's sensor-stamp-to-mesh latency summary ({} when it sent none)."""
     mesh = next((r for r in rows if r["node"] == "mapper" and not r["missing"]), None)
-    mesh_p95 = None if mesh is None else mesh["latency"].get("mesh", {}).get("p95_ms")
+    return {} if mesh is None else mesh["latency"].get("mesh", {})
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bag", default=None, help="bag to play (default output/sim_seed1/bag, else simulate one)")
+    ap.add_argument("--frames", type=int, default=90, help="frames to simulate when there is no bag")
+    ap.add_argument("--profile", choices=sorted(PROFILES), default="oracle-rt",
+                    help="oracle-rt (default): sim_replay_realtime.yaml, oracle with depth_fusion and panoptic on the "
+                         "same 2 Hz slots of sensor time; oracle-rt-stereo: the same with stereo matching; "
+                         "oracle: sim_replay.yaml, every frame they can; vio")
+    ap.add_argument("--compare", nargs="*", choices=sorted(PROFILES), default=None,
+                    help="profiles measured after the main one for comparison, no target (default with oracle-rt: "
+                         "oracle-rt-stereo; none: --compare with no name)")
+    ap.add_argument("--loops", type=int, default=3, help="passes over the bag (the map carries over)")
+    ap.add_argument("--rate", type=float, default=1.0, help="playback speed factor (1 = recorded 30 Hz)")
+    ap.add_argument("--domain", type=int, default=76, help="ROS_DOMAIN_ID for this run")
+    ap.add_argument("--output", default=None, help="folder for suite.json / suite.png (default: a temp folder)")
+    ap.add_argument("--settle-s", type=float, default=10.0,
+                    help="seconds to wait after playback for the queues to drain")
+    ap.add_argument("--param", action="append", default=[], metavar="NODE.NAME=VALUE",
+                    help="override a node parameter of the profiles (repeatable), e.g. depth_fusion.process_rate_hz=5")
+    args = ap.parse_args(argv)
+    if args.loops < 1:
+        raise SystemExit("--loops must be >= 1")
+    overrides = parse_overrides(args.param)
+    compare = args.compare if args.compare is not None else (["oracle-rt-stereo"] if args.profile == "oracle-rt" else [])
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench_suite_"))
+    out = Path(args.output) if args.output else workdir
+    out.mkdir(parents=True, exist_ok=True)
+    bag = find_or_make_bag(args.bag, args.frames, workdir)
+    print(f"CPU: {cpu_model()} ({os.cpu_count()} cores); load average {os.getloadavg()}")
+    print(f"bag: {bag}; {args.loops} pass(es) at rate {args.rate}; domain {args.domain}")
+    runs = {name: run_profile(name, bag, args, overrides, workdir) for name in [args.profile, *compare]}
+    rows = runs[args.profile]["rows"]
+    mesh = mesh_latency(rows)
+    mesh_p95 = mesh.get("p95_ms")
     bounded = all(r.get("bounded", False) for r in rows)
     errors = {r["node"]: r["errors"] for r in rows if not r["missing"] and r["errors"]}
     (out / "suite.json").write_text(json.dumps({"bag": str(bag), "profile": args.profile, "rate": args.rate,
-                                                "cpu": cpu_model(), "rows": rows}, indent=1))
+                                                "loops": args.loops, "cpu": cpu_model(), "rows": rows,
+                                                "compare": {k: v["rows"] for k, v in runs.items()
+                                                            if k != args.profile}}, indent=1))
     plot(rows, out / "suite.png")
-    print(f"wrote {out / 'suite.json'} and {out / 'suite.png'}; node logs in {workdir / 'launch.log'}")
+    print(f"\nwrote {out / 'suite.json'} and {out / 'suite.png'}")
+    print("sensor-stamp-to-mesh latency per profile (same machine, one after the other):")
+    for name, run in runs.items():
+        m = mesh_latency(run["rows"])
+        print(f"  {name:<18} n {_fmt(m.get('count'), 'd'):>4}  p50 {_fmt(m.get('p50_ms')):>7} ms  p95 "
+              f"{_fmt(m.get('p95_ms')):>7} ms  max {_fmt(m.get('max_ms')):>7} ms"
+              + ("  (target profile)" if name == args.profile else "  (comparison, no target)"))
     failures = []
     if any(r["missing"] for r in rows):
         failures.append("a node sent no status")
@@ -358,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
         failures.append(f"sensor-stamp-to-mesh latency p95 {mesh_p95:.0f} ms > {TARGETS['mesh_latency_p95_ms']:.0f} ms")
     if errors:
         print(f"exceptions inside nodes (logged, dropped): {errors}")
-    print(f"queues bounded: {bounded}; mesh latency p95: {_fmt(mesh_p95)} ms (target <= "
+    print(f"{args.profile}: queues bounded: {bounded}; mesh latency p95: {_fmt(mesh_p95)} ms (target <= "
           f"{TARGETS['mesh_latency_p95_ms']:.0f})")
     if failures:
         print("TARGET MISSED: " + "; ".join(failures))

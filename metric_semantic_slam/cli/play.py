@@ -46,7 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--wait-for-subscribers", action="store_true",
                    help="start only once every published topic has a subscriber (bounded by --wait-timeout)")
     p.add_argument("--wait-timeout", type=float, default=20.0, help="seconds --wait-for-subscribers waits at most")
-    p.add_argument("--max-loops", type=int, default=None, help=argparse.SUPPRESS)  # bounds --loop in tests
+    p.add_argument("--max-loops", type=int, default=None, metavar="N", help="with --loop: stop after N passes")
     p.set_defaults(func=run)
     return p
 
