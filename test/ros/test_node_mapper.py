@@ -62,6 +62,7 @@ class Rig:
         n = self.col.node
         self.pubs = {k: n.create_publisher(t, f"{NS}/{name}", qos_profile("reliable"))
                      for k, (name, t) in INPUTS.items()}
+        self.clients: dict[str, object] = {}
         assert self.node.wait_for_log("ready", 60), self.node.log()
         assert self.col.spin_until(lambda: all(p.get_subscription_count() > 0 for p in self.pubs.values()), 20), \
             self.node.log()
@@ -105,8 +106,12 @@ class Rig:
         assert self.col.spin_until(lambda: self.integrated() >= n, timeout_s), (self.status(), self.node.log()[-3000:])
 
     def call(self, service: str, timeout_s: float = 60):
-        cli = self.col.node.create_client(Trigger, f"{NS}/{service}")
-        assert cli.wait_for_service(timeout_sec=10), service
+        # one client per service, kept: a new client's endpoints must be discovered again, which took
+        # over 10 s once on a loaded machine (the service itself had answered a moment before)
+        if service not in self.clients:
+            self.clients[service] = self.col.node.create_client(Trigger, f"{NS}/{service}")
+        cli = self.clients[service]
+        assert cli.wait_for_service(timeout_sec=30), service
         fut = cli.call_async(Trigger.Request())
         assert self.col.spin_until(fut.done, timeout_s), f"{service} did not answer"
         return fut.result()

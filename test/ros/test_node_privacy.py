@@ -141,7 +141,7 @@ def test_edge_profile_publishes_nothing_private(frames, tmp_path):
 
         assert col.spin_until(lambda: fused() >= len(frames), 180), node.log()[-3000:]
         cli = n.create_client(Trigger, f"{NS}/publish_full_mesh")
-        assert cli.wait_for_service(timeout_sec=10)
+        assert cli.wait_for_service(timeout_sec=30)
         fut = cli.call_async(Trigger.Request())
         assert col.spin_until(fut.done, 60) and fut.result().success
         assert col.spin_until(lambda: col.count(f"{NS}/map/mesh_full") >= 1 and col.count(f"{NS}/scene_graph") >= 1, 30)
