@@ -133,7 +133,8 @@ class DepthFusionNode(StageNode):
             self.left_info = CameraInfoCache(self, "ir_left/camera_info", qos)
             self.right_info = CameraInfoCache(self, "ir_right/camera_info", qos)
             self._stereo_sync = SyncedSubscriptions(self, [(Image, "ir_left/image_raw"), (Image, "ir_right/image_raw")],
-                                                    self._on_pair, qos, queue_size=5, slop_s=p.sync_slop_s)
+                                                    self._on_pair, qos, queue_size=5, slop_s=p.sync_slop_s,
+                                                    time_reset_s=p.time_reset_jump_s)
             self.add_sync_status("sync_ir", self._stereo_sync)
             self.tf = TfReader(self, fallbacks={})
         out_qos = qos_profile("reliable")

@@ -188,7 +188,8 @@ class MapperNode(StageNode):
             topics += [(Image, "panoptic/semantic"), (Image, "panoptic/instance")]
         self._frames = self.make_queue("frames", int(p.queue_size))
         self.sync = SyncedSubscriptions(self, topics, self._on_synced, self.input_qos(),
-                                        queue_size=int(p.sync_queue_size), slop_s=p.sync_slop_s)
+                                        queue_size=int(p.sync_queue_size), slop_s=p.sync_slop_s,
+                                        time_reset_s=p.time_reset_jump_s)
         for name in SERVICES:
             self.create_service(Trigger, name, getattr(self, f"_srv_{name}"))
         if p.load_on_start:

@@ -146,7 +146,7 @@ class PanopticNode(StageNode):
             self.create_subscription(Image, "color/image_raw", self._on_images, qos)
         else:
             self._sync = SyncedSubscriptions(self, topics, self._on_images, qos, queue_size=int(p.sync_queue_size),
-                                             slop_s=p.sync_slop_s)
+                                             slop_s=p.sync_slop_s, time_reset_s=p.time_reset_jump_s)
             self.add_sync_status("sync", self._sync)
         self.start_worker(self._work)
 

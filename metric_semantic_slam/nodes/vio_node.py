@@ -155,7 +155,8 @@ class VioNode(StageNode):
         topics = [(Image, "color/image_raw"), (Image, DEPTH_INPUTS[p.depth_input])]
         if p.use_semantic:
             topics.append((Image, "panoptic/semantic"))
-        self._sync = SyncedSubscriptions(self, topics, self._on_images, qos, queue_size=10, slop_s=p.sync_slop_s)
+        self._sync = SyncedSubscriptions(self, topics, self._on_images, qos, queue_size=10, slop_s=p.sync_slop_s,
+                                         time_reset_s=p.time_reset_jump_s)
         self.add_sync_status("sync", self._sync)
         self.start_worker(self._work)
 

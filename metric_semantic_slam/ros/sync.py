@@ -6,6 +6,12 @@ every input has a message whose stamps span at most ``slop_s``, the newest messa
 Two deliberate differences: among the candidate sets the one with the smallest spread wins (instead of
 the first found), and after a set is emitted the older messages still queued are dropped (and counted),
 so sets come out in time order and a stale message never pairs with a fresh one later.
+
+Time resets (a bag played in a loop, a restarted clock): a message stamped more than ``time_reset_s``
+before messages already queued drops those from every input (with either backend). Otherwise the queues,
+sorted by stamp, would keep the previous pass's newest messages and evict the fresh ones as the oldest,
+and sets stop forming (measured: 40 of 60 frames mapped over three passes when the fused depth trails its
+labels by 115 ms).
 """
 from __future__ import annotations
 
@@ -35,14 +41,19 @@ class SyncStats:
 class ApproximateSynchronizer:
     """Groups messages from ``n_inputs`` streams whose stamps lie within ``slop_s`` seconds."""
 
-    def __init__(self, n_inputs: int, queue_size: int, slop_s: float, callback: Callable[..., Any]) -> None:
+    def __init__(self, n_inputs: int, queue_size: int, slop_s: float, callback: Callable[..., Any],
+                 time_reset_s: float = 5.0) -> None:
         if n_inputs < 1:
             raise ValueError(f"need at least one input, got {n_inputs}")
         if queue_size < 1:
             raise ValueError(f"queue_size must be >= 1, got {queue_size}")
         if not slop_s >= 0:
             raise ValueError(f"slop must be >= 0 seconds, got {slop_s}")
+        if not time_reset_s > 0:
+            raise ValueError(f"time_reset_s must be > 0 seconds, got {time_reset_s}")
         self.n_inputs, self.queue_size, self.slop_s = n_inputs, queue_size, float(slop_s)
+        self.time_reset_s = float(time_reset_s)
+        self.time_resets = 0
         self.callback = callback
         self._queues: list[list[tuple[float, Any]]] = [[] for _ in range(n_inputs)]  # sorted by stamp
         self._lock = threading.Lock()
@@ -64,6 +75,7 @@ class ApproximateSynchronizer:
             raise ValueError(f"input index {index} out of range [0, {self.n_inputs})")
         with self._lock:
             self._received[index] += 1
+            self._drop_after(float(stamp_s) + self.time_reset_s)
             q = self._queues[index]
             pos = len(q)
             while pos > 0 and q[pos - 1][0] > stamp_s:
@@ -86,6 +98,16 @@ class ApproximateSynchronizer:
             self._emitted += 1
         self.callback(*msgs)
         return True
+
+    def _drop_after(self, limit_s: float) -> None:
+        """Drop the queued messages stamped after ``limit_s`` (from before a time reset)."""
+        if not any(q and q[-1][0] > limit_s for q in self._queues):
+            return
+        self.time_resets += 1
+        for i, q in enumerate(self._queues):
+            keep = [item for item in q if item[0] <= limit_s]
+            self._dropped[i] += len(q) - len(keep)
+            q[:] = keep
 
     def _best_set(self, index: int, t: float) -> list[int] | None:
         # The pivot is the new message; every other input contributes its message nearest to it.
@@ -116,7 +138,8 @@ class SyncedSubscriptions:
     """
 
     def __init__(self, node: Any, topics: Sequence[tuple[type, str]], callback: Callable[..., Any], qos: Any,
-                 queue_size: int = 10, slop_s: float = 0.02, force_builtin: bool = False) -> None:
+                 queue_size: int = 10, slop_s: float = 0.02, force_builtin: bool = False,
+                 time_reset_s: float = 5.0) -> None:
         from .stamps import stamp_to_seconds
 
         if not topics:
@@ -126,6 +149,7 @@ class SyncedSubscriptions:
             import message_filters as mf
 
             self._own = None
+            self._time_reset_ns = int(round(time_reset_s * 1e9))
             self._lock = threading.Lock()
             self._received = [0] * len(topics)
             self._emitted = 0
@@ -137,7 +161,7 @@ class SyncedSubscriptions:
             self._sync.registerCallback(self._emit)
             self.backend = "message_filters"
         else:
-            self._own = ApproximateSynchronizer(len(topics), queue_size, slop_s, callback)
+            self._own = ApproximateSynchronizer(len(topics), queue_size, slop_s, callback, time_reset_s)
             self._subs = [
                 node.create_subscription(t, name, lambda m, i=i: self._own.add(i, stamp_to_seconds(m.header.stamp), m),
                                          qos)
@@ -145,9 +169,20 @@ class SyncedSubscriptions:
             ]
             self.backend = "builtin"
 
-    def _count(self, _msg: Any, index: int) -> None:
+    def _count(self, msg: Any, index: int) -> None:
         with self._lock:
             self._received[index] += 1
+        # Runs before the synchronizer sees the message: purge what was queued before a time reset. Kilted's
+        # Python synchronizer keys each input's dict by the stamp in nanoseconds (others: left alone).
+        queues, lock = getattr(self._sync, "queues", None), getattr(self._sync, "lock", None)
+        stamp = getattr(getattr(msg, "header", None), "stamp", None)
+        if queues is None or lock is None or stamp is None:
+            return
+        limit_ns = int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec) + self._time_reset_ns
+        with lock:
+            for q in queues:
+                for key in [k for k in q if isinstance(k, int) and k > limit_ns]:
+                    del q[key]
 
     def _emit(self, *msgs: Any) -> None:
         with self._lock:

@@ -162,3 +162,50 @@ def test_message_filters_stats_count_evictions(ros_extras):
     assert len(got) == 1
     st = sync.stats
     assert (st.emitted, st.received, st.dropped) == (1, [5, 1], [3, 0])
+
+
+def _looped_arrivals(loops: int = 3, depth_delay_s: float = 0.115):
+    """A mapper's five inputs over a bag played ``loops`` times (30 Hz color + pose; a fused depth every 15th
+    frame arriving ``depth_delay_s`` late, its two label images 20 ms late): (arrival, input, stamp_ns)."""
+    events = []
+    for loop in range(loops):
+        t0 = loop * 10.5
+        for k in range(300):
+            stamp_ns = 1_000_000_000 + k * 33_333_333
+            t = t0 + k / 30
+            events += [(t + 0.002, 1, stamp_ns), (t + 0.003, 4, stamp_ns)]
+            if k % 15 == 0:
+                events += [(t + depth_delay_s, 0, stamp_ns), (t + 0.020, 2, stamp_ns), (t + 0.021, 3, stamp_ns)]
+    return sorted(events)
+
+
+@pytest.mark.parametrize("backend", ["builtin", "message_filters"])
+def test_sets_keep_forming_after_the_bag_loops_back(ros_extras, backend):
+    ros_extras("message_filters")
+    sync_module = importlib.import_module("metric_semantic_slam.ros.sync")
+
+    class FakeNode:
+        def __init__(self):
+            self.callbacks = {}
+
+        def create_subscription(self, msg_type, topic, callback, qos_profile):
+            self.callbacks[topic] = callback
+            return SimpleNamespace(topic_name=topic)
+
+    def run(time_reset_s: float) -> int:
+        node, got = FakeNode(), []
+        names = ["depth", "color", "semantic", "instance", "pose"]
+        sync_module.SyncedSubscriptions(node, [(object, n) for n in names], lambda *m: got.append(m), qos=10,
+                                        queue_size=30, slop_s=0.02, force_builtin=backend == "builtin",
+                                        time_reset_s=time_reset_s)
+        for _t, i, stamp_ns in _looped_arrivals():
+            node.callbacks[names[i]](_msg(i, stamp_ns))
+        return len(got)
+
+    assert run(5.0) == 60  # every slot frame of every pass makes its set
+    assert run(1e6) < 60  # without the reset the previous pass's messages crowd out the new ones
+
+
+def test_time_reset_must_be_positive():
+    with pytest.raises(ValueError, match="time_reset_s"):
+        ApproximateSynchronizer(2, 10, 0.01, print, time_reset_s=0.0)
