@@ -204,7 +204,7 @@ class Launcher:
         self.config = config
         self.out = out or sys.stdout
         self._lock = threading.Lock()
-        self._stop = threading.Event()
+        self._stop_requested = False
         self.children = [_Child(s) for s in config.nodes]
         from ..ros.dds import dds_environment
         from ..ros.node_runtime import STOP_WITH_PARENT_ENV
@@ -219,7 +219,11 @@ class Launcher:
             self.out.flush()
 
     def request_stop(self, *_args: Any) -> None:
-        self._stop.set()
+        # A plain flag, no lock: this is the SIGINT/SIGTERM handler, which runs in the main thread between two
+        # of its bytecodes. ``threading.Event.set`` takes the Event's lock, which that thread may hold at that
+        # moment inside ``Event.wait`` (the loop below used to wait on one): a possible self-deadlock, and
+        # launchers that ignored SIGINT/SIGTERM were seen twice under load (not reproduced in isolation).
+        self._stop_requested = True
 
     def _start(self, child: _Child) -> None:
         cmd = node_command(child.spec, self.config.namespace, self.config.use_sim_time)
@@ -294,7 +298,7 @@ class Launcher:
                      "UDP alone (no shared memory); large images will lag or drop")
         for c in self.children:
             self._start(c)
-        while not self._stop.is_set():
+        while not self._stop_requested:
             now = time.monotonic()
             for c in self.children:
                 self._watch(c, now)
@@ -303,7 +307,7 @@ class Launcher:
                 if failed:
                     self.say("launch", f"all nodes ended; failed: {failed}")
                 return 1 if failed else 0
-            self._stop.wait(0.05)
+            time.sleep(0.05)  # a signal ends the nap early enough (the flag is read 20 times a second)
         return 0 if self._shutdown() else 1
 
 

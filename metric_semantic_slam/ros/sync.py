@@ -10,8 +10,8 @@ so sets come out in time order and a stale message never pairs with a fresh one 
 Time resets (a bag played in a loop, a restarted clock): a message stamped more than ``time_reset_s``
 before messages already queued drops those from every input (with either backend). Otherwise the queues,
 sorted by stamp, would keep the previous pass's newest messages and evict the fresh ones as the oldest,
-and sets stop forming (measured: 40 of 60 frames mapped over three passes when the fused depth trails its
-labels by 115 ms).
+and sets stop forming (a replay of the mapper's five inputs over three passes, the fused depth 115 ms
+behind the rest: 40 of 60 sets; the node suite mapped 43-46 of 60 frames that way).
 """
 from __future__ import annotations
 
