@@ -22,6 +22,17 @@ pytestmark = pytest.mark.ros
 DOMAIN = 84
 
 
+class FakeNode:
+    """A node as far as ``message_filters.Subscriber`` and our builtin subscriptions need one: the callbacks."""
+
+    def __init__(self):
+        self.callbacks = {}
+
+    def create_subscription(self, msg_type, topic, callback, qos_profile):
+        self.callbacks[topic] = callback
+        return SimpleNamespace(topic_name=topic)
+
+
 def _msg(stream: int, stamp_ns: int):
     sec, nanosec = divmod(stamp_ns, 1_000_000_000)
     return SimpleNamespace(header=SimpleNamespace(stamp=SimpleNamespace(sec=sec, nanosec=nanosec)),
@@ -145,14 +156,6 @@ def test_message_filters_stats_count_evictions(ros_extras):
     ros_extras("message_filters")
     sync_module = importlib.import_module("metric_semantic_slam.ros.sync")
 
-    class FakeNode:  # create_subscription is all message_filters.Subscriber needs from the node
-        def __init__(self):
-            self.callbacks = {}
-
-        def create_subscription(self, msg_type, topic, callback, qos_profile):
-            self.callbacks[topic] = callback
-            return SimpleNamespace(topic_name=topic)
-
     node, got = FakeNode(), []
     sync = sync_module.SyncedSubscriptions(node, [(object, "a"), (object, "b")], lambda *m: got.append(m), qos=10,
                                            queue_size=2, slop_s=0.01)
@@ -183,14 +186,6 @@ def _looped_arrivals(loops: int = 3, depth_delay_s: float = 0.115):
 def test_sets_keep_forming_after_the_bag_loops_back(ros_extras, backend):
     ros_extras("message_filters")
     sync_module = importlib.import_module("metric_semantic_slam.ros.sync")
-
-    class FakeNode:
-        def __init__(self):
-            self.callbacks = {}
-
-        def create_subscription(self, msg_type, topic, callback, qos_profile):
-            self.callbacks[topic] = callback
-            return SimpleNamespace(topic_name=topic)
 
     def run(time_reset_s: float) -> int:
         node, got = FakeNode(), []
