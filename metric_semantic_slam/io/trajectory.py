@@ -5,6 +5,7 @@ real part last, translation in meters, stamp in seconds.
 """
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import numpy as np
 
 from ..core.geometry import matrix_to_quat_xyzw, quat_xyzw_to_matrix
 
-__all__ = ["Trajectory", "read_tum_trajectory", "write_tum_trajectory", "interpolate_poses"]
+__all__ = ["Trajectory", "read_tum_trajectory", "write_tum_trajectory", "interpolate_poses", "PoseBuffer"]
 
 
 @dataclass
@@ -148,3 +149,64 @@ def interpolate_poses(
         poses[bracket] = out
         valid[bracket] = True
     return poses, valid
+
+
+class PoseBuffer:
+    """The recent poses of a stream (odometry), looked up at any stamp between two of them.
+
+    What a TF lookup gives a ROS node: a frame whose stamp falls between two poses no more than
+    ``max_gap_s`` from it gets their interpolation (:func:`interpolate_poses`), so an image does not need
+    a pose with its own stamp (odometry slower than the camera, or tracking that skipped frames). Keeps
+    the newest ``capacity`` poses in stamp order; a pose stamped more than ``time_reset_s`` before the
+    newest (a bag played again) empties the buffer first. Not thread-safe: callers lock.
+    """
+
+    def __init__(self, capacity: int = 600, time_reset_s: float = 5.0) -> None:
+        if capacity < 2:
+            raise ValueError(f"capacity must be >= 2, got {capacity}")
+        if not time_reset_s > 0:
+            raise ValueError(f"time_reset_s must be > 0, got {time_reset_s}")
+        self.capacity, self.time_reset_s = int(capacity), float(time_reset_s)
+        self._stamps: list[float] = []
+        self._poses: list[np.ndarray] = []
+
+    def __len__(self) -> int:
+        return len(self._stamps)
+
+    @property
+    def newest_s(self) -> float | None:
+        return self._stamps[-1] if self._stamps else None
+
+    def add(self, stamp_s: float, T_world_camera: np.ndarray) -> None:
+        """Insert a pose (a pose with an existing stamp replaces it). Shape: T (4, 4)."""
+        stamp_s = float(stamp_s)
+        if self._stamps and stamp_s < self._stamps[-1] - self.time_reset_s:
+            self.clear()
+        i = bisect.bisect_left(self._stamps, stamp_s)
+        T = np.asarray(T_world_camera, dtype=np.float64)
+        if i < len(self._stamps) and self._stamps[i] == stamp_s:
+            self._poses[i] = T
+            return
+        self._stamps.insert(i, stamp_s)
+        self._poses.insert(i, T)
+        if len(self._stamps) > self.capacity:
+            del self._stamps[0], self._poses[0]
+
+    def clear(self) -> None:
+        self._stamps.clear()
+        self._poses.clear()
+
+    def lookup(self, stamp_s: float, max_gap_s: float) -> tuple[str, np.ndarray | None]:
+        """``("ok", T)`` at ``stamp_s``; ``("wait", None)`` when no pose at or after it has arrived yet (one
+        may still come); ``("missing", None)`` when the poses around it are too far apart or it lies before
+        the buffer. Shape: T (4, 4)."""
+        stamp_s = float(stamp_s)
+        if not self._stamps or self._stamps[-1] < stamp_s - 1e-6:
+            return "wait", None
+        hi = bisect.bisect_left(self._stamps, stamp_s - 1e-6)
+        lo = max(0, hi - 1)
+        traj = Trajectory(np.array([self._stamps[lo], self._stamps[hi]]), np.stack([self._poses[lo], self._poses[hi]]))
+        if lo == hi:  # the stamp is at (or before) the oldest pose: only an exact match will do
+            traj = Trajectory(traj.stamps_s[:1], traj.T_world_camera[:1])
+        poses, valid = interpolate_poses(traj, np.array([stamp_s]), max_gap_s)
+        return ("ok", poses[0]) if valid[0] else ("missing", None)

@@ -7,6 +7,10 @@ with ``use_labels``, ``panoptic/semantic`` + ``panoptic/instance`` are synchroni
 (message_filters when it imports, else ``ros/sync.py``); intrinsics come from ``color/camera_info``
 (depth is registered to color). The pose is the odometry child frame's; ``camera_pose_in_body`` turns
 it into the camera's (identity when the odometry is the camera's, as the suite's vio node publishes).
+With ``pose_max_gap_s`` > 0 the pose is not part of the synchronized set: poses are buffered and each
+frame takes the interpolation of the two around its stamp (``io.trajectory.PoseBuffer``), waiting up to
+``pose_wait_s`` for the later one, so odometry slower than the camera or tracking that skipped the frame
+still places it.
 
 Outputs (``full`` profile):
 
@@ -72,6 +76,10 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("reserve_blocks", 2048, "storage allocated up front for this many blocks (~35 kB each), so the "
               "first frames of a map do not wait for the store to grow (0 = grow from empty)"),
     ParamSpec("sync_slop_s", 0.02, "largest stamp difference inside a synchronized input set"),
+    ParamSpec("pose_max_gap_s", 0.0, "0: the pose is synchronized with the images (stamp within sync_slop_s); "
+              "> 0: poses are buffered and interpolated at each frame's stamp between the two around it, each "
+              "at most this far (odometry slower than the camera, or tracking that skipped frames)"),
+    ParamSpec("pose_wait_s", 0.5, "with pose_max_gap_s > 0: how long a frame waits for a pose at or after its stamp"),
     ParamSpec("sync_queue_size", 30, "messages per input the synchronizer keeps (covers the pose's latency)"),
     ParamSpec("queue_size", 1, "synchronized frames waiting for the mapper (the oldest is dropped when full; 1: "
               "always the newest set, so a slow integration or mesh update adds no queueing delay)"),
@@ -179,11 +187,22 @@ class MapperNode(StageNode):
         if p.pose_source == "odometry":
             from nav_msgs.msg import Odometry
 
-            topics.append((Odometry, "odometry"))
+            pose_input = (Odometry, "odometry")
         else:
             from geometry_msgs.msg import PoseStamped
 
-            topics.append((PoseStamped, "pose"))
+            pose_input = (PoseStamped, "pose")
+        if not p.pose_max_gap_s >= 0 or not p.pose_wait_s >= 0:
+            raise ValueError("pose_max_gap_s and pose_wait_s must be >= 0")
+        self._pose_buffer = None
+        if p.pose_max_gap_s > 0:
+            from ..io.trajectory import PoseBuffer
+
+            self._pose_lock = threading.Lock()
+            self._pose_buffer = PoseBuffer(capacity=600, time_reset_s=p.time_reset_jump_s)
+            self.create_subscription(*pose_input, self._on_pose, self.input_qos())
+        else:
+            topics.append(pose_input)
         if p.use_labels:
             topics += [(Image, "panoptic/semantic"), (Image, "panoptic/instance")]
         self._frames = self.make_queue("frames", int(p.queue_size))
@@ -200,6 +219,42 @@ class MapperNode(StageNode):
     # ------------------------------------------------------------------ callbacks
     def _on_synced(self, *msgs: Any) -> None:
         self._frames.put(msgs)
+
+    def _on_pose(self, msg: Any) -> None:
+        from ..ros.stamps import stamp_to_seconds
+
+        try:
+            T_world_camera = self._pose_matrix(msg)
+        except ValueError as exc:
+            self.drop("bad_pose", str(exc))
+            return
+        with self._pose_lock:
+            self._pose_buffer.add(stamp_to_seconds(msg.header.stamp), T_world_camera)
+
+    def _pose_matrix(self, msg: Any) -> np.ndarray:
+        """T_world_camera of an Odometry / PoseStamped message; ValueError when it is not a finite rigid pose."""
+        from ..ros.tf import pose_to_matrix
+
+        T_world_body = pose_to_matrix(msg.pose.pose if self.params.pose_source == "odometry" else msg.pose)
+        T_world_camera = T_world_body @ self.T_body_camera
+        if not np.isfinite(T_world_camera).all():
+            raise ValueError("pose position is not finite")
+        return T_world_camera
+
+    def _buffered_pose(self, stamp_s: float) -> np.ndarray | None:
+        """The interpolated pose at ``stamp_s``, waiting up to ``pose_wait_s`` for a later pose; None after a
+        logged drop."""
+        deadline = time.monotonic() + self.params.pose_wait_s
+        while True:
+            with self._pose_lock:
+                state, T = self._pose_buffer.lookup(stamp_s, self.params.pose_max_gap_s)
+            if state == "ok":
+                return T
+            if state == "missing" or time.monotonic() >= deadline or self.stopping:
+                self.drop("no_pose", f"no poses within {self.params.pose_max_gap_s} s on both sides of "
+                          f"{stamp_s:.3f} s" + (" (waited for a later one)" if state == "wait" else ""))
+                return None
+            time.sleep(0.005)
 
     def _on_scene_graph(self, msg: Any) -> None:
         self._graph_json = msg.data
@@ -218,13 +273,12 @@ class MapperNode(StageNode):
         """Messages -> integrate() arguments, or None after a logged drop."""
         from ..ros.image_conversion import image_to_depth_m, image_to_numpy, image_to_rgb8
         from ..ros.stamps import stamp_to_seconds
-        from ..ros.tf import pose_to_matrix
 
         p = self.params
         msgs = list(msgs)
         depth_msg = msgs.pop(0)
         color_msg = msgs.pop(0) if p.use_color else None
-        pose_msg = msgs.pop(0)
+        pose_msg = msgs.pop(0) if self._pose_buffer is None else None
         sem_msg, ins_msg = (msgs[0], msgs[1]) if p.use_labels else (None, None)
         stamp_s = stamp_to_seconds(depth_msg.header.stamp)
         camera = self.camera_info.camera
@@ -242,14 +296,16 @@ class MapperNode(StageNode):
         if depth.shape != camera.shape:
             self.drop("size_mismatch", f"depth {depth.shape} vs camera_info {camera.shape}")
             return None
-        try:
-            T_world_body = pose_to_matrix(pose_msg.pose.pose if p.pose_source == "odometry" else pose_msg.pose)
-            T_world_camera = T_world_body @ self.T_body_camera
-            if not np.isfinite(T_world_camera).all():
-                raise ValueError("pose position is not finite")
-        except ValueError as exc:
-            self.drop("bad_pose", str(exc))
-            return None
+        if pose_msg is None:
+            T_world_camera = self._buffered_pose(stamp_s)
+            if T_world_camera is None:
+                return None
+        else:
+            try:
+                T_world_camera = self._pose_matrix(pose_msg)
+            except ValueError as exc:
+                self.drop("bad_pose", str(exc))
+                return None
         semantic = instance = None
         if sem_msg is not None:
             try:

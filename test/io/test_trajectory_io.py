@@ -84,3 +84,38 @@ def test_read_tum_groundtruth(shared_data: Path) -> None:
     assert len(traj) == 396
     assert np.all(np.diff(traj.stamps_s) > 0)
     np.testing.assert_allclose(traj.positions[0], [1.3007, 0.6550, 1.5450])
+
+
+def _pose_at(t: float) -> np.ndarray:
+    """A camera turning about z at 0.5 rad/s while moving along (1, 2, 0) m/s."""
+    from metric_semantic_slam.core.geometry import quat_xyzw_to_matrix
+
+    a = 0.5 * t
+    T = np.eye(4)
+    T[:3, :3] = quat_xyzw_to_matrix(np.array([0.0, 0.0, np.sin(a / 2), np.cos(a / 2)]))
+    T[:3, 3] = [t, 2 * t, 0.0]
+    return T
+
+
+def test_pose_buffer_interpolates_waits_and_refuses_wide_gaps():
+    from metric_semantic_slam.io.trajectory import PoseBuffer
+
+    buf = PoseBuffer(capacity=5)
+    assert buf.lookup(1.0, 0.2) == ("wait", None)
+    for t in (1.2, 1.0, 1.1):  # out of order: kept sorted
+        buf.add(t, _pose_at(t))
+    state, T = buf.lookup(1.05, 0.2)
+    assert state == "ok" and np.allclose(T, _pose_at(1.05), atol=1e-9)  # slerp + lerp are exact on this motion
+    assert buf.lookup(1.1, 0.001)[0] == "ok"         # an exact stamp needs no neighbour
+    assert buf.lookup(1.25, 0.2) == ("wait", None)   # the later pose may still come
+    assert buf.lookup(0.9, 0.2) == ("missing", None)  # before the buffer: no extrapolation
+    assert buf.lookup(1.05, 0.04) == ("missing", None)  # neighbours 50 ms away, 40 ms allowed
+    for t in (1.3, 1.4, 1.5, 1.6):
+        buf.add(t, _pose_at(t))
+    assert len(buf) == 5 and buf.lookup(1.05, 0.2)[0] == "missing"  # the oldest left (capacity 5)
+    buf.add(1.3, _pose_at(2.0))  # same stamp: replaced
+    assert np.allclose(buf.lookup(1.3, 0.01)[1], _pose_at(2.0))
+    buf.add(-10.0, _pose_at(0.0))  # far back in time: a bag played again, the old poses go
+    assert len(buf) == 1 and buf.newest_s == -10.0
+    with pytest.raises(ValueError):
+        PoseBuffer(capacity=1)

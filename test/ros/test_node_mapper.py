@@ -68,17 +68,15 @@ class Rig:
             self.node.log()
 
     def send(self, frame, stamp_s=None, depth=None, pose=None, semantic=None, depth_encoding="32FC1",
-             info=True):
+             info=True, odom=True):
         st = seconds_to_stamp(frame.stamp_s if stamp_s is None else stamp_s)
         if info:
             self.pubs["info"].publish(camera_to_camera_info(frame.camera, stamp=st, frame_id="cam"))
         d = frame.depth_m.astype(np.float32) if depth is None else depth
         self.pubs["depth"].publish(numpy_to_image(d, depth_encoding, stamp=st, frame_id="cam"))
         self.pubs["color"].publish(numpy_to_image(frame.color, "rgb8", stamp=st, frame_id="cam"))
-        odom = Odometry()
-        odom.header.stamp, odom.header.frame_id = st, "map"
-        odom.pose.pose = matrix_to_pose(frame.gt.T_world_camera) if pose is None else pose
-        self.pubs["odom"].publish(odom)
+        if odom:
+            self.send_pose(st, matrix_to_pose(frame.gt.T_world_camera) if pose is None else pose)
         sem = frame.gt.semantic.astype(np.uint16) if semantic is None else semantic
         received = self.received()
         self.pubs["semantic"].publish(numpy_to_image(sem, "mono16", stamp=st, frame_id="cam"))
@@ -87,6 +85,12 @@ class Rig:
         # pace on the synchronizer: topics may arrive out of order across readers, and a set completed
         # after a newer one is discarded by design (a live stream wants the newest)
         self.col.spin_until(lambda: self.received() > received, 10)
+
+    def send_pose(self, stamp, pose) -> None:
+        odom = Odometry()
+        odom.header.stamp, odom.header.frame_id = stamp, "map"
+        odom.pose.pose = pose
+        self.pubs["odom"].publish(odom)
 
     def received(self) -> int:
         """Synchronized sets the node queued."""
@@ -268,3 +272,35 @@ def test_sigint_mid_run_leaves_a_saved_map_that_loads(frames, tmp_path):
     pic = np.asarray(PilImage.open(tmp_path / "pic.png"))
     assert pic.shape == (120, 160, 3) and (pic != 255).any(axis=2).mean() > 0.1
     assert msslam(["render", str(tmp_path / "missing.npz"), "--output", str(tmp_path / "x.png")]) == 2
+
+
+def test_buffered_poses_place_frames_between_them(frames, tmp_path):
+    """pose_max_gap_s > 0: odometry every third frame; the frames between take the interpolated pose, a frame
+    waits for the later pose, and one with no pose after it is dropped as no_pose."""
+    from metric_semantic_slam.io.trajectory import Trajectory, interpolate_poses, read_tum_trajectory
+
+    rig = Rig(94, tmp_path, pose_max_gap_s=0.2, pose_wait_s=3.0)
+    try:
+        posed = frames[0:10:3]  # frames 0, 3, 6, 9
+        for f in posed[:-1]:
+            rig.send_pose(seconds_to_stamp(f.stamp_s), matrix_to_pose(f.gt.T_world_camera))
+        rig.settle(0.5)
+        for f in frames[:9]:
+            rig.send(f, odom=False)
+        rig.settle(0.5)  # frames 7 and 8 are waiting for the pose of frame 9
+        rig.send_pose(seconds_to_stamp(posed[-1].stamp_s), matrix_to_pose(posed[-1].gt.T_world_camera))
+        rig.wait_integrated(9)
+        rig.send(frames[9], stamp_s=frames[9].stamp_s + 1.0, odom=False)  # no pose will ever follow it
+        assert rig.col.spin_until(lambda: rig.drops().get("no_pose", 0) >= 1, 30), rig.drops()
+        assert rig.integrated() == 9 and rig.node.alive()
+        _idle_and_save(rig)
+        traj = read_tum_trajectory(tmp_path / "out" / "trajectory.txt")
+        expected, ok = interpolate_poses(Trajectory(np.array([f.stamp_s for f in posed]),
+                                                    np.stack([f.gt.T_world_camera for f in posed])),
+                                         np.array([f.stamp_s for f in frames[:9]]), max_gap_s=0.2)
+        assert ok.all() and len(traj) == 9
+        assert np.allclose(traj.stamps_s, [f.stamp_s for f in frames[:9]], atol=1e-6)
+        assert np.allclose(traj.T_world_camera, expected, atol=1e-5)
+        assert not np.allclose(traj.T_world_camera[1], frames[1].gt.T_world_camera, atol=1e-9)  # interpolated
+    finally:
+        rig.close()
