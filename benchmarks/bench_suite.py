@@ -3,7 +3,8 @@
 Starts the five nodes with ``msslam launch`` (profile ``oracle-rt``, the default: config/launch/
 sim_replay_realtime.yaml, ground-truth poses + labels, depth_fusion (active depth only) and panoptic on the
 same 2 Hz slots of sensor time, the real-time configuration for a 2-core CPU; ``oracle-rt-stereo``: the same
-with stereo matching in depth_fusion, measured after it by default for comparison; ``oracle``:
+with stereo matching in depth_fusion, measured after it by default for comparison; ``vio-rt``: the same
+slots with tracked poses (interpolated by the mapper) and geometric labels; ``oracle``:
 sim_replay.yaml, the same nodes on every frame they can take; ``vio``: sim_replay_vio.yaml, tracked poses +
 geometric labels), plays the bag ``--loops`` times (default 3: 60 mapped frames, the map carries over) with
 ``msslam play --clock`` and reads every node's ``~/status`` (JSON from the node runtime). Prints per node:
@@ -27,7 +28,7 @@ GPU target is full rate with no drops). No peer runs the same suite, so there is
 comparison profiles run on the same machine right after. Writes ``suite.json`` and ``suite.png`` (per-node
 latency and rate of the main profile) into ``--output``.
 
-Usage: python benchmarks/bench_suite.py [--bag output/sim_seed1/bag] [--profile oracle-rt|oracle-rt-stereo|oracle|vio]
+Usage: python benchmarks/bench_suite.py [--bag output/sim_seed1/bag] [--profile oracle-rt|oracle-rt-stereo|vio-rt|oracle|vio]
        [--compare [PROFILE ...]] [--loops 3] [--rate 1.0] [--output DIR] [--domain 76] [--param NODE.NAME=VALUE ...]
 """
 from __future__ import annotations
@@ -53,7 +54,7 @@ from metric_semantic_slam.graph import NODES  # noqa: E402
 
 TARGETS = {"mesh_latency_p95_ms": 250.0}
 PROFILES = {"oracle-rt": "sim_replay_realtime.yaml", "oracle-rt-stereo": "sim_replay_realtime.yaml",
-            "oracle": "sim_replay.yaml", "vio": "sim_replay_vio.yaml"}
+            "vio-rt": "sim_replay_vio_realtime.yaml", "oracle": "sim_replay.yaml", "vio": "sim_replay_vio.yaml"}
 PROFILE_OVERRIDES = {"oracle-rt-stereo": {"depth_fusion": {"use_stereo": True}}}
 """Parameters a profile sets on top of its launch config (the real-time config with stereo matching back on)."""
 MSSLAM = [sys.executable, "-m", "metric_semantic_slam.cli.main"]
@@ -345,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=90, help="frames to simulate when there is no bag")
     ap.add_argument("--profile", choices=sorted(PROFILES), default="oracle-rt",
                     help="oracle-rt (default): sim_replay_realtime.yaml, oracle with depth_fusion and panoptic on the "
-                         "same 2 Hz slots of sensor time; oracle-rt-stereo: the same with stereo matching; "
+                         "same 2 Hz slots of sensor time; oracle-rt-stereo: the same with stereo matching; vio-rt: "
+                         "the same slots with tracked poses and geometric labels; "
                          "oracle: sim_replay.yaml, every frame they can; vio")
     ap.add_argument("--compare", nargs="*", choices=sorted(PROFILES), default=None,
                     help="profiles measured after the main one for comparison, no target (default with oracle-rt: "

@@ -99,7 +99,8 @@ def test_core_layers_never_import_ros(subpackage):
         assert not pattern.search(p.read_text()), f"{p} imports ROS"
 
 
-MY_LAUNCH_CONFIGS = ("sim_replay.yaml", "sim_replay_vio.yaml", "realsense_d435i.yaml")
+MY_LAUNCH_CONFIGS = ("sim_replay.yaml", "sim_replay_vio.yaml", "sim_replay_realtime.yaml",
+                     "sim_replay_vio_realtime.yaml", "realsense_d435i.yaml")
 
 
 def test_every_node_has_a_params_file_that_matches_its_params():
@@ -154,6 +155,11 @@ def test_launch_configs_load_and_use_the_graph_and_params_files(config):
         for src in n.remappings:  # relative node topics remapped to the sensor's absolute names
             assert not src.startswith("/") and n.remappings[src].startswith("/"), src
     assert cfg.use_sim_time == config.startswith("sim_")
+    from metric_semantic_slam.nodes import node_params
+
+    for n in cfg.nodes:  # a misspelt parameter would only show up as a warning at run time
+        known = {spec.name for spec in node_params(n.name)}
+        assert set(n.parameters) <= known, (n.name, set(n.parameters) - known)
 
 
 # The launch files themselves (same nodes as `msslam launch`, the DDS transport, the replay's player) are
