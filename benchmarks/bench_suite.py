@@ -261,10 +261,10 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def run_profile(profile: str, bag: Path, args: argparse.Namespace, overrides: dict, workdir: Path) -> dict:
+def run_profile(profile: str, bag: Path, args: argparse.Namespace, overrides: dict, workdir: Path) -> list[dict]:
     """Launch the suite with ``profile``, play the bag ``args.loops`` times and collect the nodes' last status.
 
-    Returns {rows, t_play_s, player_cpu_s, launch_log} (rows: :func:`summarize`, with each node's CPU share)."""
+    Returns :func:`summarize`'s rows, with each node's CPU share during playback."""
     from metric_semantic_slam.ros.testing import TopicCollector, ros_env
     from std_msgs.msg import String
 
@@ -285,7 +285,7 @@ def run_profile(profile: str, bag: Path, args: argparse.Namespace, overrides: di
             if not col.spin_until(lambda: all(col.count(t) for t in topics), timeout_s=120):
                 missing = [t for t in topics if not col.count(t)]
                 print(f"nodes did not come up: {missing}; see {log_path}")
-                return {"rows": summarize({}), "t_play_s": None, "player_cpu_s": None, "launch_log": str(log_path)}
+                return summarize({})
             play_topics = subscribed_topics(col.node, input_topics(config))
             pids = node_pids(launcher.pid)
             cpu0 = {name: _proc_cpu_s(pid) for name, pid in pids.items()}
@@ -331,7 +331,7 @@ def run_profile(profile: str, bag: Path, args: argparse.Namespace, overrides: di
     print(f"playback took {_fmt(t_play)} s wall; load average after {os.getloadavg()}; the player used "
           f"{_fmt(player_cpu)} s CPU; node logs in {log_path}")
     print_table(rows)
-    return {"rows": rows, "t_play_s": t_play, "player_cpu_s": player_cpu, "launch_log": str(log_path)}
+    return rows
 
 
 def mesh_latency(rows: list[dict]) -> dict:
@@ -373,20 +373,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"CPU: {cpu_model()} ({os.cpu_count()} cores); load average {os.getloadavg()}")
     print(f"bag: {bag}; {args.loops} pass(es) at rate {args.rate}; domain {args.domain}")
     runs = {name: run_profile(name, bag, args, overrides, workdir) for name in [args.profile, *compare]}
-    rows = runs[args.profile]["rows"]
+    rows = runs[args.profile]
     mesh = mesh_latency(rows)
     mesh_p95 = mesh.get("p95_ms")
     bounded = all(r.get("bounded", False) for r in rows)
     errors = {r["node"]: r["errors"] for r in rows if not r["missing"] and r["errors"]}
     (out / "suite.json").write_text(json.dumps({"bag": str(bag), "profile": args.profile, "rate": args.rate,
                                                 "loops": args.loops, "cpu": cpu_model(), "rows": rows,
-                                                "compare": {k: v["rows"] for k, v in runs.items()
-                                                            if k != args.profile}}, indent=1))
+                                                "compare": {k: v for k, v in runs.items() if k != args.profile}},
+                                               indent=1))
     plot(rows, out / "suite.png")
     print(f"\nwrote {out / 'suite.json'} and {out / 'suite.png'}")
     print("sensor-stamp-to-mesh latency per profile (same machine, one after the other):")
-    for name, run in runs.items():
-        m = mesh_latency(run["rows"])
+    for name, run_rows in runs.items():
+        m = mesh_latency(run_rows)
         print(f"  {name:<18} n {_fmt(m.get('count'), 'd'):>4}  p50 {_fmt(m.get('p50_ms')):>7} ms  p95 "
               f"{_fmt(m.get('p95_ms')):>7} ms  max {_fmt(m.get('max_ms')):>7} ms"
               + ("  (target profile)" if name == args.profile else "  (comparison, no target)"))

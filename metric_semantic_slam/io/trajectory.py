@@ -204,9 +204,7 @@ class PoseBuffer:
         if not self._stamps or self._stamps[-1] < stamp_s - 1e-6:
             return "wait", None
         hi = bisect.bisect_left(self._stamps, stamp_s - 1e-6)
-        lo = max(0, hi - 1)
-        traj = Trajectory(np.array([self._stamps[lo], self._stamps[hi]]), np.stack([self._poses[lo], self._poses[hi]]))
-        if lo == hi:  # the stamp is at (or before) the oldest pose: only an exact match will do
-            traj = Trajectory(traj.stamps_s[:1], traj.T_world_camera[:1])
+        around = [hi] if hi == 0 else [hi - 1, hi]  # at (or before) the oldest pose only an exact match will do
+        traj = Trajectory(np.array([self._stamps[i] for i in around]), np.stack([self._poses[i] for i in around]))
         poses, valid = interpolate_poses(traj, np.array([stamp_s]), max_gap_s)
         return ("ok", poses[0]) if valid[0] else ("missing", None)
