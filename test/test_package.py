@@ -99,7 +99,7 @@ def test_core_layers_never_import_ros(subpackage):
         assert not pattern.search(p.read_text()), f"{p} imports ROS"
 
 
-MY_LAUNCH_CONFIGS = ("sim_replay.yaml", "sim_replay_vio.yaml", "sim_replay_realtime.yaml",
+MY_LAUNCH_CONFIGS = ("sim_replay.yaml", "sim_replay_vio.yaml", "sim_replay_realtime.yaml", "sim_replay_gpu.yaml",
                      "sim_replay_vio_realtime.yaml", "realsense_d435i.yaml")
 
 

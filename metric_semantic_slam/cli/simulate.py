@@ -8,6 +8,7 @@ __all__ = ["add_parser", "run"]
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``simulate`` verb on an ``argparse`` subparsers object."""
+    from ..sim.raycast import RAYCASTERS
     from ..sim.trajectory import MOTIONS, PRESETS
 
     p = subparsers.add_parser(
@@ -35,6 +36,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="texture contrast of the color images, 0-1 (default 1; low values: low-texture scenes)")
     p.add_argument("--no-bag", action="store_true", help="do not write the rosbag2 copy in OUTPUT/bag")
     p.add_argument("--workers", type=int, default=None, help="frame worker threads (default: min(2, CPUs))")
+    p.add_argument("--raycaster", choices=RAYCASTERS, default="auto",
+                   help="ray casting: open3d, torch (brute force, CUDA when present) or auto (default: open3d when it "
+                        "imports)")
     return p
 
 
@@ -59,5 +63,6 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         texture_contrast=args.texture_contrast,
         motion=args.motion,
+        raycaster=args.raycaster,
     )
     return 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 
 import numpy as np
@@ -199,11 +200,18 @@ class _CudaGraphSolve:
         return self.h_out_np
 
 
+_CUDA_SOLVE_LOCK = threading.Lock()
+"""One CUDA solve at a time in a process: while one thread captures a CUDA graph, a copy or a launch on the
+legacy stream from another thread invalidates the capture (several fusers side by side, depth_fusion_node's
+``workers``). The solve is ~2 ms of GPU time, so serializing it costs little."""
+
+
 class VariationalFusion:
     """Refines a local fusion result with the variational energy (one object per stream).
 
     On CUDA the solve of each input shape is captured once as a CUDA graph and replayed
     (``use_cuda_graph``); if the capture fails it runs eagerly (the same code) and says so once in the log.
+    Several objects may refine in parallel threads: their CUDA solves take turns (:data:`_CUDA_SOLVE_LOCK`).
     """
 
     def __init__(self, config, use_cuda_graph: bool = True) -> None:
@@ -237,31 +245,17 @@ class VariationalFusion:
 
         t0 = time.perf_counter()
         c = self.config
-        s_ref = float(c.sigma_ref_m)
         srcs = [(x, w) for x, w in ((active, c.w_active), (stereo, c.w_stereo), (temporal, c.w_temporal))
                 if x is not None and w > 0]
         valid = local.valid
         if not srcs or not valid.any():
             return local
-        graph = self._graph_for(srcs, local.depth_m.shape) if self.use_cuda_graph else None
-        if graph is not None:
-            depth = graph([x for x, _ in srcs], local.depth_m) * valid  # a new array: the buffer is reused
+        if self.device.type == "cuda":
+            with _CUDA_SOLVE_LOCK:
+                depth = self._solve(srcs, local)
         else:
-            dev = self.device
-            inv_ref = np.float32(1.0 / s_ref)
-            # Sources' depth in sigma_ref units; invalid pixels have sigma = inf, hence lambda = 0.
-            shape = (len(srcs), *local.depth_m.shape)
-            f = torch.empty(shape, dtype=torch.float32, device=dev)
-            sig2 = torch.empty(shape, dtype=torch.float32, device=dev)
-            for i, (x, _) in enumerate(srcs):  # scaled straight into the stacked arrays: one pass each
-                torch.mul(torch.from_numpy(x.depth_m).to(dev), inv_ref, out=f[i])
-                torch.mul(torch.from_numpy(x.sigma_m).to(dev), inv_ref, out=sig2[i]).square_()
-            w = torch.tensor([wt for _, wt in srcs], dtype=torch.float32, device=dev)[:, None, None]
-            # Not in place: on the CPU from_numpy shares the caller's array.
-            u0 = torch.from_numpy(local.depth_m).to(dev).mul(inv_ref)  # 0 where the local fusion has no depth
-            u = _edge_aware_solve(u0, f, sig2, w, c)
-            depth = u.mul_(s_ref).cpu().numpy()
-            depth *= valid
+            depth = self._solve(srcs, local)
+        depth *= valid
         bad = valid & ~(depth > 0)  # NaN or non-positive: never expected, but never published
         if bad.any():
             depth[bad] = local.depth_m[bad]
@@ -270,3 +264,25 @@ class VariationalFusion:
         timings["fusion"] = timings.get("fusion", 0.0) + time.perf_counter() - t0
         return FusedDepth(depth_m=depth, confidence=conf, sigma_m=sigma, sources=sources, method="variational",
                           timings_s=timings)
+
+    def _solve(self, srcs: list, local) -> np.ndarray:
+        """The refined depth in meters, a new array (validity not applied yet). Shape: -> (H, W) float32."""
+        c = self.config
+        s_ref = float(c.sigma_ref_m)
+        graph = self._graph_for(srcs, local.depth_m.shape) if self.use_cuda_graph else None
+        if graph is not None:
+            return graph([x for x, _ in srcs], local.depth_m).copy()  # a new array: the buffer is reused
+        dev = self.device
+        inv_ref = np.float32(1.0 / s_ref)
+        # Sources' depth in sigma_ref units; invalid pixels have sigma = inf, hence lambda = 0.
+        shape = (len(srcs), *local.depth_m.shape)
+        f = torch.empty(shape, dtype=torch.float32, device=dev)
+        sig2 = torch.empty(shape, dtype=torch.float32, device=dev)
+        for i, (x, _) in enumerate(srcs):  # scaled straight into the stacked arrays: one pass each
+            torch.mul(torch.from_numpy(x.depth_m).to(dev), inv_ref, out=f[i])
+            torch.mul(torch.from_numpy(x.sigma_m).to(dev), inv_ref, out=sig2[i]).square_()
+        w = torch.tensor([wt for _, wt in srcs], dtype=torch.float32, device=dev)[:, None, None]
+        # Not in place: on the CPU from_numpy shares the caller's array.
+        u0 = torch.from_numpy(local.depth_m).to(dev).mul(inv_ref)  # 0 where the local fusion has no depth
+        u = _edge_aware_solve(u0, f, sig2, w, c)
+        return u.mul_(s_ref).cpu().numpy()

@@ -199,9 +199,13 @@ class PoseBuffer:
     def lookup(self, stamp_s: float, max_gap_s: float) -> tuple[str, np.ndarray | None]:
         """``("ok", T)`` at ``stamp_s``; ``("wait", None)`` when no pose at or after it has arrived yet (one
         may still come); ``("missing", None)`` when the poses around it are too far apart or it lies before
-        the buffer. Shape: T (4, 4)."""
+        the buffer; a stamp more than ``time_reset_s`` before the newest pose (a new pass whose poses have not
+        arrived) waits too. Shape: T (4, 4)."""
         stamp_s = float(stamp_s)
         if not self._stamps or self._stamps[-1] < stamp_s - 1e-6:
+            return "wait", None
+        if stamp_s < self._stamps[-1] - self.time_reset_s:
+            # a frame of a new pass (a bag played again) before any pose of it: that pose will empty the buffer
             return "wait", None
         hi = bisect.bisect_left(self._stamps, stamp_s - 1e-6)
         around = [hi] if hi == 0 else [hi - 1, hi]  # at (or before) the oldest pose only an exact match will do

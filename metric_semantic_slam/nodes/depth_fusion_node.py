@@ -13,11 +13,16 @@ Cost on a CPU: stereo matching dominates, so it runs on the pair shrunk by ``ste
 default: ~1/4 of the matching time, fused accuracy unchanged on the simulator, see bench_depth_fusion.py).
 The input queue holds one frame by default (a slow fusion works on the newest frame, never a backlog), and
 ``process_rate_hz`` fuses one frame per slot of sensor time (e.g. 10 of a 30 Hz camera) when the CPU is
-shared with the rest of the suite.
+shared with the rest of the suite. On a machine with cores to spare, ``workers`` > 1 fuses that many frames
+at once, each with its own fuser in a thread (OpenCV and most numpy work release the GIL): a frame's latency
+stays what one fusion costs, the rate it can sustain grows with the workers, and outputs leave in input order.
 """
 from __future__ import annotations
 
+import queue
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +66,9 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("ir_left_pose_in_color", list(_IDENTITY), "left IR camera pose in the color camera (row-major 4x4), used "
               "when TF does not know it", dimensionless=True),
     ParamSpec("output_frame_id", "", "frame of the outputs ('' = the color camera_info's frame)"),
+    ParamSpec("workers", 1, "frames fused at the same time, each by its own fuser in a thread, outputs in input "
+              "order: > 1 lets a multi-core machine sustain 30 Hz when one frame's CPU work (stereo matching, "
+              "confidences) takes longer than a frame period"),
 )
 
 SUBSCRIBES: tuple[TopicSpec, ...] = (
@@ -116,7 +124,16 @@ class DepthFusionNode(StageNode):
             iterations=p.iterations, device=p.device,
             stereo=StereoConfig(num_disparities=p.stereo_num_disparities, lr_check=p.stereo_lr_check,
                                 downsample=int(p.stereo_downsample)))
+        if p.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {p.workers}")
         self.fuser = DepthFuser(config)
+        # workers > 1: a pool of fusers (each has its own stereo matcher and solver state) and the frames in
+        # flight, published oldest first
+        self._pool = ThreadPoolExecutor(p.workers, thread_name_prefix="fuse") if p.workers > 1 else None
+        self._free_fusers: queue.SimpleQueue = queue.SimpleQueue()
+        for fuser in [self.fuser] + [DepthFuser(config) for _ in range(p.workers - 1)]:
+            self._free_fusers.put(fuser)
+        self._inflight: deque[tuple[Future, float, Any, str]] = deque()
         self.T_color_left_param = matrix_param(p.ir_left_pose_in_color, "ir_left_pose_in_color")
         qos = self.input_qos()
         self.color_info = CameraInfoCache(self, "color/camera_info", qos)
@@ -191,7 +208,8 @@ class DepthFusionNode(StageNode):
     def _collect_pairs(self) -> None:
         while (pair := self.stereo_q.get_nowait()) is not None:
             self._pairs.append(pair)
-        del self._pairs[:-8]  # bounded: a few frames of IR history
+        # bounded: a few frames of IR history, or as many as the depth queue may hold waiting for them
+        del self._pairs[:-max(8, 2 * self.params.queue_size)]
 
     def _match_pair(self, stamp_s: float) -> _Pair | None:
         """The IR pair nearest ``stamp_s`` within the slop, waiting briefly when stereo is streaming."""
@@ -240,7 +258,8 @@ class DepthFusionNode(StageNode):
         return StereoPair(pair.left, pair.right, left_cam, baseline_m, T_color_left)
 
     def _work(self) -> None:
-        item = self.depth_q.get(timeout=0.05)
+        item = self.depth_q.get(timeout=0.002 if self._inflight else 0.05)
+        self._publish_finished(wait_for_room=False)
         if item is None:
             # stereo-only: no active depth for a while, the IR pairs drive the output
             if self.params.use_stereo and not self._alive(self._last_depth_rx):
@@ -253,8 +272,6 @@ class DepthFusionNode(StageNode):
         self._fuse(item.depth_m, pair, item.stamp_s, item.stamp, item.frame_id)
 
     def _fuse(self, depth_m: np.ndarray | None, pair: _Pair | None, stamp_s: float, stamp: Any, frame_id: str) -> None:
-        from ..ros.image_conversion import numpy_to_image
-
         camera = self.color_info.camera
         if camera is None:
             self.drop("no_camera_info", "color/camera_info not received yet")
@@ -268,9 +285,36 @@ class DepthFusionNode(StageNode):
             return
         if depth_m is None and stereo is None:
             return
-        with self.timed("fuse"):
-            out = self.fuser.fuse(camera, depth_m=depth_m, stereo=stereo)
         frame = self.params.output_frame_id or self.color_info.frame_id or frame_id
+        if self._pool is None:
+            self._publish(self._fuse_with_free_fuser(camera, depth_m, stereo), stamp_s, stamp, frame)
+            return
+        future = self._pool.submit(self._fuse_with_free_fuser, camera, depth_m, stereo)
+        self._inflight.append((future, stamp_s, stamp, frame))
+        self._publish_finished(wait_for_room=True)
+
+    def _fuse_with_free_fuser(self, camera: Any, depth_m: np.ndarray | None, stereo: Any) -> Any:
+        fuser = self._free_fusers.get()
+        try:
+            with self.timed("fuse"):
+                return fuser.fuse(camera, depth_m=depth_m, stereo=stereo)
+        finally:
+            self._free_fusers.put(fuser)
+
+    def _publish_finished(self, wait_for_room: bool) -> None:
+        """Publish the frames in flight that are done, oldest first; with ``wait_for_room``, first wait until
+        fewer than ``workers`` are in flight. A fusion that raised is re-raised here (logged, dropped) after
+        leaving the line."""
+        while self._inflight:
+            future, stamp_s, stamp, frame = self._inflight[0]
+            if not future.done() and not (wait_for_room and len(self._inflight) >= self.params.workers):
+                return
+            self._inflight.popleft()
+            self._publish(future.result(), stamp_s, stamp, frame)
+
+    def _publish(self, out: Any, stamp_s: float, stamp: Any, frame: str) -> None:
+        from ..ros.image_conversion import numpy_to_image
+
         with self.timed("publish"):
             self.pub_depth.publish(numpy_to_image(out.depth_m.astype(np.float32), "32FC1", frame_id=frame,
                                                   stamp=stamp))

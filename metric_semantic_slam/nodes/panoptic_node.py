@@ -15,6 +15,7 @@ of sensor time and work in parallel (sim_replay_realtime.yaml).
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("process_rate_hz", 0.0, "label only the first frame of each 1/process_rate_hz slot of sensor time "
               "(0: every frame); the others are skipped and counted (rate_skipped). With depth_fusion's same rate "
               "both nodes pick the same frames from the stamps alone and work on them in parallel"),
+    ParamSpec("warmup", True, "backend builtin: label one black 640x480 image before reporting ready, so that "
+              "CUDA graph capture and kernel loading do not stall the first frames of a stream"),
     ParamSpec("sync_queue_size", 30, "messages per input the synchronizer keeps (covers the depth's latency "
               "when depth is synchronized)"),
     ParamSpec("label_space", "", "label space YAML ('' = the bundled indoor space)"),
@@ -124,6 +127,12 @@ class PanopticNode(StageNode):
         self.label_space = load_label_space(p.label_space or None)
         self.backend = make_backend(p.backend, self.label_space, **options)
         self.get_logger().info(f"panoptic backend {p.backend!r} with options {options}")
+        if p.warmup and p.backend == "builtin":
+            from ..core.panoptic.types import PanopticInput
+
+            t0 = time.perf_counter()
+            self.backend.predict(PanopticInput(color=np.zeros((480, 640, 3), np.uint8)))
+            self.get_logger().info(f"warm-up prediction took {1e3 * (time.perf_counter() - t0):.0f} ms")
         self._private = self.label_space.private_mask
         self._colors = self.label_space.color_table()
         qos = self.input_qos()

@@ -53,6 +53,8 @@ PARAMS: tuple[ParamSpec, ...] = (
               "used when TF does not know it", dimensionless=True),
     ParamSpec("sync_slop_s", 0.02, "largest stamp difference between color, depth (and labels)"),
     ParamSpec("queue_size", 2, "frame queue length (the oldest frame is dropped when full)"),
+    ParamSpec("sync_queue_size", 10, "messages per input the synchronizer keeps (must cover the fused depth's "
+              "latency behind the color image)"),
     ParamSpec("world_frame", "map", "frame of odometry/pose/path"),
     ParamSpec("odom_frame", "odom", "TF: map -> odom (identity) -> camera"),
     ParamSpec("camera_frame", "", "child frame of the odometry ('' = the color image's frame id)"),
@@ -155,8 +157,8 @@ class VioNode(StageNode):
         topics = [(Image, "color/image_raw"), (Image, DEPTH_INPUTS[p.depth_input])]
         if p.use_semantic:
             topics.append((Image, "panoptic/semantic"))
-        self._sync = SyncedSubscriptions(self, topics, self._on_images, qos, queue_size=10, slop_s=p.sync_slop_s,
-                                         time_reset_s=p.time_reset_jump_s)
+        self._sync = SyncedSubscriptions(self, topics, self._on_images, qos, queue_size=int(p.sync_queue_size),
+                                         slop_s=p.sync_slop_s, time_reset_s=p.time_reset_jump_s)
         self.add_sync_status("sync", self._sync)
         self.start_worker(self._work)
 

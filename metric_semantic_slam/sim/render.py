@@ -1,7 +1,8 @@
 """Ray-cast renderer of a simulated :class:`~metric_semantic_slam.sim.world.World`.
 
-Geometry comes from Open3D's ``RaycastingScene`` (built once for the static mesh; the dynamic mesh,
-e.g. the walking person, is ray cast in a small per-frame scene and the nearer hit wins). Per pixel
+Geometry comes from a ray-cast scene (:mod:`.raycast`: Open3D's ``RaycastingScene``, or brute-force torch
+where Open3D is absent), built once for the static mesh; the dynamic mesh, e.g. the walking person, is ray cast
+in a small per-frame scene and the nearer hit wins. Per pixel
 we get exact depth (z, not ray length), class / instance / material ids from the face labels, the
 world hit point and the unit normal facing the camera. Color is the material's procedural texture
 (:mod:`.textures`) times Lambert shading from ``World.light_positions_m`` plus ambient (and a small
@@ -13,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import open3d as o3d
 
 from ..core.camera import PinholeCamera
+from .raycast import make_raycast_scene
 from .textures import evaluate_texture
 from .world import TriangleMesh, World
 
@@ -105,26 +106,19 @@ class RenderResult(RayHits):
     color: np.ndarray = None  # type: ignore[assignment]
 
 
-def _o3d_scene(mesh: TriangleMesh) -> o3d.t.geometry.RaycastingScene:
-    scene = o3d.t.geometry.RaycastingScene()
-    if len(mesh.triangles):
-        scene.add_triangles(
-            o3d.core.Tensor(np.ascontiguousarray(mesh.vertices, dtype=np.float32)),
-            o3d.core.Tensor(np.ascontiguousarray(mesh.triangles, dtype=np.uint32)),
-        )
-    return scene
-
-
 class Renderer:
     """Renders depth, labels and color of a :class:`World` from any pinhole camera pose.
 
     The static scene is built once; ``World.dynamic_mesh_at(t_s)`` is queried per call.
     Thread-safe for concurrent ``render``/``cast`` calls (only a cache of per-camera ray directions).
+    ``raycaster``: :data:`.raycast.RAYCASTERS` (``auto``: Open3D when it imports, else torch). The backends
+    agree to float precision (test_sim_raycast), not bit for bit.
     """
 
-    def __init__(self, world: World, config: RenderConfig | None = None) -> None:
+    def __init__(self, world: World, config: RenderConfig | None = None, raycaster: str = "auto") -> None:
         self.world = world
         self.config = config or RenderConfig()
+        self.raycaster = raycaster
         mesh = world.static_mesh
         if len(mesh.triangles) == 0:
             raise ValueError("world.static_mesh has no triangles")
@@ -132,7 +126,7 @@ class Renderer:
             raise ValueError(f"at most 65534 materials are supported, got {len(world.materials)}")
         if mesh.face_material.size and (mesh.face_material.min() < 0 or mesh.face_material.max() >= len(world.materials)):
             raise ValueError("static_mesh.face_material indexes outside world.materials")
-        self._static = _o3d_scene(mesh)
+        self._static = self._scene(mesh)
         # Per face (class, instance, material + 1), plus a final "no hit" row (0, 0, 0).
         self._static_labels = np.zeros((len(mesh.triangles) + 1, 3), np.uint16)
         self._static_labels[:-1, 0] = mesh.face_class
@@ -146,6 +140,9 @@ class Renderer:
             lights = np.array([[centre[0], centre[1], float(world.room_max_m[2]) - 0.2]])
         self._lights = lights.astype(np.float32)
         self._dirs_cache: dict[tuple, np.ndarray] = {}
+
+    def _scene(self, mesh: TriangleMesh):
+        return make_raycast_scene(mesh.vertices, mesh.triangles, self.raycaster, self.config.raycast_threads)
 
     def _ray_dirs(self, camera: PinholeCamera) -> np.ndarray:
         key = (camera.width, camera.height, camera.fx, camera.fy, camera.cx, camera.cy)
@@ -205,18 +202,10 @@ class Renderer:
         # z = 1 directions: Open3D's t_hit is in units of the direction length, i.e. exactly depth z.
         dirs = dirs_cam @ T[:3, :3].T.astype(np.float32)
         origin = T[:3, 3].astype(np.float32)
-        rays = np.empty((h * w, 6), np.float32)
-        rays[:, :3] = origin
-        rays[:, 3:] = dirs
-        rays_t = o3d.core.Tensor(rays)
-        res = self._static.cast_rays(rays_t, nthreads=self.config.raycast_threads)
-        t_hit = res["t_hit"].numpy()
-        prim = res["primitive_ids"].numpy()
-        normals = res["primitive_normals"].numpy()
-        mesh = self.world.static_mesh
+        t_hit, prim, normals = self._static.cast(origin, dirs)
         hit = np.isfinite(t_hit)
-        # Misses carry Open3D's INVALID_ID (2^32 - 1): the extra last row of the label table.
-        labels = self._static_labels[np.minimum(prim, len(self._static_labels) - 1)]
+        # Misses (-1) take the extra last row of the label table.
+        labels = self._static_labels[prim]
         sem = labels[:, 0].copy()
         inst = labels[:, 1].copy()
         mat = labels[:, 2].astype(np.int32) - 1
@@ -226,15 +215,11 @@ class Renderer:
         if dmesh is not None:
             sel = self._screen_box_rays(camera, T, dmesh)
             if sel is None or len(sel):
-                sub = rays_t if sel is None else o3d.core.Tensor(rays[sel])
-                dres = _o3d_scene(dmesh).cast_rays(sub, nthreads=self.config.raycast_threads)
+                idx = slice(None) if sel is None else sel
                 dt = np.full(h * w, np.inf, np.float32)
                 dprim_all = np.zeros(h * w, np.int64)
                 dnorm = np.zeros((h * w, 3), np.float32)
-                idx = slice(None) if sel is None else sel
-                dt[idx] = dres["t_hit"].numpy()
-                dprim_all[idx] = dres["primitive_ids"].numpy()
-                dnorm[idx] = dres["primitive_normals"].numpy()
+                dt[idx], dprim_all[idx], dnorm[idx] = self._scene(dmesh).cast(origin, dirs[idx])
                 closer = np.isfinite(dt) & (dt < t_hit)
                 if closer.any():
                     dprim = dprim_all[closer]

@@ -361,11 +361,13 @@ def simulate_sequence(
     trajectory: CameraTrajectory | None = None,
     label_space: LabelSpace | None = None,
     verbose: bool = True,
+    raycaster: str = "auto",
 ) -> SimulationResult:
     """Simulate a sequence into ``output_dir`` (created; must be empty or absent).
 
     ``world``/``trajectory`` default to :func:`~metric_semantic_slam.sim.scene.generate_world` and
     :func:`~metric_semantic_slam.sim.trajectory.make_trajectory` for the config's seed and preset.
+    ``raycaster``: :data:`.raycast.RAYCASTERS` (``auto``: Open3D when it imports, else torch on CUDA or CPU).
     Shape: images (config.height, config.width).
     """
     cfg = config
@@ -396,7 +398,7 @@ def simulate_sequence(
     cfg = replace(cfg, ir=ir_cfg, render=rcfg)
     # Parallel frames each ray cast single-threaded: Open3D's own threads would only compete with them.
     # (A speed setting only, so it stays out of sim_config.json: outputs do not depend on it.)
-    renderer = Renderer(world, replace(rcfg, raycast_threads=1) if n_workers > 1 else rcfg)
+    renderer = Renderer(world, replace(rcfg, raycast_threads=1) if n_workers > 1 else rcfg, raycaster=raycaster)
 
     stamps = np.round(cfg.t0_s + np.arange(cfg.frames) / cfg.fps, 6)
     times = np.clip(stamps - cfg.t0_s, 0.0, duration)
@@ -473,6 +475,7 @@ def simulate(
     verbose: bool = True,
     texture_contrast: float = 1.0,
     motion: str = "smooth",
+    raycaster: str = "auto",
 ) -> Path:
     """Simulate a sequence folder and return its path (see :func:`simulate_sequence`).
 
@@ -484,4 +487,4 @@ def simulate(
                     depth_noise=depth_noise, lighting_variation=lighting_variation, texture_contrast=texture_contrast,
                     motion=motion)
     return simulate_sequence(output_dir, cfg, write_bag=write_bag, workers=workers, world=world,
-                             trajectory=trajectory, verbose=verbose).output_dir
+                             trajectory=trajectory, verbose=verbose, raycaster=raycaster).output_dir

@@ -125,3 +125,29 @@ def test_cuda_graph_replay_matches_eager_and_reuses_its_buffers():
         outs.append(g.depth_m)
     assert graph._graphs and graph.use_cuda_graph  # captured, not fallen back
     assert not np.array_equal(outs[0], outs[1])  # the returned array is not the reused pinned buffer
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device"))])
+def test_fusers_in_parallel_threads_give_what_one_gives(device):
+    # depth_fusion_node's workers: each thread refines with its own object. On CUDA one thread's graph capture
+    # must not be broken by another's copies (the capture failed and a frame was lost before the solves took
+    # turns); every result equals the sequential one.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from metric_semantic_slam.core.depth_fusion import fuse_local
+    from metric_semantic_slam.core.depth_fusion_variational import VariationalFusion
+
+    cfg = DepthFusionConfig(method="variational", device=device, iterations=10)
+    frames = []
+    for seed in range(8):
+        _, a, s = _scene(seed)
+        frames.append((fuse_local(a, s, cfg), a, s))
+    expected = [VariationalFusion(cfg).refine(*f).depth_m for f in frames]
+    fusers = [VariationalFusion(cfg) for _ in range(4)]
+    with ThreadPoolExecutor(4) as pool:  # thread k refines frames k and k + 4 with fuser k
+        got = list(pool.map(lambda k: [fusers[k].refine(*frames[i]).depth_m for i in (k, k + 4)], range(4)))
+    for k in range(4):
+        for i, g in zip((k, k + 4), got[k]):
+            np.testing.assert_allclose(g, expected[i], atol=1e-5)
+    assert all(f.use_cuda_graph for f in fusers) or device == "cpu"

@@ -115,7 +115,10 @@ def test_pose_buffer_interpolates_waits_and_refuses_wide_gaps():
     assert len(buf) == 5 and buf.lookup(1.05, 0.2)[0] == "missing"  # the oldest left (capacity 5)
     buf.add(1.3, _pose_at(2.0))  # same stamp: replaced
     assert np.allclose(buf.lookup(1.3, 0.01)[1], _pose_at(2.0))
+    # a frame of the next pass of a looping bag, before its first pose: wait for it (not "missing")
+    assert buf.lookup(-10.0, 0.2) == ("wait", None)
     buf.add(-10.0, _pose_at(0.0))  # far back in time: a bag played again, the old poses go
     assert len(buf) == 1 and buf.newest_s == -10.0
+    assert buf.lookup(-10.0, 0.2)[0] == "ok"
     with pytest.raises(ValueError):
         PoseBuffer(capacity=1)

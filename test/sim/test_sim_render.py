@@ -120,9 +120,23 @@ def small_camera(w: int = 160, h: int = 120) -> PinholeCamera:
     return PinholeCamera(w, h, f, f, (w - 1) / 2, (h - 1) / 2)
 
 
+def _has_open3d() -> bool:
+    try:
+        import open3d  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# The geometry tests run on both ray casters (sim.raycast); Open3D's only where it is installed.
+RAYCASTERS = [pytest.param("open3d", marks=pytest.mark.skipif(not _has_open3d(), reason="open3d not installed")),
+              "torch"]
+
+
 # ------------------------------------------------------------------------------------------------
-def test_exact_depth_and_labels_at_centre_pixel():
-    r = Renderer(box_room_world())
+@pytest.mark.parametrize("raycaster", RAYCASTERS)
+def test_exact_depth_and_labels_at_centre_pixel(raycaster):
+    r = Renderer(box_room_world(), raycaster=raycaster)
     cam = small_camera()
     # Facing the +x wall (x = 2) from x = 0.3, above the table (top at 0.8 m): depth is exactly 1.7 m
     # on the whole wall, since depth is z and the wall is fronto-parallel.
@@ -143,8 +157,9 @@ def test_exact_depth_and_labels_at_centre_pixel():
     assert out.hit.all() and (out.depth_m > 0).all()
 
 
-def test_depth_matches_backprojected_points():
-    r = Renderer(box_room_world())
+@pytest.mark.parametrize("raycaster", RAYCASTERS)
+def test_depth_matches_backprojected_points(raycaster):
+    r = Renderer(box_room_world(), raycaster=raycaster)
     cam = small_camera()
     T = WobbleTrajectory().T_world_camera(0.7)
     out = r.render(cam, T)
@@ -193,18 +208,19 @@ def test_unknown_texture_raises():
         evaluate_texture("marble", np.zeros((1, 3)), np.zeros((1, 3)), 0.2, (1, 1, 1), (0, 0, 0))
 
 
-def test_dynamic_mesh_occludes_and_carries_its_labels():
+@pytest.mark.parametrize("raycaster", RAYCASTERS)
+def test_dynamic_mesh_occludes_and_carries_its_labels(raycaster):
     cam = small_camera()
     T = look_at([0.3, 0.8, 1.0], [0.3, -3.0, 1.0])  # looking along -y at the person (y = -0.1..0.2 at t = 1)
-    static = Renderer(box_room_world(with_person=False)).render(cam, T, t_s=1.0)
-    dyn = Renderer(box_room_world(with_person=True)).render(cam, T, t_s=1.0)
+    static = Renderer(box_room_world(with_person=False), raycaster=raycaster).render(cam, T, t_s=1.0)
+    dyn = Renderer(box_room_world(with_person=True), raycaster=raycaster).render(cam, T, t_s=1.0)
     person = dyn.semantic == PERSON
     assert person.any()
     assert (dyn.instance[person] == 99).all() and dyn.dynamic[person].all()
     assert (dyn.depth_m[person] < static.depth_m[person] - 0.3).all()
     np.testing.assert_array_equal(dyn.depth_m[~person], static.depth_m[~person])
     # The person moves: at another time it covers other pixels.
-    later = Renderer(box_room_world(with_person=True)).render(cam, T, t_s=3.0)
+    later = Renderer(box_room_world(with_person=True), raycaster=raycaster).render(cam, T, t_s=3.0)
     assert not np.array_equal(later.semantic == PERSON, person)
 
 
