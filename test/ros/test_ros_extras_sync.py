@@ -201,25 +201,6 @@ def test_sets_keep_forming_after_the_bag_loops_back(ros_extras, backend):
     assert run(1e6) < 60  # without the reset the previous pass's messages crowd out the new ones
 
 
-def test_builtin_keeps_the_previous_pass_sets_whose_late_partner_comes_after_the_loop():
-    # The GPU profile's case: every frame fused, the fused depth ~80 ms behind color, the bag looping back at
-    # once: the last frames of a pass wait for their depth while the next pass has begun. Dropping them at the
-    # reset lost 2-3 frames a loop (5 of 900 in the GPU suite); kept in their own pass, every set forms.
-    events = []
-    for loop in range(3):
-        for k in range(300):
-            stamp = 1000.0 + k / 30
-            t = loop * 10.0 + k / 30
-            events += [(t + 0.001, 1, stamp), (t + 0.002, 2, stamp), (t + 0.080, 0, stamp)]
-    got = []
-    sync = ApproximateSynchronizer(3, 30, 0.005, lambda *m: got.append(m))
-    for _t, i, stamp in sorted(events):
-        sync.add(i, stamp, (i, stamp))
-    assert len(got) == 900 and sync.time_resets == 2
-    assert all(len({m[1] for m in s}) == 1 for s in got)  # each set from one frame
-    assert sync.stats.dropped == [0, 0, 0]
-
-
 def test_time_reset_must_be_positive():
     with pytest.raises(ValueError, match="time_reset_s"):
         ApproximateSynchronizer(2, 10, 0.01, print, time_reset_s=0.0)
