@@ -111,7 +111,6 @@ class VioNode(StageNode):
         self.T_camera_imu_param = matrix_param(p.imu_pose_in_color, "imu_pose_in_color")
         qos = self.input_qos()
         self.tracking_counts: dict[str, int] = {}
-        self._reset_pending = False
         self._stamps: list[float] = []
         self._poses: list[np.ndarray] = []
         self._path = deque(maxlen=max(1, p.path_max_length))
@@ -151,7 +150,8 @@ class VioNode(StageNode):
         self._last_imu_stamp: float | None = None
         self._last_imu_rx: float | None = None
         self._imu_frame = ""
-        self._last_frame_stamp: float | None = None
+        self._last_frame_stamp: float | None = None  # last frame in the trajectory (IMU integration starts there)
+        self._last_track_stamp: float | None = None  # last frame given to the tracker (time resets)
         if p.use_imu:
             self.create_subscription(Imu, "imu", self._on_imu, qos_profile(p.input_qos, depth=400))
         topics = [(Image, "color/image_raw"), (Image, DEPTH_INPUTS[p.depth_input])]
@@ -286,7 +286,12 @@ class VioNode(StageNode):
         item = self.frame_q.get(timeout=0.1)
         if item is None:
             return
-        if self._reset_pending:
+        # A new trajectory starts at the first frame stamped well before the last one tracked, not at the
+        # moment any stream jumped back: frames of the previous pass may still be queued (or arrive late,
+        # after the IMU has looped), and tracked after a reset they would make every frame of the new pass
+        # "not after the last one".
+        last = self._last_track_stamp
+        if last is not None and item.stamp_s < last - self.params.time_reset_jump_s:
             self._apply_reset()
         camera = self.color_info.camera
         if camera is None:
@@ -301,6 +306,7 @@ class VioNode(StageNode):
                       T_camera_imu=self._T_camera_imu(item.frame_id))
         with self.timed("track"):
             res = self.vio.track(frame)
+        self._last_track_stamp = item.stamp_s
         status = str(res.status.value)
         self.tracking_counts[status] = self.tracking_counts.get(status, 0) + 1
         if not res.in_trajectory:
@@ -353,17 +359,16 @@ class VioNode(StageNode):
 
     # ------------------------------------------------------------------------------ state
     def on_time_reset(self) -> None:
-        # runs in the executor thread: the worker applies it before its next frame (no race with track())
-        self._reset_pending = True
+        # runs in the executor thread; the tracker itself is reset by the worker at the first frame of the new
+        # pass (_work), so only the IMU samples of the previous pass go here
         if self.vio is not None:
             with self._imu_lock:
                 self._imu.clear()
 
     def _apply_reset(self) -> None:
-        self._reset_pending = False
         if self.vio is not None:
             self.vio.reset()
-        self._last_frame_stamp = None
+        self._last_frame_stamp = self._last_track_stamp = None
         self._path.clear()
         self.get_logger().warning("time reset: tracking starts a new trajectory")
 
