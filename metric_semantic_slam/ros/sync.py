@@ -11,7 +11,11 @@ Time resets (a bag played in a loop, a restarted clock): a message stamped more 
 before messages already queued drops those from every input (with either backend). Otherwise the queues,
 sorted by stamp, would keep the previous pass's newest messages and evict the fresh ones as the oldest,
 and sets stop forming (a replay of the mapper's five inputs over three passes, the fused depth 115 ms
-behind the rest: 40 of 60 sets; the node suite mapped 43-46 of 60 frames that way).
+behind the rest: 40 of 60 sets; the node suite mapped 43-46 of 60 frames that way). The cost: the frames of
+the previous pass still waiting for a late input when the next pass begins are lost (two per loop-back with
+every frame's fused depth 80 ms behind color; 5 of 900 in the GPU suite). Keeping them in a pass of their own
+was tried and reverted: their sets then reach a node after other streams of the new pass (VIO's IMU), and a
+stateful node has to sort that out.
 """
 from __future__ import annotations
 
