@@ -258,8 +258,8 @@ class DepthFusionNode(StageNode):
         return StereoPair(pair.left, pair.right, left_cam, baseline_m, T_color_left)
 
     def _work(self) -> None:
+        self._publish_finished(wait_for_room=False)  # before taking a frame: a fusion that raised loses only its own
         item = self.depth_q.get(timeout=0.002 if self._inflight else 0.05)
-        self._publish_finished(wait_for_room=False)
         if item is None:
             # stereo-only: no active depth for a while, the IR pairs drive the output
             if self.params.use_stereo and not self._alive(self._last_depth_rx):

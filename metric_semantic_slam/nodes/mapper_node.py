@@ -270,7 +270,8 @@ class MapperNode(StageNode):
         self._publish_due()
 
     def _decode(self, msgs: tuple) -> tuple[float, dict] | None:
-        """Messages -> integrate() arguments, or None after a logged drop."""
+        """Messages -> integrate() arguments (``T_world_camera`` None when poses are buffered), or None after a
+        logged drop."""
         from ..ros.image_conversion import image_to_depth_m, image_to_numpy, image_to_rgb8
         from ..ros.stamps import stamp_to_seconds
 
@@ -297,9 +298,7 @@ class MapperNode(StageNode):
             self.drop("size_mismatch", f"depth {depth.shape} vs camera_info {camera.shape}")
             return None
         if pose_msg is None:
-            T_world_camera = self._buffered_pose(stamp_s)
-            if T_world_camera is None:
-                return None
+            T_world_camera = None  # interpolated from the pose buffer by _integrate (stage pose_wait)
         else:
             try:
                 T_world_camera = self._pose_matrix(pose_msg)
@@ -329,6 +328,11 @@ class MapperNode(StageNode):
         if decoded is None:
             return
         stamp_s, args = decoded
+        if args["T_world_camera"] is None:
+            with self.timed("pose_wait"):  # its own stage: waiting for a later pose is not decoding
+                args["T_world_camera"] = self._buffered_pose(stamp_s)
+            if args["T_world_camera"] is None:
+                return
         try:
             with self.timed("integrate"), self._map_lock:
                 self.mapper.integrate(**args)

@@ -293,6 +293,10 @@ def test_buffered_poses_place_frames_between_them(frames, tmp_path):
         rig.send(frames[9], stamp_s=frames[9].stamp_s + 1.0, odom=False)  # no pose will ever follow it
         assert rig.col.spin_until(lambda: rig.drops().get("no_pose", 0) >= 1, 30), rig.drops()
         assert rig.integrated() == 9 and rig.node.alive()
+        # the wait for a later pose is its own stage (frames 7 and 8 waited ~0.5 s), not part of decoding
+        stages = rig.status()["stages"]
+        assert stages["pose_wait"]["count"] == 10 and stages["pose_wait"]["max_ms"] > 300, stages
+        assert stages["decode"]["max_ms"] < 300, stages
         _idle_and_save(rig)
         traj = read_tum_trajectory(tmp_path / "out" / "trajectory.txt")
         expected, ok = interpolate_poses(Trajectory(np.array([f.stamp_s for f in posed]),
