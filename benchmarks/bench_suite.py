@@ -22,7 +22,10 @@ synchronization, integration, marching cubes and the message build. Frames a nod
 wins) have no latency; their count is reported.
 
 Columns: ``in`` messages into the node's queues, ``q.drop`` evicted by a newer one (the queue holds the newest),
-``skip`` frames outside the node's ``process_rate_hz`` slots, ``bad`` bad-input drops.
+``skip`` frames outside the node's ``process_rate_hz`` slots, ``bad`` bad-input drops, ``unsync`` messages its
+synchronizers let go without a set, the smallest count over their inputs (a color image without a depth frame in
+a slot profile is no loss; a frame whose every message arrived but never met, e.g. across a time reset, is; a node
+without a synchronizer shows ``-``).
 
 Targets (exit 1 when missed), on the main profile only: every input queue stays within its bound;
 sensor-stamp-to-mesh latency p95 <= 250 ms. Frames dropped per node are reported, not a target on a CPU. On
@@ -228,11 +231,13 @@ def summarize(statuses: dict[str, dict]) -> list[dict]:
         main = max(stages.items(), key=lambda kv: (kv[1]["mean_ms"] or 0) * kv[1]["count"], default=(None, None))
         lat = st.get("latency", {})
         lat_name = "mesh" if "mesh" in lat else next(iter(lat), None)
+        syncs = [v for k, v in st.items() if k.startswith("sync") and isinstance(v, dict) and "dropped" in v]
         rows.append({
             "node": name, "missing": False, "received": received, "queue_dropped": q_dropped,
             "rate_skipped": st.get("rate_skipped", 0),
             "queues": {k: f"{q['high_water']}/{q['maxsize']}" for k, q in queues.items()}, "bounded": bounded,
             "bad_input_drops": sum(v for k, v in st.get("drops", {}).items()),
+            "sync_dropped": max((min(v["dropped"], default=0) for v in syncs), default=None),
             "drops": st.get("drops", {}), "errors": st.get("errors", 0),
             "stage": main[0], "stage_count": None if main[1] is None else main[1]["count"],
             "stage_mean_ms": None if main[1] is None else main[1]["mean_ms"],
@@ -248,7 +253,8 @@ def summarize(statuses: dict[str, dict]) -> list[dict]:
 
 
 def print_table(rows: list[dict]) -> None:
-    head = (f"{'node':<13} {'in':>5} {'q.drop':>6} {'skip':>5} {'queue hw/max':<22} {'bad':>4} {'stage':<14} {'n':>5} "
+    head = (f"{'node':<13} {'in':>5} {'q.drop':>6} {'skip':>5} {'queue hw/max':<22} {'bad':>4} {'unsync':>6} "
+            f"{'stage':<14} {'n':>5} "
             f"{'mean ms':>8} {'p95 ms':>8} {'cpu ms':>7} {'Hz':>6} {'latency':<11} {'p50 ms':>8} {'p95 ms':>8} "
             f"{'proc cpu %':>10}")
     print(head)
@@ -259,7 +265,7 @@ def print_table(rows: list[dict]) -> None:
             continue
         qs = ",".join(f"{k} {v}" for k, v in r["queues"].items()) or "-"
         print(f"{r['node']:<13} {r['received']:>5} {r['queue_dropped']:>6} {r['rate_skipped']:>5} {qs:<22} "
-              f"{r['bad_input_drops']:>4} "
+              f"{r['bad_input_drops']:>4} {_fmt(r['sync_dropped'], 'd'):>6} "
               f"{str(r['stage']):<14} {_fmt(r['stage_count'], 'd'):>5} {_fmt(r['stage_mean_ms']):>8} "
               f"{_fmt(r['stage_p95_ms']):>8} {_fmt(r['stage_cpu_ms']):>7} {_fmt(r['rate_hz']):>6} "
               f"{str(r['latency_name']):<11} {_fmt(r['latency_p50_ms']):>8} {_fmt(r['latency_p95_ms']):>8} "

@@ -209,6 +209,7 @@ class MapperNode(StageNode):
         self.sync = SyncedSubscriptions(self, topics, self._on_synced, self.input_qos(),
                                         queue_size=int(p.sync_queue_size), slop_s=p.sync_slop_s,
                                         time_reset_s=p.time_reset_jump_s)
+        self.add_sync_status("sync", self.sync)
         for name in SERVICES:
             self.create_service(Trigger, name, getattr(self, f"_srv_{name}"))
         if p.load_on_start:
