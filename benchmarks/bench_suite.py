@@ -30,11 +30,13 @@ without a synchronizer shows ``-``).
 Targets (exit 1 when missed), on the main profile only: every input queue stays within its bound;
 sensor-stamp-to-mesh latency p95 <= 250 ms. Frames dropped per node are reported, not a target on a CPU. On
 the ``gpu`` profile the target is also full rate with no drops: no node's queue evicted a frame, skipped one or
-dropped one for a reason, and the mapper integrated every color frame of every pass (counted in the bag). No peer runs the same suite, so there is no ``ratio`` line; the
-comparison profiles run on the same machine right after. Writes ``suite.json`` and ``suite.png`` (per-node
-latency and rate of the main profile) into ``--output``.
+dropped one for a reason, and the mapper integrated every color frame of every pass (counted in the bag).
+No peer runs the same suite, so there is no ``ratio`` line; the comparison profiles run on the same machine
+right after. Writes ``suite.json`` and ``suite.png`` (per-node latency and rate of the main profile) into
+``--output``.
 
-Usage: python benchmarks/bench_suite.py [--bag output/sim_seed1/bag] [--profile oracle-rt|oracle-rt-stereo|vio-rt|gpu|oracle|vio]
+Usage: python benchmarks/bench_suite.py [--bag output/sim_seed1/bag]
+       [--profile oracle-rt|oracle-rt-stereo|vio-rt|gpu|oracle|vio]
        [--compare [PROFILE ...]] [--loops 3] [--rate 1.0] [--output DIR] [--domain 76] [--param NODE.NAME=VALUE ...]
 """
 from __future__ import annotations
@@ -167,7 +169,7 @@ def full_rate_failures(rows: list[dict], expected_frames: int) -> list[str]:
         if lost:
             failures.append(f"{r['node']} dropped frames: {lost}")
     mapper = next((r for r in rows if r["node"] == "mapper" and not r["missing"]), None)
-    integrated = 0 if mapper is None else (mapper["stages"].get("integrate") or {}).get("count", 0)
+    integrated = 0 if mapper is None else (mapper["latency"].get("integrated") or {}).get("count", 0)
     if integrated < expected_frames:
         failures.append(f"the mapper integrated {integrated} of {expected_frames} frames")
     return failures

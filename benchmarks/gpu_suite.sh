@@ -37,7 +37,6 @@ if [ ! -d "$SIM/bag" ]; then
     --raycaster torch 2>&1 | tail -n 3
   echo "simulated in $((SECONDS - t0)) s"
 fi
-set -o pipefail
 status=0
 python3 benchmarks/bench_suite.py --bag "$SIM/bag" --profile gpu --output "$OUT" "$@" 2>&1 | tee "$OUT/bench_suite_gpu.log" \
   || status=$?

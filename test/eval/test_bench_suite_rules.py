@@ -20,9 +20,9 @@ def bench():
 
 
 def _row(node, queue=0, skipped=0, drops=None, integrated=None):
-    stages = {} if integrated is None else {"integrate": {"count": integrated}}
+    latency = {} if integrated is None else {"integrated": {"count": integrated}}
     return {"node": node, "missing": False, "queue_dropped": queue, "rate_skipped": skipped,
-            "drops": drops or {}, "stages": stages}
+            "drops": drops or {}, "latency": latency}
 
 
 def test_full_rate_passes_only_when_no_node_lost_a_frame_and_the_mapper_took_them_all(bench):
