@@ -157,8 +157,10 @@ class PoseBuffer:
     What a TF lookup gives a ROS node: a frame whose stamp falls between two poses no more than
     ``max_gap_s`` from it gets their interpolation (:func:`interpolate_poses`), so an image does not need
     a pose with its own stamp (odometry slower than the camera, or tracking that skipped frames). Keeps
-    the newest ``capacity`` poses in stamp order; a pose stamped more than ``time_reset_s`` before the
-    newest (a bag played again) empties the buffer first. Not thread-safe: callers lock.
+    the newest ``capacity`` poses in stamp order. A pose stamped more than ``time_reset_s`` before the newest
+    (a bag played again) starts a new pass; the previous pass's poses stay for the frames of that pass still
+    on their way (a node with a backlog, a set completed late), which are told apart by their stamps: more than
+    ``time_reset_s`` after the current pass. Not thread-safe: callers lock.
     """
 
     def __init__(self, capacity: int = 600, time_reset_s: float = 5.0) -> None:
@@ -169,6 +171,7 @@ class PoseBuffer:
         self.capacity, self.time_reset_s = int(capacity), float(time_reset_s)
         self._stamps: list[float] = []
         self._poses: list[np.ndarray] = []
+        self._previous: tuple[list[float], list[np.ndarray]] = ([], [])  # the pass before, for late frames
 
     def __len__(self) -> int:
         return len(self._stamps)
@@ -180,35 +183,45 @@ class PoseBuffer:
     def add(self, stamp_s: float, T_world_camera: np.ndarray) -> None:
         """Insert a pose (a pose with an existing stamp replaces it). Shape: T (4, 4)."""
         stamp_s = float(stamp_s)
-        if self._stamps and stamp_s < self._stamps[-1] - self.time_reset_s:
+        stamps, poses = self._stamps, self._poses
+        if stamps and stamp_s < stamps[-1] - self.time_reset_s:
+            self._previous = (stamps, poses)  # a new pass
             self.clear()
-        i = bisect.bisect_left(self._stamps, stamp_s)
+            stamps, poses = self._stamps, self._poses
+        elif stamps and stamp_s > stamps[-1] + self.time_reset_s and self._previous[0]:
+            stamps, poses = self._previous  # a late pose of the previous pass
+        i = bisect.bisect_left(stamps, stamp_s)
         T = np.asarray(T_world_camera, dtype=np.float64)
-        if i < len(self._stamps) and self._stamps[i] == stamp_s:
-            self._poses[i] = T
+        if i < len(stamps) and stamps[i] == stamp_s:
+            poses[i] = T
             return
-        self._stamps.insert(i, stamp_s)
-        self._poses.insert(i, T)
-        if len(self._stamps) > self.capacity:
-            del self._stamps[0], self._poses[0]
+        stamps.insert(i, stamp_s)
+        poses.insert(i, T)
+        if len(stamps) > self.capacity:
+            del stamps[0], poses[0]
 
     def clear(self) -> None:
-        self._stamps.clear()
-        self._poses.clear()
+        """Forget the current pass (the previous one stays for late frames)."""
+        self._stamps = []
+        self._poses = []
 
     def lookup(self, stamp_s: float, max_gap_s: float) -> tuple[str, np.ndarray | None]:
         """``("ok", T)`` at ``stamp_s``; ``("wait", None)`` when no pose at or after it has arrived yet (one
         may still come); ``("missing", None)`` when the poses around it are too far apart or it lies before
-        the buffer; a stamp more than ``time_reset_s`` before the newest pose (a new pass whose poses have not
-        arrived) waits too. Shape: T (4, 4)."""
+        the buffer. A stamp more than ``time_reset_s`` before the newest pose (a new pass whose poses have not
+        arrived) waits too; one more than ``time_reset_s`` after it (a late frame of the previous pass) is
+        looked up among the previous pass's poses. Shape: T (4, 4)."""
         stamp_s = float(stamp_s)
-        if not self._stamps or self._stamps[-1] < stamp_s - 1e-6:
+        stamps, poses = self._stamps, self._poses
+        if stamps and stamp_s > stamps[-1] + self.time_reset_s and self._previous[0]:
+            stamps, poses = self._previous
+        if not stamps or stamps[-1] < stamp_s - 1e-6:
             return "wait", None
-        if stamp_s < self._stamps[-1] - self.time_reset_s:
-            # a frame of a new pass (a bag played again) before any pose of it: that pose will empty the buffer
+        if stamp_s < stamps[-1] - self.time_reset_s:
+            # a frame of a new pass (a bag played again) before any pose of it: that pose starts the pass
             return "wait", None
-        hi = bisect.bisect_left(self._stamps, stamp_s - 1e-6)
+        hi = bisect.bisect_left(stamps, stamp_s - 1e-6)
         around = [hi] if hi == 0 else [hi - 1, hi]  # at (or before) the oldest pose only an exact match will do
-        traj = Trajectory(np.array([self._stamps[i] for i in around]), np.stack([self._poses[i] for i in around]))
-        poses, valid = interpolate_poses(traj, np.array([stamp_s]), max_gap_s)
-        return ("ok", poses[0]) if valid[0] else ("missing", None)
+        traj = Trajectory(np.array([stamps[i] for i in around]), np.stack([poses[i] for i in around]))
+        poses_at, valid = interpolate_poses(traj, np.array([stamp_s]), max_gap_s)
+        return ("ok", poses_at[0]) if valid[0] else ("missing", None)

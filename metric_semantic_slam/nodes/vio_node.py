@@ -215,6 +215,10 @@ class VioNode(StageNode):
         self._last_imu_rx = time.monotonic()
         self._imu_frame = msg.header.frame_id
         with self._imu_lock:
+            # The IMU's own loop-back empties its buffer (no on_time_reset override: whichever stream jumps back
+            # first, the others may still deliver the previous pass, whose last frames complete late)
+            if self._imu and stamp_s < self._imu[-1][0] - self.params.time_reset_jump_s:
+                self._imu.clear()
             self._imu.append((stamp_s, gyro, accel))
 
     def _on_gt_pose(self, msg: Any) -> None:
@@ -358,13 +362,6 @@ class VioNode(StageNode):
         self.record_latency(stamp_s)
 
     # ------------------------------------------------------------------------------ state
-    def on_time_reset(self) -> None:
-        # runs in the executor thread; the tracker itself is reset by the worker at the first frame of the new
-        # pass (_work), so only the IMU samples of the previous pass go here
-        if self.vio is not None:
-            with self._imu_lock:
-                self._imu.clear()
-
     def _apply_reset(self) -> None:
         if self.vio is not None:
             self.vio.reset()

@@ -8,14 +8,18 @@ the first found), and after a set is emitted the older messages still queued are
 so sets come out in time order and a stale message never pairs with a fresh one later.
 
 Time resets (a bag played in a loop, a restarted clock): a message stamped more than ``time_reset_s``
-before messages already queued drops those from every input (with either backend). Otherwise the queues,
-sorted by stamp, would keep the previous pass's newest messages and evict the fresh ones as the oldest,
-and sets stop forming (a replay of the mapper's five inputs over three passes, the fused depth 115 ms
-behind the rest: 40 of 60 sets; the node suite mapped 43-46 of 60 frames that way). The cost: the frames of
-the previous pass still waiting for a late input when the next pass begins are lost (two per loop-back with
-every frame's fused depth 80 ms behind color; 5 of 900 in the GPU suite). Keeping them in a pass of their own
-was tried and reverted: their sets then reach a node after other streams of the new pass (VIO's IMU), and a
-stateful node has to sort that out.
+before messages already queued starts a new pass. Left alone, the queues, sorted by stamp, would keep the
+previous pass's newest messages and evict the fresh ones as the oldest, and sets stop forming (a replay of
+the mapper's five inputs over three passes, the fused depth 115 ms behind the rest: 40 of 60 sets; the node
+suite mapped 43-46 of 60 frames that way). The builtin synchronizer orders its queues by (pass, stamp): the
+previous pass's messages are evicted first and can still complete their sets with partners that arrive late
+(the fused depth of a pass's last frames, after the next pass has begun: 5 of 900 frames were lost on a GPU
+run when they were dropped at the reset); a message more than ``time_reset_s`` after the current pass belongs
+to the previous one; the current pass's first set drops what is left of the previous one, so the sets of one
+synchronizer still come out pass after pass. Other streams of a node may have looped already when the last
+sets of a pass come out: a node keeping state across streams decides a reset from the stamps of what it
+processes (vio_node, io.trajectory.PoseBuffer). With ``message_filters`` (its queues are keyed by stamp alone)
+what was queued is dropped at the reset.
 """
 from __future__ import annotations
 
@@ -59,7 +63,10 @@ class ApproximateSynchronizer:
         self.time_reset_s = float(time_reset_s)
         self.time_resets = 0
         self.callback = callback
-        self._queues: list[list[tuple[float, Any]]] = [[] for _ in range(n_inputs)]  # sorted by stamp
+        # per input, (pass, stamp, msg) sorted by (pass, stamp); the pass counts time resets
+        self._queues: list[list[tuple[int, float, Any]]] = [[] for _ in range(n_inputs)]
+        self._pass = 0
+        self._pass_newest = -float("inf")  # newest stamp seen in the current pass
         self._lock = threading.Lock()
         self._emitted = 0
         self._received = [0] * n_inputs
@@ -77,55 +84,60 @@ class ApproximateSynchronizer:
         """
         if not 0 <= index < self.n_inputs:
             raise ValueError(f"input index {index} out of range [0, {self.n_inputs})")
+        stamp_s = float(stamp_s)
         with self._lock:
             self._received[index] += 1
-            self._drop_after(float(stamp_s) + self.time_reset_s)
+            key = (self._pass_of(stamp_s), stamp_s)
             q = self._queues[index]
             pos = len(q)
-            while pos > 0 and q[pos - 1][0] > stamp_s:
+            while pos > 0 and q[pos - 1][:2] > key:
                 pos -= 1
-            q.insert(pos, (float(stamp_s), msg))
+            q.insert(pos, (*key, msg))
             if len(q) > self.queue_size:
                 evicted = q.pop(0)
                 self._dropped[index] += 1
-                if evicted[1] is msg:
+                if evicted[2] is msg:
                     return False
-            chosen = self._best_set(index, float(stamp_s))
+            chosen = self._best_set(index, key)
             if chosen is None:
                 return False
             msgs = []
             for i, k in enumerate(chosen):
                 queue = self._queues[i]
-                msgs.append(queue[k][1])
-                self._dropped[i] += k  # older than the emitted set: can never be emitted in order
+                msgs.append(queue[k][2])
+                self._dropped[i] += k  # older than the emitted set (or of an earlier pass): never emitted in order
                 del queue[: k + 1]
             self._emitted += 1
         self.callback(*msgs)
         return True
 
-    def _drop_after(self, limit_s: float) -> None:
-        """Drop the queued messages stamped after ``limit_s`` (from before a time reset)."""
-        if not any(q and q[-1][0] > limit_s for q in self._queues):
-            return
-        self.time_resets += 1
-        for i, q in enumerate(self._queues):
-            keep = [item for item in q if item[0] <= limit_s]
-            self._dropped[i] += len(q) - len(keep)
-            q[:] = keep
+    def _pass_of(self, stamp_s: float) -> int:
+        """The pass a message stamped ``stamp_s`` belongs to; starts a new pass at a time reset."""
+        if stamp_s < self._pass_newest - self.time_reset_s:
+            self._pass += 1
+            self.time_resets += 1
+            self._pass_newest = stamp_s
+            return self._pass
+        if stamp_s > self._pass_newest + self.time_reset_s and self._pass > 0:
+            return self._pass - 1  # a late message of the previous pass
+        self._pass_newest = max(self._pass_newest, stamp_s)
+        return self._pass
 
-    def _best_set(self, index: int, t: float) -> list[int] | None:
-        # The pivot is the new message; every other input contributes its message nearest to it.
-        # A candidate set always contains the pivot, so the nearest choice minimises the spread
-        # up to a factor of 2, and exactly when the pivot is the newest or oldest (the live case).
+    def _best_set(self, index: int, key: tuple[int, float]) -> list[int] | None:
+        # The pivot is the new message; every other input contributes its message of the same pass nearest
+        # to it. A candidate set always contains the pivot, so the nearest choice minimises the spread up to
+        # a factor of 2, and exactly when the pivot is the newest or oldest (the live case).
+        run, t = key
         picks = []
         for i, queue in enumerate(self._queues):
             if i == index:
-                picks.append(next(k for k, (s, _m) in enumerate(queue) if s == t))
+                picks.append(next(k for k, item in enumerate(queue) if item[:2] == key))
                 continue
-            if not queue:
+            same = [k for k, item in enumerate(queue) if item[0] == run]
+            if not same:
                 return None
-            picks.append(min(range(len(queue)), key=lambda k: abs(queue[k][0] - t)))
-        stamps = [self._queues[i][k][0] for i, k in enumerate(picks)]
+            picks.append(min(same, key=lambda k: abs(queue[k][1] - t)))
+        stamps = [self._queues[i][k][1] for i, k in enumerate(picks)]
         if max(stamps) - min(stamps) > self.slop_s:
             return None
         return picks

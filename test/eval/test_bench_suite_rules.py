@@ -34,5 +34,8 @@ def test_full_rate_passes_only_when_no_node_lost_a_frame_and_the_mapper_took_the
     failures = bench.full_rate_failures(rows, 900)
     assert failures == ["vio dropped frames: {'queue': 2}", "mapper dropped frames: {'no_pose': 3}",
                         "the mapper integrated 895 of 900 frames"]
+    rows[1] = _row("vio", drops={"imu_gap": 2})  # tracked without IMU: no frame lost
+    assert bench.full_rate_failures(rows, 900) == ["mapper dropped frames: {'no_pose': 3}",
+                                                   "the mapper integrated 895 of 900 frames"]
     rows = [_row("panoptic", skipped=280), _row("mapper", integrated=900)]  # a slot profile is not full rate
     assert bench.full_rate_failures(rows, 900) == ["panoptic dropped frames: {'skipped': 280}"]

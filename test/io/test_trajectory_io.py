@@ -117,8 +117,15 @@ def test_pose_buffer_interpolates_waits_and_refuses_wide_gaps():
     assert np.allclose(buf.lookup(1.3, 0.01)[1], _pose_at(2.0))
     # a frame of the next pass of a looping bag, before its first pose: wait for it (not "missing")
     assert buf.lookup(-10.0, 0.2) == ("wait", None)
-    buf.add(-10.0, _pose_at(0.0))  # far back in time: a bag played again, the old poses go
+    buf.add(-10.0, _pose_at(0.0))  # far back in time: a bag played again, a new pass begins
     assert len(buf) == 1 and buf.newest_s == -10.0
     assert buf.lookup(-10.0, 0.2)[0] == "ok"
+    # a frame of the previous pass still on its way (a backlog) finds its poses there, and so does a late pose
+    state, T = buf.lookup(1.45, 0.2)
+    assert state == "ok" and np.allclose(T, _pose_at(1.45), atol=1e-9)
+    buf.add(1.7, _pose_at(1.7))
+    assert len(buf) == 1 and buf.lookup(1.65, 0.2)[0] == "ok" and buf.lookup(1.75, 0.2) == ("wait", None)
+    buf.add(-20.0, _pose_at(0.0))  # the next loop: only one pass back is kept
+    assert buf.lookup(1.45, 0.2) == ("wait", None) and buf.lookup(-10.0, 0.2)[0] == "ok"
     with pytest.raises(ValueError):
         PoseBuffer(capacity=1)
