@@ -13,7 +13,7 @@ import numpy as np
 
 from ..core.geometry import matrix_to_quat_xyzw, quat_xyzw_to_matrix
 
-__all__ = ["Trajectory", "read_tum_trajectory", "write_tum_trajectory", "interpolate_poses", "PoseBuffer"]
+__all__ = ["Trajectory", "read_tum_trajectory", "write_tum_trajectory", "interpolate_poses", "PoseBuffer", "LATE_MARGIN_S"]
 
 
 @dataclass
@@ -151,6 +151,13 @@ def interpolate_poses(
     return poses, valid
 
 
+LATE_MARGIN_S = 2.0
+"""After a time reset (a bag played again), how close to the newest stamp seen of the previous pass a late
+message of that pass lies: the last frames of a pass, whose messages were still on their way (processing lags
+of a second or two). A message far after the current pass but not there is a stream that jumped forward (a gap
+in a recording) and stays in the current pass."""
+
+
 class PoseBuffer:
     """The recent poses of a stream (odometry), looked up at any stamp between two of them.
 
@@ -188,7 +195,7 @@ class PoseBuffer:
             self._previous = (stamps, poses)  # a new pass
             self.clear()
             stamps, poses = self._stamps, self._poses
-        elif stamps and stamp_s > stamps[-1] + self.time_reset_s and self._previous[0]:
+        elif self._is_late(stamp_s):
             stamps, poses = self._previous  # a late pose of the previous pass
         i = bisect.bisect_left(stamps, stamp_s)
         T = np.asarray(T_world_camera, dtype=np.float64)
@@ -199,6 +206,13 @@ class PoseBuffer:
         poses.insert(i, T)
         if len(stamps) > self.capacity:
             del stamps[0], poses[0]
+
+    def _is_late(self, stamp_s: float) -> bool:
+        """Whether ``stamp_s`` belongs to the previous pass: far after the current one and near the end of the
+        previous one (:data:`LATE_MARGIN_S`)."""
+        prev = self._previous[0]
+        return bool(self._stamps and prev and stamp_s > self._stamps[-1] + self.time_reset_s
+                    and abs(stamp_s - prev[-1]) <= LATE_MARGIN_S)
 
     def clear(self) -> None:
         """Forget the current pass (the previous one stays for late frames)."""
@@ -213,7 +227,7 @@ class PoseBuffer:
         looked up among the previous pass's poses. Shape: T (4, 4)."""
         stamp_s = float(stamp_s)
         stamps, poses = self._stamps, self._poses
-        if stamps and stamp_s > stamps[-1] + self.time_reset_s and self._previous[0]:
+        if self._is_late(stamp_s):
             stamps, poses = self._previous
         if not stamps or stamps[-1] < stamp_s - 1e-6:
             return "wait", None

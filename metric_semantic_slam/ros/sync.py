@@ -27,6 +27,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from ..io.trajectory import LATE_MARGIN_S
+
 __all__ = ["HAVE_MESSAGE_FILTERS", "ApproximateSynchronizer", "SyncStats", "SyncedSubscriptions"]
 
 try:
@@ -67,6 +69,7 @@ class ApproximateSynchronizer:
         self._queues: list[list[tuple[int, float, Any]]] = [[] for _ in range(n_inputs)]
         self._pass = 0
         self._pass_newest = -float("inf")  # newest stamp seen in the current pass
+        self._previous_newest = -float("inf")  # and in the one before
         self._lock = threading.Lock()
         self._emitted = 0
         self._received = [0] * n_inputs
@@ -112,13 +115,18 @@ class ApproximateSynchronizer:
         return True
 
     def _pass_of(self, stamp_s: float) -> int:
-        """The pass a message stamped ``stamp_s`` belongs to; starts a new pass at a time reset."""
+        """The pass a message stamped ``stamp_s`` belongs to; starts a new pass at a time reset.
+
+        A message far after the current pass is a late one of the previous pass only if it lies near the end of
+        that pass (``io.trajectory.LATE_MARGIN_S``); otherwise the stream jumped forward (a gap in a recording)
+        and it belongs to the current pass."""
         if stamp_s < self._pass_newest - self.time_reset_s:
             self._pass += 1
             self.time_resets += 1
-            self._pass_newest = stamp_s
+            self._previous_newest, self._pass_newest = self._pass_newest, stamp_s
             return self._pass
-        if stamp_s > self._pass_newest + self.time_reset_s and self._pass > 0:
+        if (self._pass > 0 and stamp_s > self._pass_newest + self.time_reset_s
+                and abs(stamp_s - self._previous_newest) <= LATE_MARGIN_S):
             return self._pass - 1  # a late message of the previous pass
         self._pass_newest = max(self._pass_newest, stamp_s)
         return self._pass

@@ -125,7 +125,9 @@ def test_pose_buffer_interpolates_waits_and_refuses_wide_gaps():
     assert state == "ok" and np.allclose(T, _pose_at(1.45), atol=1e-9)
     buf.add(1.7, _pose_at(1.7))
     assert len(buf) == 1 and buf.lookup(1.65, 0.2)[0] == "ok" and buf.lookup(1.75, 0.2) == ("wait", None)
+    buf.add(-3.0, _pose_at(0.0))  # the new pass jumps forward 7 s (a gap in a recording): still the new pass
+    assert len(buf) == 2 and buf.lookup(-3.0, 0.01)[0] == "ok"
     buf.add(-20.0, _pose_at(0.0))  # the next loop: only one pass back is kept
-    assert buf.lookup(1.45, 0.2) == ("wait", None) and buf.lookup(-10.0, 0.2)[0] == "ok"
+    assert buf.lookup(1.45, 0.2) == ("wait", None) and buf.lookup(-3.0, 0.01)[0] == "ok"
     with pytest.raises(ValueError):
         PoseBuffer(capacity=1)

@@ -238,6 +238,19 @@ def test_a_late_message_of_the_previous_pass_never_comes_out_after_the_new_pass_
     assert sync.stats.dropped == [1, 1]
 
 
+def test_a_forward_jump_after_a_loop_stays_in_the_current_pass():
+    # A gap in a recording (the stream resumes 8 s later) is not a late message of the previous pass.
+    got = []
+    sync = ApproximateSynchronizer(2, 10, 0.005, lambda *m: got.append(m))
+    for t in (100.0, 100.1):
+        sync.add(0, t, f"a{t}")
+        sync.add(1, t, f"b{t}")
+    for t in (50.0, 58.0, 58.1):  # the loop, then a gap of 8 s
+        sync.add(0, t, f"a{t}")
+        sync.add(1, t, f"b{t}")
+    assert [m[0] for m in got] == ["a100.0", "a100.1", "a50.0", "a58.0", "a58.1"]
+
+
 def test_time_reset_must_be_positive():
     with pytest.raises(ValueError, match="time_reset_s"):
         ApproximateSynchronizer(2, 10, 0.01, print, time_reset_s=0.0)
