@@ -13,7 +13,8 @@ import numpy as np
 
 from ..core.geometry import matrix_to_quat_xyzw, quat_xyzw_to_matrix
 
-__all__ = ["Trajectory", "read_tum_trajectory", "write_tum_trajectory", "interpolate_poses", "PoseBuffer", "LATE_MARGIN_S"]
+__all__ = ["Trajectory", "read_tum_trajectory", "write_tum_trajectory", "interpolate_poses", "PoseBuffer",
+           "LATE_MARGIN_S"]
 
 
 @dataclass
@@ -167,7 +168,8 @@ class PoseBuffer:
     the newest ``capacity`` poses in stamp order. A pose stamped more than ``time_reset_s`` before the newest
     (a bag played again) starts a new pass; the previous pass's poses stay for the frames of that pass still
     on their way (a node with a backlog, a set completed late), which are told apart by their stamps: more than
-    ``time_reset_s`` after the current pass. Not thread-safe: callers lock.
+    ``time_reset_s`` after the current pass and within :data:`LATE_MARGIN_S` of the previous pass's end. Not
+    thread-safe: callers lock.
     """
 
     def __init__(self, capacity: int = 600, time_reset_s: float = 5.0) -> None:
