@@ -14,6 +14,7 @@ tens of iterations per frame suffice. Device-agnostic: everything is torch on ``
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -250,10 +251,7 @@ class VariationalFusion:
         valid = local.valid
         if not srcs or not valid.any():
             return local
-        if self.device.type == "cuda":
-            with _CUDA_SOLVE_LOCK:
-                depth = self._solve(srcs, local)
-        else:
+        with _CUDA_SOLVE_LOCK if self.device.type == "cuda" else contextlib.nullcontext():
             depth = self._solve(srcs, local)
         depth *= valid
         bad = valid & ~(depth > 0)  # NaN or non-positive: never expected, but never published

@@ -13,8 +13,8 @@ import numpy as np
 
 from ..core.geometry import matrix_to_quat_xyzw, quat_xyzw_to_matrix
 
-__all__ = ["Trajectory", "read_tum_trajectory", "write_tum_trajectory", "interpolate_poses", "PoseBuffer",
-           "LATE_MARGIN_S"]
+__all__ = ["Trajectory", "read_tum_trajectory", "write_tum_trajectory", "interpolate_poses", "PassTracker",
+           "PoseBuffer", "LATE_MARGIN_S"]
 
 
 @dataclass
@@ -159,25 +159,61 @@ of a second or two). A message far after the current pass but not there is a str
 in a recording) and stays in the current pass."""
 
 
+class PassTracker:
+    """The passes of a stream whose time may jump back (a bag played in a loop, a restarted clock).
+
+    A stamp more than ``time_reset_s`` before the newest of the current pass starts a new pass; one more than
+    ``time_reset_s`` after it and within :data:`LATE_MARGIN_S` of the previous pass's newest is a late message
+    of the previous pass (its messages still on their way when the stream looped); anything else belongs to
+    the current pass (a stream that jumped forward stays in it). Used by the builtin synchronizer
+    (``ros.sync``) and :class:`PoseBuffer`, so both tell passes apart by the same rule. Not thread-safe.
+    """
+
+    def __init__(self, time_reset_s: float = 5.0) -> None:
+        if not time_reset_s > 0:
+            raise ValueError(f"time_reset_s must be > 0 seconds, got {time_reset_s}")
+        self.time_reset_s = float(time_reset_s)
+        self.index = 0           # the current pass
+        self.resets = 0          # time resets seen
+        self.newest_s = -np.inf  # newest stamp of the current pass
+        self._previous_newest_s = -np.inf
+
+    def peek(self, stamp_s: float) -> int:
+        """The pass ``stamp_s`` belongs to (``index + 1``: it starts a new one), without recording it."""
+        if stamp_s < self.newest_s - self.time_reset_s:
+            return self.index + 1
+        if (self.index > 0 and stamp_s > self.newest_s + self.time_reset_s
+                and abs(stamp_s - self._previous_newest_s) <= LATE_MARGIN_S):
+            return self.index - 1
+        return self.index
+
+    def add(self, stamp_s: float) -> int:
+        """Record ``stamp_s`` and return its pass (a new pass becomes the current one)."""
+        run = self.peek(stamp_s)
+        if run > self.index:
+            self.index, self.resets = run, self.resets + 1
+            self._previous_newest_s, self.newest_s = self.newest_s, stamp_s
+        elif run == self.index:
+            self.newest_s = max(self.newest_s, stamp_s)
+        return run
+
+
 class PoseBuffer:
     """The recent poses of a stream (odometry), looked up at any stamp between two of them.
 
     What a TF lookup gives a ROS node: a frame whose stamp falls between two poses no more than
     ``max_gap_s`` from it gets their interpolation (:func:`interpolate_poses`), so an image does not need
     a pose with its own stamp (odometry slower than the camera, or tracking that skipped frames). Keeps
-    the newest ``capacity`` poses in stamp order. A pose stamped more than ``time_reset_s`` before the newest
-    (a bag played again) starts a new pass; the previous pass's poses stay for the frames of that pass still
-    on their way (a node with a backlog, a set completed late), which are told apart by their stamps: more than
-    ``time_reset_s`` after the current pass and within :data:`LATE_MARGIN_S` of the previous pass's end. Not
-    thread-safe: callers lock.
+    the newest ``capacity`` poses in stamp order. Passes as :class:`PassTracker` tells them apart: a pose of a
+    new pass (a bag played again) starts an empty pass; the previous pass's poses stay for the frames of that
+    pass still on their way (a node with a backlog, a set completed late). Not thread-safe: callers lock.
     """
 
     def __init__(self, capacity: int = 600, time_reset_s: float = 5.0) -> None:
         if capacity < 2:
             raise ValueError(f"capacity must be >= 2, got {capacity}")
-        if not time_reset_s > 0:
-            raise ValueError(f"time_reset_s must be > 0, got {time_reset_s}")
-        self.capacity, self.time_reset_s = int(capacity), float(time_reset_s)
+        self.capacity = int(capacity)
+        self._passes = PassTracker(time_reset_s)
         self._stamps: list[float] = []
         self._poses: list[np.ndarray] = []
         self._previous: tuple[list[float], list[np.ndarray]] = ([], [])  # the pass before, for late frames
@@ -189,16 +225,18 @@ class PoseBuffer:
     def newest_s(self) -> float | None:
         return self._stamps[-1] if self._stamps else None
 
+    def _pass_lists(self, run: int) -> tuple[list[float], list[np.ndarray]]:
+        return self._previous if run < self._passes.index else (self._stamps, self._poses)
+
     def add(self, stamp_s: float, T_world_camera: np.ndarray) -> None:
         """Insert a pose (a pose with an existing stamp replaces it). Shape: T (4, 4)."""
         stamp_s = float(stamp_s)
-        stamps, poses = self._stamps, self._poses
-        if stamps and stamp_s < stamps[-1] - self.time_reset_s:
-            self._previous = (stamps, poses)  # a new pass
-            self.clear()
-            stamps, poses = self._stamps, self._poses
-        elif self._is_late(stamp_s):
-            stamps, poses = self._previous  # a late pose of the previous pass
+        current = self._passes.index
+        run = self._passes.add(stamp_s)
+        if run > current:  # a new pass
+            self._previous = (self._stamps, self._poses)
+            self._stamps, self._poses = [], []
+        stamps, poses = self._pass_lists(run)
         i = bisect.bisect_left(stamps, stamp_s)
         T = np.asarray(T_world_camera, dtype=np.float64)
         if i < len(stamps) and stamps[i] == stamp_s:
@@ -209,32 +247,17 @@ class PoseBuffer:
         if len(stamps) > self.capacity:
             del stamps[0], poses[0]
 
-    def _is_late(self, stamp_s: float) -> bool:
-        """Whether ``stamp_s`` belongs to the previous pass: far after the current one and near the end of the
-        previous one (:data:`LATE_MARGIN_S`)."""
-        prev = self._previous[0]
-        return bool(self._stamps and prev and stamp_s > self._stamps[-1] + self.time_reset_s
-                    and abs(stamp_s - prev[-1]) <= LATE_MARGIN_S)
-
-    def clear(self) -> None:
-        """Forget the current pass (the previous one stays for late frames)."""
-        self._stamps = []
-        self._poses = []
-
     def lookup(self, stamp_s: float, max_gap_s: float) -> tuple[str, np.ndarray | None]:
         """``("ok", T)`` at ``stamp_s``; ``("wait", None)`` when no pose at or after it has arrived yet (one
         may still come); ``("missing", None)`` when the poses around it are too far apart or it lies before
-        the buffer. A stamp more than ``time_reset_s`` before the newest pose (a new pass whose poses have not
-        arrived) waits too; one more than ``time_reset_s`` after it (a late frame of the previous pass) is
-        looked up among the previous pass's poses. Shape: T (4, 4)."""
+        the buffer. A frame of a new pass whose poses have not arrived waits too; a late frame of the previous
+        pass is looked up among that pass's poses. Shape: T (4, 4)."""
         stamp_s = float(stamp_s)
-        stamps, poses = self._stamps, self._poses
-        if self._is_late(stamp_s):
-            stamps, poses = self._previous
+        run = self._passes.peek(stamp_s)
+        if run > self._passes.index:
+            return "wait", None  # a frame of a new pass (a bag played again) before any pose of it
+        stamps, poses = self._pass_lists(run)
         if not stamps or stamps[-1] < stamp_s - 1e-6:
-            return "wait", None
-        if stamp_s < stamps[-1] - self.time_reset_s:
-            # a frame of a new pass (a bag played again) before any pose of it: that pose starts the pass
             return "wait", None
         hi = bisect.bisect_left(stamps, stamp_s - 1e-6)
         around = [hi] if hi == 0 else [hi - 1, hi]  # at (or before) the oldest pose only an exact match will do

@@ -18,7 +18,8 @@ run when they were dropped at the reset); a message more than ``time_reset_s`` a
 to the previous one; the current pass's first set drops what is left of the previous one, so the sets of one
 synchronizer still come out pass after pass. Other streams of a node may have looped already when the last
 sets of a pass come out: a node keeping state across streams decides a reset from the stamps of what it
-processes (vio_node, io.trajectory.PoseBuffer). With ``message_filters`` (its queues are keyed by stamp alone)
+processes (vio_node, io.trajectory.PoseBuffer). The rule telling passes apart is ``io.trajectory.PassTracker``
+(shared with PoseBuffer). With ``message_filters`` (its queues are keyed by stamp alone)
 what was queued is dropped at the reset.
 """
 from __future__ import annotations
@@ -27,7 +28,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from ..io.trajectory import LATE_MARGIN_S
+from ..io.trajectory import PassTracker
+from .stamps import stamp_to_ns, stamp_to_seconds
 
 __all__ = ["HAVE_MESSAGE_FILTERS", "ApproximateSynchronizer", "SyncStats", "SyncedSubscriptions"]
 
@@ -59,17 +61,11 @@ class ApproximateSynchronizer:
             raise ValueError(f"queue_size must be >= 1, got {queue_size}")
         if not slop_s >= 0:
             raise ValueError(f"slop must be >= 0 seconds, got {slop_s}")
-        if not time_reset_s > 0:
-            raise ValueError(f"time_reset_s must be > 0 seconds, got {time_reset_s}")
+        self._passes = PassTracker(time_reset_s)  # one tracker for every input: they loop together
         self.n_inputs, self.queue_size, self.slop_s = n_inputs, queue_size, float(slop_s)
-        self.time_reset_s = float(time_reset_s)
-        self.time_resets = 0
         self.callback = callback
-        # per input, (pass, stamp, msg) sorted by (pass, stamp); the pass counts time resets
+        # per input, (pass, stamp, msg) sorted by (pass, stamp)
         self._queues: list[list[tuple[int, float, Any]]] = [[] for _ in range(n_inputs)]
-        self._pass = 0
-        self._pass_newest = -float("inf")  # newest stamp seen in the current pass
-        self._previous_newest = -float("inf")  # and in the one before
         self._lock = threading.Lock()
         self._emitted = 0
         self._received = [0] * n_inputs
@@ -79,6 +75,11 @@ class ApproximateSynchronizer:
     def stats(self) -> SyncStats:
         with self._lock:
             return SyncStats(self._emitted, list(self._received), list(self._dropped))
+
+    @property
+    def time_resets(self) -> int:
+        """Time resets seen (new passes begun)."""
+        return self._passes.resets
 
     def add(self, index: int, stamp_s: float, msg: Any) -> bool:
         """Offer ``msg`` of input ``index`` stamped ``stamp_s``; returns True when it completed a set.
@@ -90,7 +91,7 @@ class ApproximateSynchronizer:
         stamp_s = float(stamp_s)
         with self._lock:
             self._received[index] += 1
-            key = (self._pass_of(stamp_s), stamp_s)
+            key = (self._passes.add(stamp_s), stamp_s)
             q = self._queues[index]
             pos = len(q)
             while pos > 0 and q[pos - 1][:2] > key:
@@ -113,23 +114,6 @@ class ApproximateSynchronizer:
             self._emitted += 1
         self.callback(*msgs)
         return True
-
-    def _pass_of(self, stamp_s: float) -> int:
-        """The pass a message stamped ``stamp_s`` belongs to; starts a new pass at a time reset.
-
-        A message far after the current pass is a late one of the previous pass only if it lies near the end of
-        that pass (``io.trajectory.LATE_MARGIN_S``); otherwise the stream jumped forward (a gap in a recording)
-        and it belongs to the current pass."""
-        if stamp_s < self._pass_newest - self.time_reset_s:
-            self._pass += 1
-            self.time_resets += 1
-            self._previous_newest, self._pass_newest = self._pass_newest, stamp_s
-            return self._pass
-        if (self._pass > 0 and stamp_s > self._pass_newest + self.time_reset_s
-                and abs(stamp_s - self._previous_newest) <= LATE_MARGIN_S):
-            return self._pass - 1  # a late message of the previous pass
-        self._pass_newest = max(self._pass_newest, stamp_s)
-        return self._pass
 
     def _best_set(self, index: int, key: tuple[int, float]) -> list[int] | None:
         # The pivot is the new message; every other input contributes its message of the same pass nearest
@@ -164,8 +148,6 @@ class SyncedSubscriptions:
     def __init__(self, node: Any, topics: Sequence[tuple[type, str]], callback: Callable[..., Any], qos: Any,
                  queue_size: int = 10, slop_s: float = 0.02, force_builtin: bool = False,
                  time_reset_s: float = 5.0) -> None:
-        from .stamps import stamp_to_seconds
-
         if not topics:
             raise ValueError("need at least one topic to synchronize")
         self.node = node
@@ -202,7 +184,7 @@ class SyncedSubscriptions:
         stamp = getattr(getattr(msg, "header", None), "stamp", None)
         if queues is None or lock is None or stamp is None:
             return
-        limit_ns = int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec) + self._time_reset_ns
+        limit_ns = stamp_to_ns(stamp) + self._time_reset_ns
         with lock:
             for q in queues:
                 for key in [k for k in q if isinstance(k, int) and k > limit_ns]:

@@ -11,6 +11,7 @@ simulator run where only torch is installed (the GPU benchmark machine has no Op
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Protocol
 
 import numpy as np
@@ -74,9 +75,9 @@ class TorchRaycastScene:
         v = torch.as_tensor(np.asarray(vertices, np.float32), device=self.device)
         tri = torch.as_tensor(np.asarray(triangles, np.int64), device=self.device)
         self.n_triangles = len(tri)
-        self.v0 = v[tri[:, 0]] if len(tri) else v.new_zeros((0, 3))
-        self.e1 = (v[tri[:, 1]] - self.v0) if len(tri) else v.new_zeros((0, 3))
-        self.e2 = (v[tri[:, 2]] - self.v0) if len(tri) else v.new_zeros((0, 3))
+        self.v0 = v[tri[:, 0]]
+        self.e1 = v[tri[:, 1]] - self.v0
+        self.e2 = v[tri[:, 2]] - self.v0
         n = torch.linalg.cross(self.e1, self.e2)
         self.normals = n / n.norm(dim=1, keepdim=True).clamp_min(1e-30)
         self.e2_x_e1 = torch.linalg.cross(self.e2, self.e1)  # det = d . (e2 x e1)
@@ -126,11 +127,17 @@ def make_raycast_scene(vertices: np.ndarray, triangles: np.ndarray, backend: str
     """A ray-cast scene of the mesh. ``backend``: one of :data:`RAYCASTERS`; ``threads`` is Open3D's (0 = all)."""
     if backend not in RAYCASTERS:
         raise ValueError(f"raycaster must be one of {RAYCASTERS}, got {backend!r}")
-    if backend in ("auto", "open3d"):
-        try:
-            return Open3DRaycastScene(vertices, triangles, threads)
-        except ImportError:
-            if backend == "open3d":
-                raise
+    if backend == "open3d" or (backend == "auto" and _open3d_imports()):
+        return Open3DRaycastScene(vertices, triangles, threads)
     return TorchRaycastScene(vertices, triangles)
+
+
+@lru_cache(maxsize=1)
+def _open3d_imports() -> bool:
+    # once: a failed import is not cached by Python, and the renderer builds a scene per dynamic cast
+    try:
+        import open3d  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
