@@ -42,7 +42,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import cv2
@@ -313,6 +313,28 @@ def recalled(gt_mask: np.ndarray, pred_inst: np.ndarray) -> bool:
     return False
 
 
+MISS_KINDS = ("merged", "split", "missing", "partial")
+
+
+def miss_kind(gt_mask: np.ndarray, pred_inst: np.ndarray) -> str:
+    """How a counted ground-truth instance was found: "recalled" (``recalled``), else why not, judged by the
+    predicted instance (id != 0) that overlaps it most: "missing" (predicted instances cover < 50 % of it
+    together: no depth, taken as stuff), "split" (none covers 50 %: it is in pieces), "merged" (one covers
+    >= 50 % of it but lies < 50 % inside it: joined with its neighbours), "partial" (>= 50 % both ways,
+    IoU still <= 0.5). Shape: (H, W) bool, (H, W) int."""
+    if recalled(gt_mask, pred_inst):
+        return "recalled"
+    ids, inter = np.unique(pred_inst[gt_mask], return_counts=True)
+    inter = np.where(ids != 0, inter, 0)
+    n_gt = int(gt_mask.sum())
+    if inter.sum() < 0.5 * n_gt:
+        return "missing"
+    j = int(np.argmax(inter))
+    if inter[j] < 0.5 * n_gt:
+        return "split"
+    return "merged" if inter[j] < 0.5 * int((pred_inst == ids[j]).sum()) else "partial"
+
+
 class Scores:
     """Accumulates one backend's metrics over frames."""
 
@@ -328,6 +350,7 @@ class Scores:
         self.n_old = 0
         self.n_old_rec = 0
         self.by_class: dict[int, list[int]] = defaultdict(lambda: [0, 0])   # class id -> [counted, recalled]
+        self.misses: dict[int, Counter] = defaultdict(Counter)               # class id -> miss kind -> count
         self.wall_void = np.zeros(3, np.int64)  # wall tp, fp, fn with GT door / window pixels ignored
         self.cpu_s: list[float] = []
         self.wall_s: list[float] = []
@@ -337,12 +360,14 @@ class Scores:
         self.conf += confusion_matrix(gt_sem, res.semantic, self.C)
         self.pq.add(res.semantic, res.instance, gt_sem, gt_inst)
         self.n_obj += len(big)
-        hits = [recalled(m, res.instance) for m in big]
+        kinds = [miss_kind(m, res.instance) for m in big]
+        hits = [k == "recalled" for k in kinds]
         self.n_rec += sum(hits)
-        for m, hit in zip(big, hits):
+        for m, kind in zip(big, kinds):
             cls = int(np.bincount(gt_sem[m].astype(np.int64)).argmax())
             self.by_class[cls][0] += 1
-            self.by_class[cls][1] += int(hit)
+            self.by_class[cls][1] += int(kind == "recalled")
+            self.misses[cls][kind] += 1
         observable = [np.mean(depth_m[m] > 0) >= 0.5 for m in big]
         self.n_obs += sum(observable)
         self.n_obs_rec += sum(h for h, o in zip(hits, observable) if o)
@@ -364,6 +389,8 @@ class Scores:
              "recall_old": self.n_old_rec / max(1, self.n_old), "objects_old": self.n_old,
              "by_class": {(self.space.by_id(c).name if c in self.space else str(c)): tuple(v)
                           for c, v in sorted(self.by_class.items(), key=lambda t: -t[1][0])},
+             "misses": {(self.space.by_id(c).name if c in self.space else str(c)): {k: self.misses[c][k] for k in MISS_KINDS}
+                        for c, _ in sorted(self.by_class.items(), key=lambda t: -t[1][0])},
              "wall_void": tp / max(1, tp + fp + fn),
              "cpu_ms": 1000 * float(np.median(self.cpu_s)), "wall_ms": 1000 * float(np.median(self.wall_s))}
         for name in ("floor", "wall", "ceiling"):
@@ -528,6 +555,11 @@ def main(argv: list[str] | None = None) -> int:
         if not name.startswith("oracle"):
             print(f"{name} recall by class (recalled/counted): "
                   + ", ".join(f"{c} {r}/{n}" for c, (n, r) in s["by_class"].items()))
+            tot = {k: sum(v[k] for v in s["misses"].values()) for k in MISS_KINDS}
+            print(f"{name} not recalled ({', '.join(f'{k} {v}' for k, v in tot.items())}; see miss_kind), by class "
+                  f"({'/'.join(MISS_KINDS)}): "
+                  + ", ".join(f"{c} {'/'.join(str(v[k]) for k in MISS_KINDS)}" for c, v in s["misses"].items()
+                              if sum(v.values())))
     print(f"recall: ground-truth things whose true size (largest side of the simulator's box) is > "
           f"{100 * MIN_OBJECT_EXTENT_M:.0f} cm, with >= {MIN_VISIBLE_PX} visible px and >= "
           f"{100 * MIN_UNOCCLUDED:.0f} % of their in-image silhouette unoccluded, recalled by one predicted "

@@ -80,3 +80,27 @@ def test_which_objects_count(bench):
     # recall: one prediction with IoU > 0.5 (here the exact mask), none for an empty prediction
     assert bench.recalled(inst == 1, np.where(inst == 1, 9, 0))
     assert not bench.recalled(inst == 1, np.zeros_like(inst))
+
+
+def test_miss_kinds(bench):
+    """Why a counted object was not recalled, on a 10x10 object in a 20x30 image."""
+    gt = np.zeros((20, 30), bool)
+    gt[5:15, 5:15] = True
+    pred = np.zeros((20, 30), np.int32)
+    pred[gt] = 4
+    assert bench.miss_kind(gt, pred) == "recalled"
+    merged = pred.copy()
+    merged[:, 5:30] = 4                          # spills far over its neighbours: IoU 100/500
+    assert bench.miss_kind(gt, merged) == "merged"
+    split = np.zeros_like(pred)
+    split[5:15, 5:9], split[5:15, 9:12], split[5:15, 12:15] = 1, 2, 3   # three pieces, none >= 50 %
+    assert bench.miss_kind(gt, split) == "split"
+    missing = np.zeros_like(pred)
+    missing[5:9, 5:15] = 7                       # 40 % labelled, the rest left without an instance
+    assert bench.miss_kind(gt, missing) == "missing"
+    partial = np.zeros_like(pred)
+    partial[7:17, 5:15] = 5                      # 80 / 120: IoU 0.67 -> recalled ...
+    assert bench.miss_kind(gt, partial) == "recalled"
+    partial[:] = 0
+    partial[8:18, 7:17] = 5                      # 56 of 100 each way: IoU 56 / 144 <= 0.5
+    assert bench.miss_kind(gt, partial) == "partial"
