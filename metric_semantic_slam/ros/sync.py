@@ -14,13 +14,15 @@ the mapper's five inputs over three passes, the fused depth 115 ms behind the re
 suite mapped 43-46 of 60 frames that way). The builtin synchronizer orders its queues by (pass, stamp): the
 previous pass's messages are evicted first and can still complete their sets with partners that arrive late
 (the fused depth of a pass's last frames, after the next pass has begun: 5 of 900 frames were lost on a GPU
-run when they were dropped at the reset); a message more than ``time_reset_s`` after the current pass belongs
-to the previous one; the current pass's first set drops what is left of the previous one, so the sets of one
-synchronizer still come out pass after pass. Other streams of a node may have looped already when the last
-sets of a pass come out: a node keeping state across streams decides a reset from the stamps of what it
-processes (vio_node, io.trajectory.PoseBuffer). The rule telling passes apart is ``io.trajectory.PassTracker``
-(shared with PoseBuffer). With ``message_filters`` (its queues are keyed by stamp alone)
-what was queued is dropped at the reset.
+run when they were dropped at the reset); the current pass's first set drops what is left of the previous one,
+so the sets of one synchronizer still come out pass after pass. Each input's passes are told from its own
+stream (``io.trajectory.PassTracker``, shared with PoseBuffer: a loop back starts the next pass, a late
+message of the previous pass stays in it), so an input that runs seconds behind the others (an overloaded
+depth fusion, 2.5 s or 6 s of sensor time: 628 and 237 of 900 sets with one tracker for all inputs) is
+still in the previous pass while they are in the new one, and every set forms. Other streams of a node may
+have looped already when the last sets of a pass come out: a node keeping state across streams decides a
+reset from the stamps of what it processes (vio_node, io.trajectory.PoseBuffer). With ``message_filters``
+(its queues are keyed by stamp alone) what was queued is dropped at the reset.
 """
 from __future__ import annotations
 
@@ -61,7 +63,10 @@ class ApproximateSynchronizer:
             raise ValueError(f"queue_size must be >= 1, got {queue_size}")
         if not slop_s >= 0:
             raise ValueError(f"slop must be >= 0 seconds, got {slop_s}")
-        self._passes = PassTracker(time_reset_s)  # one tracker for every input: they loop together
+        # Passes are told apart per input, from its own stream (``_pass_of``): one input may run seconds
+        # behind the others (an overloaded depth fusion) and still be in the previous pass after they looped.
+        self._passes = [PassTracker(time_reset_s) for _ in range(n_inputs)]
+        self._pass_offset: list[int | None] = [None] * n_inputs
         self.n_inputs, self.queue_size, self.slop_s = n_inputs, queue_size, float(slop_s)
         self.callback = callback
         # per input, (pass, stamp, msg) sorted by (pass, stamp)
@@ -78,8 +83,26 @@ class ApproximateSynchronizer:
 
     @property
     def time_resets(self) -> int:
-        """Time resets seen (new passes begun)."""
-        return self._passes.resets
+        """Time resets seen (new passes begun, by the input furthest ahead)."""
+        with self._lock:
+            return max((o + t.index for o, t in zip(self._pass_offset, self._passes) if o is not None), default=0)
+
+    def _pass_of(self, index: int, stamp_s: float) -> int:
+        """The pass of a message of input ``index``: its own stream's pass (``PassTracker``: a loop back starts
+        the next one, a late message of the previous pass stays in it). An input's first message joins the
+        busiest other input: the earliest pass in which that input holds a message within the slop of its stamp
+        (where its partner waits, however far behind it runs), else the pass that input's rule gives the
+        stamp (0 when they start together). Call under the lock."""
+        if self._pass_offset[index] is None:
+            others = [j for j in range(self.n_inputs) if j != index and self._pass_offset[j] is not None]
+            ref = max(others, key=lambda j: self._received[j], default=None)
+            if ref is None:
+                self._pass_offset[index] = 0
+            else:
+                near = [run for run, t, _ in self._queues[ref] if abs(t - stamp_s) <= self.slop_s]
+                self._pass_offset[index] = min(near) if near else \
+                    self._pass_offset[ref] + self._passes[ref].peek(stamp_s)
+        return self._pass_offset[index] + self._passes[index].add(stamp_s)
 
     def add(self, index: int, stamp_s: float, msg: Any) -> bool:
         """Offer ``msg`` of input ``index`` stamped ``stamp_s``; returns True when it completed a set.
@@ -91,7 +114,7 @@ class ApproximateSynchronizer:
         stamp_s = float(stamp_s)
         with self._lock:
             self._received[index] += 1
-            key = (self._passes.add(stamp_s), stamp_s)
+            key = (self._pass_of(index, stamp_s), stamp_s)
             q = self._queues[index]
             pos = len(q)
             while pos > 0 and q[pos - 1][:2] > key:

@@ -254,3 +254,41 @@ def test_a_forward_jump_after_a_loop_stays_in_the_current_pass():
 def test_time_reset_must_be_positive():
     with pytest.raises(ValueError, match="time_reset_s"):
         ApproximateSynchronizer(2, 10, 0.01, print, time_reset_s=0.0)
+
+
+@pytest.mark.parametrize("lag_s", [0.08, 2.5, 6.0])
+def test_a_stream_lagging_by_seconds_across_the_loops_still_pairs_in_order(lag_s):
+    # An overloaded depth fusion: its output runs seconds behind color, so around each loop one input is
+    # in the new pass while the other is still in the previous one (longer than io.trajectory.LATE_MARGIN_S,
+    # even longer than time_reset_s). Each input's passes are told apart from its own stream: every frame
+    # pairs, each set from one frame, pass after pass, in order.
+    events = []
+    for loop in range(3):
+        for k in range(300):
+            stamp = 1000.0 + k / 30
+            t = loop * 10.0 + k / 30
+            events += [(t + 0.001, 1, stamp), (t + lag_s, 0, stamp)]
+    got = []
+    sync = ApproximateSynchronizer(2, 400, 0.005, lambda *m: got.append(m))
+    for _t, i, stamp in sorted(events):
+        sync.add(i, stamp, (i, stamp))
+    assert len(got) == 900
+    assert all(s[0][1] == s[1][1] for s in got)
+    stamps = [s[0][1] for s in got]
+    assert all(stamps[k] < stamps[k + 1] for k in range(len(stamps) - 1) if (k + 1) % 300)
+    assert sync.stats.dropped == [0, 0]
+
+
+def test_an_input_that_starts_after_the_others_looped_joins_their_pass():
+    # Color has played a whole pass and 2 s of the next when depth (a node started late) sends its first
+    # message: it pairs with the color of the current pass, and keeps pairing through the next loop.
+    got = []
+    sync = ApproximateSynchronizer(2, 30, 0.005, lambda *m: got.append(m))
+    for loop in range(3):
+        for k in range(300):
+            stamp = 1000.0 + k / 30
+            sync.add(1, stamp, (1, loop, stamp))
+            if (loop, k) >= (1, 60):
+                sync.add(0, stamp, (0, loop, stamp))
+    assert len(got) == 240 + 300
+    assert all(s[0][1:] == s[1][1:] for s in got)  # same pass, same stamp
