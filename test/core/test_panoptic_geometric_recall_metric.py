@@ -104,3 +104,14 @@ def test_miss_kinds(bench):
     partial[:] = 0
     partial[8:18, 7:17] = 5                      # 56 of 100 each way: IoU 56 / 144 <= 0.5
     assert bench.miss_kind(gt, partial) == "partial"
+
+
+def test_eval_frames_carry_the_noise_free_depth_next_to_the_sensor_depth(bench, tmp_path):
+    data = bench.render_eval_frames(7, 1, width=80, height=60, cache_dir=tmp_path)
+    gt, sensor = data["depth_gt_m"][0], data["depth_m"][0]
+    assert gt.shape == sensor.shape == (60, 80) and (gt > 0).all()  # a closed room: every ray hits
+    ok = sensor > 0
+    assert ok.mean() > 0.5 and not np.array_equal(gt[ok], sensor[ok])  # noisy ...
+    assert np.median(np.abs(gt[ok] - sensor[ok])) < 0.02              # ... around the true depth
+    again = bench.render_eval_frames(7, 1, width=80, height=60, cache_dir=tmp_path)  # from the cache
+    assert np.array_equal(again["depth_gt_m"], data["depth_gt_m"])
