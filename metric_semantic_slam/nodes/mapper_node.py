@@ -200,7 +200,9 @@ class MapperNode(StageNode):
 
             self._pose_lock = threading.Lock()
             self._pose_buffer = PoseBuffer(capacity=600, time_reset_s=p.time_reset_jump_s)
+            self._poses_received = 0
             self.create_subscription(*pose_input, self._on_pose, self.input_qos())
+            self.add_status_source("poses", self._pose_status)
         else:
             topics.append(pose_input)
         if p.use_labels:
@@ -231,6 +233,12 @@ class MapperNode(StageNode):
             return
         with self._pose_lock:
             self._pose_buffer.add(stamp_to_seconds(msg.header.stamp), T_world_camera)
+            self._poses_received += 1
+
+    def _pose_status(self) -> dict[str, int]:
+        """The pose input of ``pose_max_gap_s`` > 0: poses received, and held for interpolation."""
+        with self._pose_lock:
+            return {"received": self._poses_received, "buffered": len(self._pose_buffer)}
 
     def _pose_matrix(self, msg: Any) -> np.ndarray:
         """T_world_camera of an Odometry / PoseStamped message; ValueError when it is not a finite rigid pose."""

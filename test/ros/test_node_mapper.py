@@ -282,9 +282,18 @@ def test_buffered_poses_place_frames_between_them(frames, tmp_path):
     rig = Rig(94, tmp_path, pose_max_gap_s=0.2, pose_wait_s=3.0)
     try:
         posed = frames[0:10:3]  # frames 0, 3, 6, 9
-        for f in posed[:-1]:
-            rig.send_pose(seconds_to_stamp(f.stamp_s), matrix_to_pose(f.gt.T_world_camera))
-        rig.settle(0.5)
+        # the poses must be in the buffer before the frames come: under load the mapper's reader can match
+        # the writer after the first poses went out (volatile: lost), and then no frame has an earlier pose.
+        # Sent again until the status shows them (a pose with a known stamp replaces itself).
+        def buffered() -> int:
+            return rig.status().get("poses", {}).get("buffered", 0)
+
+        for _ in range(10):
+            for f in posed[:-1]:
+                rig.send_pose(seconds_to_stamp(f.stamp_s), matrix_to_pose(f.gt.T_world_camera))
+            if rig.col.spin_until(lambda: buffered() >= 3, 3):
+                break
+        assert buffered() == 3, rig.status()
         for f in frames[:9]:
             rig.send(f, odom=False)
         rig.settle(0.5)  # frames 7 and 8 are waiting for the pose of frame 9
