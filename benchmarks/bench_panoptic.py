@@ -81,7 +81,8 @@ def render_eval_frames(seed: int, frames: int, width: int = 320, height: int = 2
 
     Returns arrays with a leading frame axis: rgb (N, H, W, 3) uint8, depth_m (N, H, W) float32 (noisy
     active depth, 0 = invalid), depth_gt_m (N, H, W) float32 (the noise-free ray-cast depth, 0 = nothing hit),
-    semantic / instance (N, H, W) uint16, T_world_camera (N, 4, 4), and K (3, 3). World frame z-up (gravity along -z). Cached as an .npz keyed by the arguments.
+    semantic / instance (N, H, W) uint16, T_world_camera (N, 4, 4), and K (3, 3). World frame z-up (gravity
+    along -z). Cached as an .npz keyed by the arguments.
     """
     path = Path(cache_dir) / f"eval_seed{seed}_n{frames}_{width}x{height}_up{PITCH_UP_DEG:.0f}.npz"
     if path.exists():
@@ -399,7 +400,8 @@ class Scores:
              "recall_old": self.n_old_rec / max(1, self.n_old), "objects_old": self.n_old,
              "by_class": {(self.space.by_id(c).name if c in self.space else str(c)): tuple(v)
                           for c, v in sorted(self.by_class.items(), key=lambda t: -t[1][0])},
-             "misses": {(self.space.by_id(c).name if c in self.space else str(c)): {k: self.misses[c][k] for k in MISS_KINDS}
+             "misses": {(self.space.by_id(c).name if c in self.space else str(c)):
+                        {k: self.misses[c][k] for k in MISS_KINDS}
                         for c, _ in sorted(self.by_class.items(), key=lambda t: -t[1][0])},
              "wall_void": tp / max(1, tp + fp + fn),
              "cpu_ms": 1000 * float(np.median(self.cpu_s)), "wall_ms": 1000 * float(np.median(self.wall_s))}
