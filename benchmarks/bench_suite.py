@@ -15,15 +15,20 @@ bad-input drops by reason, stage times (mean / p95, wall and thread CPU), output
 the sensor stamp to the node's output (sim time, as ``use_sim_time`` nodes see it), and the CPU seconds each
 node process and the player used during playback (from /proc, all threads: DDS receive included).
 
-Sensor-stamp-to-mesh latency (the mapper's ``mesh`` latency): for every ``map/mesh`` message the mapper
-publishes, the node clock at the moment it is published minus the sensor stamp of the newest frame
+Sensor-stamp-to-mesh latency (the mapper's ``mesh`` latency, the target): for every ``map/mesh`` message the
+mapper publishes, the node clock at the moment it is published minus the sensor stamp of the newest frame
 integrated into that mesh. It spans the whole chain: transport, depth fusion, the mapper's input
 synchronization, integration, marching cubes and the message build. Frames a node drops (the newest frame
-wins) have no latency; their count is reported. The node clock is sim time: the player's /clock (about every
-10 ms) as the node's executor last applied it, so it reads a little behind the player. Measured once against
-the /clock messages' publication timestamps (every node on the single-threaded executor, whose callbacks can
-take message info; rclpy's EventsExecutor cannot): the mesh latency read 9 ms (p50) / 12 ms (p95) low, the
-depth fusion output 10 / 15 ms. The printed numbers are not corrected for it.
+wins) have no latency; their count is reported. The node clock is sim time (the player's /clock, sent about
+every 10 ms, as the node's executor last applied it). Nobody subscribes to ``map/mesh`` in this run, so DDS
+delivers the mesh messages nowhere. ``--mesh-consumer`` subscribes to it as RViz would (the mapper then
+delivers ~4 MB per update to this benchmark's process, on the same 2 cores) and takes the target latency from
+publication times instead: each mesh message's publication time minus the time the player's /clock first
+reached its stamp (the player publishes the frame right after that tick), both DDS source timestamps of one
+system clock (``publication_latencies_ms``), independent of every node's clock. In five runs with a consumer
+the published p95 differed from the mapper's clock's by -15 to +13 ms; the consumer itself
+costs ~20 ms at p50 on this CPU (alternating runs: p50 148-150 ms without it, 166-172 ms with it, mapper's
+clock).
 
 Columns: ``in`` messages into the node's queues, ``q.drop`` evicted by a newer one (the queue holds the newest),
 ``skip`` frames outside the node's ``process_rate_hz`` slots, ``bad`` bad-input drops, ``unsync`` messages its
@@ -42,11 +47,14 @@ right after. Writes ``suite.json`` and ``suite.png`` (per-node latency and rate 
 Usage: python benchmarks/bench_suite.py [--bag output/sim_seed1/bag]
        [--profile oracle-rt|oracle-rt-stereo|vio-rt|gpu|oracle|vio]
        [--compare [PROFILE ...]] [--loops 3] [--rate 1.0] [--output DIR] [--domain 76] [--param NODE.NAME=VALUE ...]
+       [--mesh-consumer]
 """
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
+import struct
 import os
 import signal
 import subprocess
@@ -55,6 +63,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,6 +74,8 @@ from metric_semantic_slam.eval.machine import cpu_name as cpu_model  # noqa: E40
 from metric_semantic_slam.graph import NODES  # noqa: E402
 
 TARGETS = {"mesh_latency_p95_ms": 250.0}
+LOOP_BACK_NS = 1_000_000_000
+"""A /clock tick more than this before a mesh's stamp belongs to a later pass of the bag."""
 PROFILES = {"oracle-rt": "sim_replay_realtime.yaml", "oracle-rt-stereo": "sim_replay_realtime.yaml",
             "vio-rt": "sim_replay_vio_realtime.yaml", "gpu": "sim_replay_gpu.yaml", "oracle": "sim_replay.yaml",
             "vio": "sim_replay_vio.yaml"}
@@ -225,6 +236,41 @@ def _fmt(v, spec=".1f") -> str:
     return "-" if v is None else format(v, spec)
 
 
+def publication_latencies_ms(clock: list[tuple[int, int]], mesh: list[tuple[int, int]]) -> list[float]:
+    """Sensor-stamp-to-mesh latencies from publication times, independent of every node's clock.
+
+    ``clock``: the player's /clock messages as (publication time ns, bag time ns); ``mesh``: the mapper's
+    ``map/mesh`` messages as (publication time ns, stamp ns of the newest frame in it). Publication times are
+    the DDS source timestamps (the system clock of one machine). A frame is sensed when the player's clock
+    first reaches its stamp (the player publishes the frame right after that tick), in the pass the mesh
+    belongs to: the latest such tick before the mesh was published, looking back past a loop of the bag.
+    Meshes without such a tick are left out. Shape: lists of pairs -> list of ms."""
+    clock = sorted(clock)
+    times = [c[0] for c in clock]
+    out = []
+    for t_mesh, stamp in mesh:
+        i = bisect.bisect_left(times, t_mesh) - 1
+        while i >= 0 and clock[i][1] < stamp - LOOP_BACK_NS:   # a later pass began before the mesh went out
+            i -= 1
+        sensed, newer = None, None
+        # back to the first tick at or after the stamp, not past the start of this pass (bag time rises again)
+        while i >= 0 and clock[i][1] >= stamp and (newer is None or clock[i][1] <= newer):
+            sensed, newer = clock[i][0], clock[i][1]
+            i -= 1
+        if sensed is not None:
+            out.append((t_mesh - sensed) * 1e-6)
+    return out
+
+
+def latency_summary(values_ms: list[float]) -> dict:
+    """count / p50 / p95 / max of latencies in ms, as the nodes' status reports them ({} when empty)."""
+    if not values_ms:
+        return {}
+    a = np.asarray(values_ms, dtype=np.float64)
+    return {"count": int(a.size), "p50_ms": round(float(np.percentile(a, 50)), 3),
+            "p95_ms": round(float(np.percentile(a, 95)), 3), "max_ms": round(float(a.max()), 3)}
+
+
 def summarize(statuses: dict[str, dict]) -> list[dict]:
     """One row per node from its last status."""
     rows = []
@@ -317,6 +363,7 @@ def run_profile(profile: str, bag: Path, args: argparse.Namespace, overrides: di
     """Launch the suite with ``profile``, play the bag ``args.loops`` times and collect the nodes' last status.
 
     Returns :func:`summarize`'s rows, with each node's CPU share during playback."""
+    from metric_semantic_slam.ros.qos import qos_profile
     from metric_semantic_slam.ros.testing import TopicCollector, ros_env
     from std_msgs.msg import String
 
@@ -332,8 +379,27 @@ def run_profile(profile: str, bag: Path, args: argparse.Namespace, overrides: di
     topics = {f"/msslam/{name}/status": String for name in NODES}
     statuses: dict[str, dict] = {}
     t_play, cpu0, cpu1, player_cpu = None, {}, {}, None
+    clock_pub_ns: list[tuple[int, int]] = []   # /clock: (publication ns, bag time ns)
+    mesh_pub_ns: list[tuple[int, int]] = []    # map/mesh: (publication ns, stamp ns)
     try:
         with TopicCollector(args.domain, topics, name="bench_suite") as col:
+            if args.mesh_consumer:
+                # publication times of /clock and map/mesh (callbacks with message info; the mesh raw: only the
+                # stamp of its first marker is read)
+                from rosgraph_msgs.msg import Clock
+                from visualization_msgs.msg import MarkerArray
+
+                def on_clock(msg, info) -> None:
+                    clock_pub_ns.append((info["source_timestamp"],
+                                         msg.clock.sec * 1_000_000_000 + msg.clock.nanosec))
+
+                def on_mesh(raw: bytes, info) -> None:
+                    if len(raw) >= 16:
+                        mesh_pub_ns.append((info["source_timestamp"], _first_marker_stamp_ns(raw)))
+
+                col.node.create_subscription(Clock, "/clock", on_clock, qos_profile("reliable", 1000))
+                col.node.create_subscription(MarkerArray, "/msslam/map/mesh", on_mesh, qos_profile("reliable", 50),
+                                             raw=True)
             if not col.spin_until(lambda: all(col.count(t) for t in topics), timeout_s=120):
                 missing = [t for t in topics if not col.count(t)]
                 print(f"nodes did not come up: {missing}; see {log_path}")
@@ -377,6 +443,9 @@ def run_profile(profile: str, bag: Path, args: argparse.Namespace, overrides: di
             launcher.wait()
         launch_log.close()
     rows = summarize(statuses)
+    for r in rows:
+        if r["node"] == "mapper" and not r["missing"] and args.mesh_consumer:
+            r["mesh_latency_published"] = latency_summary(publication_latencies_ms(clock_pub_ns, mesh_pub_ns))
     for r in rows:  # CPU share of each node process during playback (100 % = one core)
         c0, c1 = cpu0.get(r["node"]), cpu1.get(r["node"])
         r["process_cpu_pct"] = None if c0 is None or c1 is None or not t_play else 100.0 * (c1 - c0) / t_play
@@ -386,10 +455,21 @@ def run_profile(profile: str, bag: Path, args: argparse.Namespace, overrides: di
     return rows
 
 
-def mesh_latency(rows: list[dict]) -> dict:
-    """The mapper's sensor-stamp-to-mesh latency summary ({} when it sent none)."""
+def _first_marker_stamp_ns(raw: bytes) -> int:
+    """Header stamp of the first marker of a serialized MarkerArray (all of a mesh update share it): at byte 8,
+    after the CDR encapsulation header and the array length."""
+    sec, nanosec = struct.unpack_from("<iI", raw, 8)
+    return sec * 1_000_000_000 + nanosec
+
+
+def mesh_latency(rows: list[dict], published: bool = False) -> dict:
+    """The mapper's sensor-stamp-to-mesh latency summary ({} when it sent none or it was not measured): as the
+    mapper measured it on its sim clock, or (``published``, with ``--mesh-consumer``) from publication times
+    (``publication_latencies_ms``)."""
     mesh = next((r for r in rows if r["node"] == "mapper" and not r["missing"]), None)
-    return {} if mesh is None else mesh["latency"].get("mesh", {})
+    if mesh is None:
+        return {}
+    return mesh.get("mesh_latency_published", {}) if published else mesh["latency"].get("mesh", {})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -411,6 +491,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--output", default=None, help="folder for suite.json / suite.png (default: a temp folder)")
     ap.add_argument("--settle-s", type=float, default=10.0,
                     help="seconds to wait after playback for the queues to drain")
+    ap.add_argument("--mesh-consumer", action="store_true",
+                    help="subscribe to map/mesh as RViz would (the mapper then delivers its mesh messages) and take "
+                         "the target latency from publication times (see the module doc)")
     ap.add_argument("--param", action="append", default=[], metavar="NODE.NAME=VALUE",
                     help="override a node parameter of the profiles (repeatable), e.g. depth_fusion.process_rate_hz=5")
     args = ap.parse_args(argv)
@@ -427,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bag: {bag}; {args.loops} pass(es) at rate {args.rate}; domain {args.domain}")
     runs = {name: run_profile(name, bag, args, overrides, workdir) for name in [args.profile, *compare]}
     rows = runs[args.profile]
-    mesh = mesh_latency(rows)
+    mesh = mesh_latency(rows, published=args.mesh_consumer)
     mesh_p95 = mesh.get("p95_ms")
     bounded = all(r.get("bounded", False) for r in rows)
     errors = {r["node"]: r["errors"] for r in rows if not r["missing"] and r["errors"]}
@@ -437,12 +520,17 @@ def main(argv: list[str] | None = None) -> int:
                                                indent=1))
     plot(rows, out / "suite.png")
     print(f"\nwrote {out / 'suite.json'} and {out / 'suite.png'}")
-    print("sensor-stamp-to-mesh latency per profile (same machine, one after the other):")
+    print("sensor-stamp-to-mesh latency per profile (same machine, one after the other)"
+          + (": from publication times with a mesh consumer (the target), and as the mapper read it on its sim clock:"
+             if args.mesh_consumer else ", as the mapper read it on its sim clock:"))
     for name, run_rows in runs.items():
-        m = mesh_latency(run_rows)
-        print(f"  {name:<18} n {_fmt(m.get('count'), 'd'):>4}  p50 {_fmt(m.get('p50_ms')):>7} ms  p95 "
-              f"{_fmt(m.get('p95_ms')):>7} ms  max {_fmt(m.get('max_ms')):>7} ms"
-              + ("  (target profile)" if name == args.profile else "  (comparison, no target)"))
+        for published in ((True, False) if args.mesh_consumer else (False,)):
+            m = mesh_latency(run_rows, published)
+            print(f"  {name:<18} {'published' if published else 'sim clock':<10} n {_fmt(m.get('count'), 'd'):>4}  "
+                  f"p50 {_fmt(m.get('p50_ms')):>7} ms  p95 {_fmt(m.get('p95_ms')):>7} ms  max "
+                  f"{_fmt(m.get('max_ms')):>7} ms"
+                  + ("" if published != args.mesh_consumer else "  (target profile)" if name == args.profile else
+                     "  (comparison, no target)"))
     failures = []
     if any(r["missing"] for r in rows):
         failures.append("a node sent no status")

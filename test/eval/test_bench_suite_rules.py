@@ -39,3 +39,19 @@ def test_full_rate_passes_only_when_no_node_lost_a_frame_and_the_mapper_took_the
                                                    "the mapper integrated 895 of 900 frames"]
     rows = [_row("panoptic", skipped=280), _row("mapper", integrated=900)]  # a slot profile is not full rate
     assert bench.full_rate_failures(rows, 900) == ["panoptic dropped frames: {'skipped': 280}"]
+
+
+def test_publication_latency_counts_from_the_first_clock_tick_at_the_stamp_in_the_mesh_pass(bench):
+    ms = 1_000_000
+    # the player's clock: bag time 1000 s + k * 10 ms published at wall 5 s + k * 10 ms, two passes of 3 s
+    clock = [(5_000 * ms + (p * 300 + k) * 10 * ms, 1_000_000 * ms + k * 10 * ms) for p in range(2) for k in range(300)]
+    mesh = [(5_250 * ms, 1_000_100 * ms),     # frame at 1000.1 s, meshed 150 ms later
+            (8_090 * ms, 1_002_950 * ms),     # a last frame of the first pass, meshed after the loop
+            (8_050 * ms, 1_002_955 * ms),     # the same, its stamp between two ticks
+            (6_250 * ms, 1_000_100 * ms),     # a late mesh of the frame at 1000.1 s
+            (8_120 * ms, 1_000_000 * ms)]     # the first frame of the second pass (not the first pass's)
+    got = bench.publication_latencies_ms(clock, mesh)
+    assert got == pytest.approx([150.0, 8090 - 7950.0, 8050 - 7960.0, 1150.0, 120.0])
+    assert bench.publication_latencies_ms(clock, [(4_000 * ms, 1_000_000 * ms)]) == []  # before any tick
+    s = bench.latency_summary(got[:3])
+    assert s["count"] == 3 and s["max_ms"] == pytest.approx(150.0) and bench.latency_summary([]) == {}
