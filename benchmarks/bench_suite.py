@@ -25,7 +25,7 @@ delivers the mesh messages nowhere. ``--mesh-consumer`` subscribes to it as RViz
 delivers ~4 MB per update to this benchmark's process, on the same 2 cores) and takes the target latency from
 publication times instead: each mesh message's publication time minus the time the player's /clock first
 reached its stamp (the player publishes the frame right after that tick), both DDS source timestamps of one
-system clock (``publication_latencies_ms``), independent of every node's clock. In five runs with a consumer
+system clock (``publication_latencies_ms``), independent of every node's clock. In six runs with a consumer
 the published p95 differed from the mapper's clock's by -15 to +13 ms; the consumer itself
 costs ~20 ms at p50 on this CPU (alternating runs: p50 148-150 ms without it, 166-172 ms with it, mapper's
 clock).
