@@ -54,9 +54,9 @@ from __future__ import annotations
 import argparse
 import bisect
 import json
-import struct
 import os
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -386,12 +386,12 @@ def run_profile(profile: str, bag: Path, args: argparse.Namespace, overrides: di
             if args.mesh_consumer:
                 # publication times of /clock and map/mesh (callbacks with message info; the mesh raw: only the
                 # stamp of its first marker is read)
+                from metric_semantic_slam.ros.stamps import stamp_to_ns
                 from rosgraph_msgs.msg import Clock
                 from visualization_msgs.msg import MarkerArray
 
                 def on_clock(msg, info) -> None:
-                    clock_pub_ns.append((info["source_timestamp"],
-                                         msg.clock.sec * 1_000_000_000 + msg.clock.nanosec))
+                    clock_pub_ns.append((info["source_timestamp"], stamp_to_ns(msg.clock)))
 
                 def on_mesh(raw: bytes, info) -> None:
                     if len(raw) >= 16:

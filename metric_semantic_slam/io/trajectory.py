@@ -173,8 +173,7 @@ class PassTracker:
         if not time_reset_s > 0:
             raise ValueError(f"time_reset_s must be > 0 seconds, got {time_reset_s}")
         self.time_reset_s = float(time_reset_s)
-        self.index = 0           # the current pass
-        self.resets = 0          # time resets seen
+        self.index = 0           # the current pass (= time resets seen)
         self.newest_s = -np.inf  # newest stamp of the current pass
         self._previous_newest_s = -np.inf
 
@@ -191,7 +190,7 @@ class PassTracker:
         """Record ``stamp_s`` and return its pass (a new pass becomes the current one)."""
         run = self.peek(stamp_s)
         if run > self.index:
-            self.index, self.resets = run, self.resets + 1
+            self.index = run
             self._previous_newest_s, self.newest_s = self.newest_s, stamp_s
         elif run == self.index:
             self.newest_s = max(self.newest_s, stamp_s)
