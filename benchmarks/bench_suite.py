@@ -15,20 +15,23 @@ bad-input drops by reason, stage times (mean / p95, wall and thread CPU), output
 the sensor stamp to the node's output (sim time, as ``use_sim_time`` nodes see it), and the CPU seconds each
 node process and the player used during playback (from /proc, all threads: DDS receive included).
 
-Sensor-stamp-to-mesh latency (the mapper's ``mesh`` latency, the target): for every ``map/mesh`` message the
-mapper publishes, the node clock at the moment it is published minus the sensor stamp of the newest frame
-integrated into that mesh. It spans the whole chain: transport, depth fusion, the mapper's input
-synchronization, integration, marching cubes and the message build. Frames a node drops (the newest frame
-wins) have no latency; their count is reported. The node clock is sim time (the player's /clock, sent about
-every 10 ms, as the node's executor last applied it). Nobody subscribes to ``map/mesh`` in this run, so DDS
-delivers the mesh messages nowhere. ``--mesh-consumer`` subscribes to it as RViz would (the mapper then
-delivers ~4 MB per update to this benchmark's process, on the same 2 cores) and takes the target latency from
-publication times instead: each mesh message's publication time minus the time the player's /clock first
-reached its stamp (the player publishes the frame right after that tick), both DDS source timestamps of one
-system clock (``publication_latencies_ms``), independent of every node's clock. In six runs with a consumer
-the published p95 differed from the mapper's clock's by -15 to +13 ms; the consumer itself
-costs ~20 ms at p50 on this CPU (alternating runs: p50 148-150 ms without it, 166-172 ms with it, mapper's
-clock).
+Sensor-stamp-to-mesh latency (the target): for every ``map/mesh`` message the mapper publishes, the time it
+is published minus the time its newest frame was sensed. It spans the whole chain: transport, depth fusion,
+the mapper's input synchronization, integration, marching cubes and the message build. By default the
+benchmark subscribes to ``map/mesh`` as RViz would (the mapper then delivers ~2-4 MB per update to this
+benchmark's process, on the same cores) and takes both times from DDS source timestamps of one system clock,
+independent of every node's clock: the mesh message's publication, and the player's first /clock tick that
+reached the frame's stamp (the player publishes the frame right after that tick; ``publication_latencies_ms``).
+The mapper's own reading is printed next to it: its sim clock (the player's /clock, sent about every 10 ms, as
+its executor last applied it) at publication minus the stamp. ``--no-mesh-consumer`` leaves ``map/mesh``
+without a subscriber (DDS then delivers the mesh nowhere) and takes the target from the mapper's clock. In
+earlier runs with a consumer the two readings differed by -15 to +13 ms at p95, and the consumer itself cost
+~20 ms at p50 on a 2-core CPU. Frames a node drops (the newest frame wins) have no latency; their count is
+reported.
+
+Map quality: each profile's mapper saves its map when the run stops; ``msslam eval`` compares it with the
+simulator's ground truth next to the bag (mesh F-score at 5 cm, 3D mIoU, ATE with tracked poses), the numbers
+``msslam demo`` reports, so a profile's latency is read next to what it maps (skipped where Open3D is missing).
 
 Columns: ``in`` messages into the node's queues, ``q.drop`` evicted by a newer one (the queue holds the newest),
 ``skip`` frames outside the node's ``process_rate_hz`` slots, ``bad`` bad-input drops, ``unsync`` messages its
@@ -47,12 +50,14 @@ right after. Writes ``suite.json`` and ``suite.png`` (per-node latency and rate 
 Usage: python benchmarks/bench_suite.py [--bag output/sim_seed1/bag]
        [--profile oracle-rt|oracle-rt-stereo|vio-rt|gpu|oracle|vio]
        [--compare [PROFILE ...]] [--loops 3] [--rate 1.0] [--output DIR] [--domain 76] [--param NODE.NAME=VALUE ...]
-       [--mesh-consumer]
+       [--no-mesh-consumer]
 """
 from __future__ import annotations
 
 import argparse
 import bisect
+import contextlib
+import io
 import json
 import os
 import signal
@@ -117,10 +122,15 @@ def parse_overrides(items: list[str]) -> dict[str, dict]:
     return out
 
 
+def mapper_dir(workdir: Path, profile: str) -> Path:
+    """Where the mapper of ``profile`` saves its map when the run stops (save_on_shutdown)."""
+    return workdir / f"mapper_{profile}"
+
+
 def write_launch_config(profile: str, workdir: Path, status_period_s: float,
                         overrides: dict[str, dict] | None = None) -> Path:
-    """The profile's launch config with absolute params files, a faster status, the mapper writing to workdir
-    and ``overrides`` (``{node: {param: value}}``) on top."""
+    """The profile's launch config with absolute params files, a faster status, the mapper saving into
+    ``mapper_dir`` and ``overrides`` (``{node: {param: value}}``) on top."""
     src = REPO / "config" / "launch" / PROFILES[profile]
     cfg = yaml.safe_load(src.read_text())
     for name, node in (cfg.get("nodes") or {}).items():
@@ -130,7 +140,7 @@ def write_launch_config(profile: str, workdir: Path, status_period_s: float,
         params = dict(node.get("parameters") or {})
         params["status_period_s"] = status_period_s
         if name == "mapper":
-            params["output_dir"] = str(workdir / "mapper")
+            params["output_dir"] = str(mapper_dir(workdir, profile))
         params.update(PROFILE_OVERRIDES.get(profile, {}).get(name, {}))
         params.update((overrides or {}).get(name, {}))
         node["parameters"] = params
@@ -445,7 +455,9 @@ def run_profile(profile: str, bag: Path, args: argparse.Namespace, overrides: di
     rows = summarize(statuses)
     for r in rows:
         if r["node"] == "mapper" and not r["missing"] and args.mesh_consumer:
-            r["mesh_latency_published"] = latency_summary(publication_latencies_ms(clock_pub_ns, mesh_pub_ns))
+            series = publication_latencies_ms(clock_pub_ns, mesh_pub_ns)
+            r["mesh_latency_published"] = latency_summary(series)
+            r["mesh_latencies_published_ms"] = [round(v, 1) for v in series]  # in publication order
     for r in rows:  # CPU share of each node process during playback (100 % = one core)
         c0, c1 = cpu0.get(r["node"]), cpu1.get(r["node"])
         r["process_cpu_pct"] = None if c0 is None or c1 is None or not t_play else 100.0 * (c1 - c0) / t_play
@@ -453,6 +465,27 @@ def run_profile(profile: str, bag: Path, args: argparse.Namespace, overrides: di
           f"{_fmt(player_cpu)} s CPU; node logs in {log_path}")
     print_table(rows)
     return rows
+
+
+def map_quality(bag: Path, workdir: Path, profile: str, threshold_m: float = 0.05) -> dict:
+    """Mesh F-score at ``threshold_m``, 3D mIoU and ATE of the map ``profile`` saved, from ``msslam eval`` (what
+    ``msslam demo`` reports), so a profile's latency is read next to what it maps; ``{"note": why}`` when there
+    is nothing to compare with or the evaluation cannot run (no Open3D on the GPU machine)."""
+    suite = mapper_dir(workdir, profile)
+    if not (suite / "mesh.ply").is_file():
+        return {"note": "no saved mesh"}
+    notes: list[str] = []
+    try:
+        from metric_semantic_slam.cli.demo import evaluate_suite_outputs, flat_metrics, pose_source
+
+        with contextlib.redirect_stdout(io.StringIO()):  # msslam eval's own report: kept in suite/eval
+            m = flat_metrics(evaluate_suite_outputs(bag, suite, None, threshold_m,
+                                                    pose_source(workdir / f"launch_{profile}.yaml") != "ground_truth",
+                                                    notes.append))
+    except Exception as exc:  # noqa: BLE001 -- no Open3D (the GPU machine), a broken file: the latency still counts
+        return {"note": f"not evaluated: {type(exc).__name__}: {exc}"}
+    keep = {k: m[k] for k in ("mesh_fscore", "miou_3d", "ate_rmse_m") if k in m}
+    return keep or {"note": "; ".join(notes) or "no ground truth next to the bag"}
 
 
 def _first_marker_stamp_ns(raw: bytes) -> int:
@@ -491,9 +524,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--output", default=None, help="folder for suite.json / suite.png (default: a temp folder)")
     ap.add_argument("--settle-s", type=float, default=10.0,
                     help="seconds to wait after playback for the queues to drain")
-    ap.add_argument("--mesh-consumer", action="store_true",
+    ap.add_argument("--mesh-consumer", action=argparse.BooleanOptionalAction, default=True,
                     help="subscribe to map/mesh as RViz would (the mapper then delivers its mesh messages) and take "
-                         "the target latency from publication times (see the module doc)")
+                         "the target latency from publication times (default; see the module doc); "
+                         "--no-mesh-consumer: nobody subscribes, latency on the mapper's sim clock")
     ap.add_argument("--param", action="append", default=[], metavar="NODE.NAME=VALUE",
                     help="override a node parameter of the profiles (repeatable), e.g. depth_fusion.process_rate_hz=5")
     args = ap.parse_args(argv)
@@ -509,6 +543,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"CPU: {cpu_model()} ({os.cpu_count()} cores); load average {os.getloadavg()}")
     print(f"bag: {bag}; {args.loops} pass(es) at rate {args.rate}; domain {args.domain}")
     runs = {name: run_profile(name, bag, args, overrides, workdir) for name in [args.profile, *compare]}
+    quality = {name: map_quality(bag, workdir, name) for name in runs}
     rows = runs[args.profile]
     mesh = mesh_latency(rows, published=args.mesh_consumer)
     mesh_p95 = mesh.get("p95_ms")
@@ -516,7 +551,8 @@ def main(argv: list[str] | None = None) -> int:
     errors = {r["node"]: r["errors"] for r in rows if not r["missing"] and r["errors"]}
     (out / "suite.json").write_text(json.dumps({"bag": str(bag), "profile": args.profile, "rate": args.rate,
                                                 "loops": args.loops, "cpu": cpu_model(), "rows": rows,
-                                                "compare": {k: v for k, v in runs.items() if k != args.profile}},
+                                                "compare": {k: v for k, v in runs.items() if k != args.profile},
+                                                "map_quality": quality},
                                                indent=1))
     plot(rows, out / "suite.png")
     print(f"\nwrote {out / 'suite.json'} and {out / 'suite.png'}")
@@ -531,6 +567,13 @@ def main(argv: list[str] | None = None) -> int:
                   f"{_fmt(m.get('max_ms')):>7} ms"
                   + ("" if published != args.mesh_consumer else "  (target profile)" if name == args.profile else
                      "  (comparison, no target)"))
+    print("the map each profile saved at the end, against the simulator's ground truth (msslam eval, in "
+          f"{mapper_dir(workdir, '<profile>')}/eval):")
+    for name, q in quality.items():
+        print(f"  {name:<18} " + (q["note"] if "note" in q else ", ".join(
+            f"{label} {_fmt(q[key], '.3f')}" for key, label in (("mesh_fscore", "mesh F-score at 5 cm"),
+                                                                ("miou_3d", "3D mIoU"), ("ate_rmse_m", "ATE [m]"))
+            if key in q)))
     failures = []
     if any(r["missing"] for r in rows):
         failures.append("a node sent no status")

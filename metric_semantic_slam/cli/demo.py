@@ -31,10 +31,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 __all__ = ["add_parser", "run", "PROFILES", "MAIN_STAGE", "main_stage", "write_launch_config", "bag_topics",
-           "summarize_nodes", "parse_overrides", "format_table"]
+           "summarize_nodes", "parse_overrides", "format_table", "evaluate_suite_outputs", "flat_metrics",
+           "pose_source"]
 
 REPO = Path(__file__).resolve().parents[2]
 PROFILES = {"oracle": "sim_replay.yaml", "vio": "sim_replay_vio.yaml"}
@@ -332,8 +333,12 @@ def mesh_in_gt_frame(mesh: Path, gt_file: Path, est_file: Path, dest: Path, min_
     return write_ply(dest, vertices, ply.faces, vertex_props=props)
 
 
-def _evaluate(bag: Path, suite: Path, gt: Path | None, threshold_m: float, estimated_poses: bool,
-              say: _Progress) -> dict:
+def evaluate_suite_outputs(bag: Path, suite: Path, gt: Path | None, threshold_m: float, estimated_poses: bool,
+                           say: Callable[[str], None]) -> dict:
+    """``msslam eval`` of what the suite saved in ``suite`` (trajectory.txt, mesh.ply) against the ground truth
+    next to ``bag`` (or ``gt``); writes ``suite/eval`` and returns its metrics ({} when there is nothing to
+    compare with). ``estimated_poses``: the map was built on tracked poses, so the mesh is first moved into the
+    ground truth's frame by the trajectory alignment."""
     from .evaluate import add_parser as eval_parser
 
     sub = argparse.ArgumentParser().add_subparsers()
@@ -543,7 +548,8 @@ def run(args: argparse.Namespace) -> int:
                     say(f"render failed: {exc}")
         if not args.no_eval:
             say("evaluating against the ground truth")
-            evaluation = _evaluate(bag, suite, args.gt, args.threshold, pose_source(config) != "ground_truth", say)
+            evaluation = evaluate_suite_outputs(bag, suite, args.gt, args.threshold,
+                                                pose_source(config) != "ground_truth", say)
         from ..io.ply import read_ply
 
         metrics["mesh_vertices"] = int(len(read_ply(suite / "mesh.ply").vertices))

@@ -1,9 +1,10 @@
-"""benchmarks/bench_suite.py's full-rate rule (the GPU profile's target): which losses fail it."""
+"""benchmarks/bench_suite.py's rules: the full-rate target of the GPU profile, latency from publication times, map quality."""
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("yaml")
@@ -55,3 +56,38 @@ def test_publication_latency_counts_from_the_first_clock_tick_at_the_stamp_in_th
     assert bench.publication_latencies_ms(clock, [(4_000 * ms, 1_000_000 * ms)]) == []  # before any tick
     s = bench.latency_summary(got[:3])
     assert s["count"] == 3 and s["max_ms"] == pytest.approx(150.0) and bench.latency_summary([]) == {}
+
+
+def _box(size_m=1.0):
+    v = np.array([[x, y, z] for z in (0, size_m) for y in (0, size_m) for x in (0, size_m)], np.float64)
+    f = np.array([[0, 2, 1], [1, 2, 3], [4, 5, 6], [5, 7, 6], [0, 1, 4], [1, 5, 4],
+                  [2, 6, 3], [3, 6, 7], [0, 4, 2], [2, 4, 6], [1, 3, 5], [3, 7, 5]], np.int64)
+    return v, f
+
+
+def test_map_quality_scores_the_saved_map_against_the_scene_or_says_why_not(bench, tmp_path):
+    pytest.importorskip("open3d")
+    from metric_semantic_slam.io.ply import write_ply
+
+    sim = tmp_path / "sim"
+    (sim / "bag").mkdir(parents=True)
+    (sim / "scene").mkdir()
+    v, f = _box()
+    write_ply(sim / "scene" / "mesh.ply", v, f)
+    poses = "0.0 0 0 0 0 0 0 1\n1.0 0.1 0 0 0 0 0 1\n2.0 0 0.1 0 0 0 0 1\n3.0 0.1 0.1 0.1 0 0 0 1\n"
+    (sim / "groundtruth.txt").write_text(poses)
+    work = tmp_path / "work"
+    work.mkdir()
+    bench.write_launch_config("oracle-rt", work, status_period_s=1.0)  # ground-truth poses: no alignment
+    assert bench.map_quality(sim / "bag", work, "oracle-rt") == {"note": "no saved mesh"}
+    saved = bench.mapper_dir(work, "oracle-rt")
+    saved.mkdir()
+    (saved / "trajectory.txt").write_text(poses)
+    write_ply(saved / "mesh.ply", v, f)
+    q = bench.map_quality(sim / "bag", work, "oracle-rt")
+    assert q["mesh_fscore"] == pytest.approx(1.0) and q["ate_rmse_m"] == pytest.approx(0.0, abs=1e-9)
+    write_ply(saved / "mesh.ply", v + [0.2, 0.0, 0.0], f)  # the map 20 cm off
+    assert bench.map_quality(sim / "bag", work, "oracle-rt")["mesh_fscore"] < 0.9
+    (saved / "mesh.ply").write_bytes(b"ply\nnot a mesh\n")
+    q = bench.map_quality(sim / "bag", work, "oracle-rt")  # a broken file: said, not raised (the latency still counts)
+    assert "mesh_fscore" not in q and "eval" in q["note"]
