@@ -1,4 +1,4 @@
-"""benchmarks/bench_suite.py's rules: the full-rate target of the GPU profile, latency from publication times, map quality."""
+"""benchmarks/bench_suite.py's rules: the GPU profile's full-rate target, publication-time latency, map quality."""
 from __future__ import annotations
 
 import importlib.util
@@ -89,5 +89,5 @@ def test_map_quality_scores_the_saved_map_against_the_scene_or_says_why_not(benc
     write_ply(saved / "mesh.ply", v + [0.2, 0.0, 0.0], f)  # the map 20 cm off
     assert bench.map_quality(sim / "bag", work, "oracle-rt")["mesh_fscore"] < 0.9
     (saved / "mesh.ply").write_bytes(b"ply\nnot a mesh\n")
-    q = bench.map_quality(sim / "bag", work, "oracle-rt")  # a broken file: said, not raised (the latency still counts)
+    q = bench.map_quality(sim / "bag", work, "oracle-rt")  # a broken file: said, not raised
     assert "mesh_fscore" not in q and "eval" in q["note"]
