@@ -92,6 +92,9 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("output_dir", "output/mapper", "folder save_map (and save_on_shutdown) writes into"),
     ParamSpec("map_file", "", "map load_map reads ('' = output_dir/map.npz)"),
     ParamSpec("load_on_start", False, "load map_file at start"),
+    ParamSpec("reset_on_time_reset", False, "a time reset of the inputs (a looping bag) also resets the map, as the "
+              "reset service does: for tracked poses, whose new trajectory starts in a new frame, so the passes would "
+              "be fused into one map at different places; with ground-truth poses the map carries over (false)"),
     ParamSpec("save_on_shutdown", True, "save the map into output_dir on SIGINT/SIGTERM"),
 )
 
@@ -519,7 +522,8 @@ class MapperNode(StageNode):
         res.success, res.message = self._load(self._map_file())
         return res
 
-    def _srv_reset(self, _req: Any, res: Any) -> Any:
+    def reset_map(self) -> None:
+        """Forget the map, its trajectory and the queued frames; publish the (empty) full mesh."""
         with self._map_lock:
             self.mapper.reset()
             self.mapper.update_mesh()
@@ -529,6 +533,14 @@ class MapperNode(StageNode):
                 self.scene_graph.reset()
             self.publish_full_mesh()
             self._cloud_dirty = self._graph_dirty = True
+
+    def on_time_reset(self) -> None:
+        if self.params.reset_on_time_reset:
+            self.get_logger().warning("time reset: the map starts over (reset_on_time_reset)")
+            self.reset_map()
+
+    def _srv_reset(self, _req: Any, res: Any) -> Any:
+        self.reset_map()
         res.success, res.message = True, "map reset"
         return res
 

@@ -1,4 +1,4 @@
-"""mapper_node as a real process over DDS (ROS_DOMAIN_ID 90/91): posed simulated frames in -> mesh
+"""mapper_node as a real process over DDS (each test on its own ROS_DOMAIN_ID): posed simulated frames in -> mesh
 markers, semantic cloud and instance table out; services save/load/reset/pause/resume; bad messages
 dropped with the map intact (byte-identical saves); SIGINT mid-run leaves a saved map that loads back."""
 from __future__ import annotations
@@ -317,3 +317,32 @@ def test_buffered_poses_place_frames_between_them(frames, tmp_path):
         assert not np.allclose(traj.T_world_camera[1], frames[1].gt.T_world_camera, atol=1e-9)  # interpolated
     finally:
         rig.close()
+
+
+@pytest.mark.parametrize("reset_on_time_reset,domain", [(False, 95), (True, 96)])
+def test_a_looping_bag_restarts_the_map_only_when_asked(frames, tmp_path, reset_on_time_reset, domain):
+    from metric_semantic_slam.core.mapping import SemanticVoxelMapper
+    from metric_semantic_slam.io.trajectory import read_tum_trajectory
+
+    rig = Rig(domain, tmp_path, reset_on_time_reset=reset_on_time_reset)
+    try:
+        first = [100.0 + 0.1 * i for i in range(3)]   # the first pass
+        again = [1.0 + 0.1 * i for i in range(2)]     # the bag looped: stamps jump back by ~99 s
+        for f, t in zip(frames[:3], first):
+            rig.send(f, stamp_s=t)
+        rig.wait_integrated(3)
+        for f, t in zip(frames[3:5], again):
+            rig.send(f, stamp_s=t)
+        rig.wait_integrated(5)
+        saved = json.loads(rig.call("save_map").message)
+        log = rig.node.log()
+    finally:
+        assert rig.close() == 0
+    stamps = read_tum_trajectory(saved["trajectory"]).stamps_s
+    mapper = SemanticVoxelMapper.load(saved["map"], device="cpu")
+    if reset_on_time_reset:
+        np.testing.assert_allclose(stamps, again)
+        assert mapper.frames_integrated == 2 and "the map starts over" in log
+    else:
+        np.testing.assert_allclose(np.sort(stamps), sorted(first + again))  # the file is in stamp order
+        assert mapper.frames_integrated == 5 and "the map starts over" not in log
