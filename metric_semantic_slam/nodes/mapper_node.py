@@ -522,13 +522,15 @@ class MapperNode(StageNode):
         res.success, res.message = self._load(self._map_file())
         return res
 
-    def reset_map(self) -> None:
-        """Forget the map, its trajectory and the queued frames; publish the (empty) full mesh."""
+    def reset_map(self, drop_queued: bool = True) -> None:
+        """Forget the map and its trajectory (and the queued frames with ``drop_queued``); publish the (empty)
+        full mesh."""
         with self._map_lock:
             self.mapper.reset()
             self.mapper.update_mesh()
             self._stamps, self._poses = [], []
-            self._frames.clear()
+            if drop_queued:
+                self._frames.clear()
             if self.scene_graph is not None:
                 self.scene_graph.reset()
             self.publish_full_mesh()
@@ -537,7 +539,9 @@ class MapperNode(StageNode):
     def on_time_reset(self) -> None:
         if self.params.reset_on_time_reset:
             self.get_logger().warning("time reset: the map starts over (reset_on_time_reset)")
-            self.reset_map()
+            # what is queued came after the frame that jumped back: the new pass (the synchronizers hand out no
+            # set of the old pass once the new one has formed its first)
+            self.reset_map(drop_queued=False)
 
     def _srv_reset(self, _req: Any, res: Any) -> Any:
         self.reset_map()
