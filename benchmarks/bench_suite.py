@@ -79,6 +79,8 @@ from metric_semantic_slam.eval.machine import cpu_name as cpu_model  # noqa: E40
 from metric_semantic_slam.graph import NODES  # noqa: E402
 
 TARGETS = {"mesh_latency_p95_ms": 250.0}
+MAP_THRESHOLD_M = 0.05
+"""Distance within which a mesh point counts as correct in the map quality's F-score (as msslam demo)."""
 LOOP_BACK_NS = 1_000_000_000
 """A /clock tick more than this before a mesh's stamp belongs to a later pass of the bag."""
 PROFILES = {"oracle-rt": "sim_replay_realtime.yaml", "oracle-rt-stereo": "sim_replay_realtime.yaml",
@@ -467,7 +469,7 @@ def run_profile(profile: str, bag: Path, args: argparse.Namespace, overrides: di
     return rows
 
 
-def map_quality(bag: Path, workdir: Path, profile: str, threshold_m: float = 0.05) -> dict:
+def map_quality(bag: Path, workdir: Path, profile: str, threshold_m: float = MAP_THRESHOLD_M) -> dict:
     """Mesh F-score at ``threshold_m``, 3D mIoU and ATE of the map ``profile`` saved, from ``msslam eval`` (what
     ``msslam demo`` reports), so a profile's latency is read next to what it maps; ``{"note": why}`` when there
     is nothing to compare with or the evaluation cannot run (no Open3D on the GPU machine)."""
@@ -569,11 +571,11 @@ def main(argv: list[str] | None = None) -> int:
                      "  (comparison, no target)"))
     print("the map each profile saved at the end, against the simulator's ground truth (msslam eval, in "
           f"{mapper_dir(workdir, '<profile>')}/eval):")
+    labels = (("mesh_fscore", f"mesh F-score at {100 * MAP_THRESHOLD_M:.0f} cm"), ("miou_3d", "3D mIoU"),
+              ("ate_rmse_m", "ATE [m]"))
     for name, q in quality.items():
-        print(f"  {name:<18} " + (q["note"] if "note" in q else ", ".join(
-            f"{label} {_fmt(q[key], '.3f')}" for key, label in (("mesh_fscore", "mesh F-score at 5 cm"),
-                                                                ("miou_3d", "3D mIoU"), ("ate_rmse_m", "ATE [m]"))
-            if key in q)))
+        print(f"  {name:<18} " + (q["note"] if "note" in q else
+                                  ", ".join(f"{label} {_fmt(q[key], '.3f')}" for key, label in labels if key in q)))
     failures = []
     if any(r["missing"] for r in rows):
         failures.append("a node sent no status")

@@ -4,7 +4,6 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 pytest.importorskip("yaml")
@@ -58,21 +57,16 @@ def test_publication_latency_counts_from_the_first_clock_tick_at_the_stamp_in_th
     assert s["count"] == 3 and s["max_ms"] == pytest.approx(150.0) and bench.latency_summary([]) == {}
 
 
-def _box(size_m=1.0):
-    v = np.array([[x, y, z] for z in (0, size_m) for y in (0, size_m) for x in (0, size_m)], np.float64)
-    f = np.array([[0, 2, 1], [1, 2, 3], [4, 5, 6], [5, 7, 6], [0, 1, 4], [1, 5, 4],
-                  [2, 6, 3], [3, 6, 7], [0, 4, 2], [2, 4, 6], [1, 3, 5], [3, 7, 5]], np.int64)
-    return v, f
-
-
 def test_map_quality_scores_the_saved_map_against_the_scene_or_says_why_not(bench, tmp_path):
     pytest.importorskip("open3d")
     from metric_semantic_slam.io.ply import write_ply
+    from metric_semantic_slam.sim.primitives import box_mesh
 
     sim = tmp_path / "sim"
     (sim / "bag").mkdir(parents=True)
     (sim / "scene").mkdir()
-    v, f = _box()
+    box = box_mesh((1.0, 1.0, 1.0), (0.5, 0.5, 0.5), class_id=1, instance_id=0, material=0)
+    v, f = box.vertices, box.triangles
     write_ply(sim / "scene" / "mesh.ply", v, f)
     poses = "0.0 0 0 0 0 0 0 1\n1.0 0.1 0 0 0 0 0 1\n2.0 0 0.1 0 0 0 0 1\n3.0 0.1 0.1 0.1 0 0 0 1\n"
     (sim / "groundtruth.txt").write_text(poses)
