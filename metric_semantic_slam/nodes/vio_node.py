@@ -146,8 +146,9 @@ class VioNode(StageNode):
         self.color_info = CameraInfoCache(self, "color/camera_info", qos)
         self.tf_reader = TfReader(self, fallbacks={})
         self._imu: deque[tuple[float, np.ndarray, np.ndarray]] = deque(maxlen=max(10, p.imu_buffer_size))
+        # the IMU's previous pass (a looping bag) while the tracker is still in it: see _on_imu
+        self._imu_previous_pass: deque[tuple[float, np.ndarray, np.ndarray]] = deque()
         self._imu_lock = threading.Lock()
-        self._last_imu_stamp: float | None = None
         self._last_imu_rx: float | None = None
         self._imu_frame = ""
         self._last_frame_stamp: float | None = None  # last frame in the trajectory (IMU integration starts there)
@@ -215,9 +216,15 @@ class VioNode(StageNode):
         self._last_imu_rx = time.monotonic()
         self._imu_frame = msg.header.frame_id
         with self._imu_lock:
-            # The IMU's own loop-back empties its buffer (no on_time_reset override: whichever stream jumps back
-            # first, the others may still deliver the previous pass, whose last frames complete late)
-            if self._imu and stamp_s < self._imu[-1][0] - self.params.time_reset_jump_s:
+            # The IMU's own loop-back starts a new buffer (no on_time_reset override: whichever stream jumps back
+            # first, the others may still deliver the previous pass). The IMU usually loops first: the last frames
+            # of the pass complete late (the fused depth trails the color), so while the tracker is still in that
+            # pass its samples are kept for them until tracking starts the new pass (_apply_reset).
+            jump = self.params.time_reset_jump_s
+            if self._imu and stamp_s < self._imu[-1][0] - jump:
+                last = self._last_track_stamp
+                in_pass = last is not None and last >= self._imu[-1][0] - jump
+                self._imu_previous_pass = deque(self._imu) if in_pass else deque()
                 self._imu.clear()
             self._imu.append((stamp_s, gyro, accel))
 
@@ -246,17 +253,23 @@ class VioNode(StageNode):
         if not self.params.use_imu:
             return None
         offset = self.params.imu_time_offset_s
+
+        def buffer() -> deque:  # under the lock: a late frame of the IMU's previous pass reads that pass
+            prev = self._imu_previous_pass
+            return prev if prev and prev[-1][0] + offset >= t1 - self.params.imu_max_gap_s else self._imu
+
         deadline = time.monotonic() + self.params.imu_wait_s
         # the IMU may trail the images by a few ms: wait briefly while it streams
         while (self._last_imu_rx is not None and time.monotonic() - self._last_imu_rx < 0.5
                and (self._last_imu_stamp_s() or -np.inf) + offset < t1 and time.monotonic() < deadline):
+            with self._imu_lock:
+                if buffer() is self._imu_previous_pass:
+                    break
             time.sleep(0.002)
         with self._imu_lock:
-            samples = [s for s in self._imu if (t0 is None or s[0] + offset > t0) and s[0] + offset <= t1]
-            if t0 is not None:
-                before = [s for s in self._imu if s[0] + offset <= t0]
-            else:
-                before = []
+            imu = buffer()
+            samples = [s for s in imu if (t0 is None or s[0] + offset > t0) and s[0] + offset <= t1]
+            before = [s for s in imu if s[0] + offset <= t0] if t0 is not None else []
         if not samples:
             if t0 is not None and self._last_imu_rx is not None:
                 self.drop("imu_gap", f"no IMU sample between frames {t0:.6f} and {t1:.6f}: tracked without IMU")
@@ -366,6 +379,8 @@ class VioNode(StageNode):
         if self.vio is not None:
             self.vio.reset()
         self._last_frame_stamp = self._last_track_stamp = None
+        with self._imu_lock:
+            self._imu_previous_pass = deque()
         self._path.clear()
         self.get_logger().warning("time reset: tracking starts a new trajectory")
 
