@@ -31,7 +31,8 @@ reported.
 
 Map quality: each profile's mapper saves its map when the run stops; ``msslam eval`` compares it with the
 simulator's ground truth next to the bag (mesh F-score at 5 cm, 3D mIoU, ATE with tracked poses), the numbers
-``msslam demo`` reports, so a profile's latency is read next to what it maps (skipped where Open3D is missing).
+``msslam demo`` reports, so a profile's latency is read next to what it maps (where Open3D is missing, the GPU
+machine, mesh distances go to the other mesh's samples, 1 cm apart, instead of its exact surface).
 
 Columns: ``in`` messages into the node's queues, ``q.drop`` evicted by a newer one (the queue holds the newest),
 ``skip`` frames outside the node's ``process_rate_hz`` slots, ``bad`` bad-input drops, ``unsync`` messages its
@@ -472,7 +473,8 @@ def run_profile(profile: str, bag: Path, args: argparse.Namespace, overrides: di
 def map_quality(bag: Path, workdir: Path, profile: str, threshold_m: float = MAP_THRESHOLD_M) -> dict:
     """Mesh F-score at ``threshold_m``, 3D mIoU and ATE of the map ``profile`` saved, from ``msslam eval`` (what
     ``msslam demo`` reports), so a profile's latency is read next to what it maps; ``{"note": why}`` when there
-    is nothing to compare with or the evaluation cannot run (no Open3D on the GPU machine)."""
+    is nothing to compare with or the evaluation cannot run; without Open3D (the GPU machine) the mesh distances
+    go to the other mesh's samples (``"mesh_distance": "points"``)."""
     suite = mapper_dir(workdir, profile)
     if not (suite / "mesh.ply").is_file():
         return {"note": "no saved mesh"}
@@ -481,12 +483,15 @@ def map_quality(bag: Path, workdir: Path, profile: str, threshold_m: float = MAP
         from metric_semantic_slam.cli.demo import evaluate_suite_outputs, flat_metrics, pose_source
 
         with contextlib.redirect_stdout(io.StringIO()):  # msslam eval's own report: kept in suite/eval
-            m = flat_metrics(evaluate_suite_outputs(bag, suite, None, threshold_m,
-                                                    pose_source(workdir / f"launch_{profile}.yaml") != "ground_truth",
-                                                    notes.append))
-    except Exception as exc:  # noqa: BLE001 -- no Open3D (the GPU machine), a broken file: the latency still counts
+            raw = evaluate_suite_outputs(bag, suite, None, threshold_m,
+                                         pose_source(workdir / f"launch_{profile}.yaml") != "ground_truth",
+                                         notes.append)
+    except Exception as exc:  # noqa: BLE001 -- a broken file, a missing package: the latency still counts
         return {"note": f"not evaluated: {type(exc).__name__}: {exc}"}
+    m = flat_metrics(raw)
     keep = {k: m[k] for k in ("mesh_fscore", "miou_3d", "ate_rmse_m") if k in m}
+    if keep and raw.get("mesh", {}).get("distance") == "points":  # no Open3D (the GPU machine)
+        keep["mesh_distance"] = "points"
     return keep or {"note": "; ".join(notes) or "no ground truth next to the bag"}
 
 
@@ -575,7 +580,9 @@ def main(argv: list[str] | None = None) -> int:
               ("ate_rmse_m", "ATE [m]"))
     for name, q in quality.items():
         print(f"  {name:<18} " + (q["note"] if "note" in q else
-                                  ", ".join(f"{label} {_fmt(q[key], '.3f')}" for key, label in labels if key in q)))
+                                  ", ".join(f"{label} {_fmt(q[key], '.3f')}" for key, label in labels if key in q)
+                                  + ("  (mesh distances to the other mesh's 1 cm samples: no Open3D)"
+                                     if q.get("mesh_distance") == "points" else "")))
     failures = []
     if any(r["missing"] for r in rows):
         failures.append("a node sent no status")

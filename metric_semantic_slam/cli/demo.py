@@ -333,6 +333,15 @@ def mesh_in_gt_frame(mesh: Path, gt_file: Path, est_file: Path, dest: Path, min_
     return write_ply(dest, vertices, ply.faces, vertex_props=props)
 
 
+def _importable(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it (Open3D takes a second)."""
+    if module in sys.modules:
+        return sys.modules[module] is not None
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
 def evaluate_suite_outputs(bag: Path, suite: Path, gt: Path | None, threshold_m: float, estimated_poses: bool,
                            say: Callable[[str], None]) -> dict:
     """``msslam eval`` of what the suite saved in ``suite`` (trajectory.txt, mesh.ply) against the ground truth
@@ -370,6 +379,13 @@ def evaluate_suite_outputs(bag: Path, suite: Path, gt: Path | None, threshold_m:
         return {}
     if "--mesh" not in argv:
         say("no ground-truth scene next to the bag: trajectory metrics only")
+    if not _importable("open3d"):  # e.g. the GPU machine, or a platform without Open3D wheels
+        say("no Open3D: mesh distances to the other mesh's samples (1 cm apart; exact surface distances and the "
+            "pictures need Open3D)")
+        argv += ["--mesh-distance", "points", "--no-pictures"]
+    elif not _importable("matplotlib"):
+        say("no matplotlib: metrics without pictures")
+        argv += ["--no-pictures"]
     args = sub.choices["eval"].parse_args(argv[1:] + ["--output", str(suite / "eval")])
     if args.func(args) != 0:
         say("msslam eval failed (see above)")

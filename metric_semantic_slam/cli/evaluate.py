@@ -49,6 +49,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     m.add_argument("--view", choices=("oblique", "top", "principal", "trajectory"), default="oblique",
                    help="camera of the mesh pictures (trajectory: behind the first GT pose)")
     p.add_argument("--output", type=Path, help="folder for metrics.json and PNGs")
+    p.add_argument("--no-pictures", action="store_true",
+                   help="write metrics.json only (the PNGs need Open3D and matplotlib)")
     p.add_argument("--title", default=None, help="title for the plots")
     p.set_defaults(func=run)
     return p
@@ -123,7 +125,7 @@ def _eval_mesh(args: argparse.Namespace, out: dict, lines: list[str], gt_traj, w
             conf = sem.confusion
             lines.append(f"{'3D semantic mIoU':<28s}      mIoU {sem.miou:.4f} over {len(sem.per_class_iou)} classes")
 
-    if args.output:
+    if args.output and not args.no_pictures:
         T_start = gt_traj.T_world_camera[0] if gt_traj is not None else None
         if args.view == "trajectory" and T_start is None:
             raise ValueError("--view trajectory needs --gt")
@@ -174,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
         gt_traj, ate = (None, None)
         if have_traj:
             gt_traj, ate = _eval_trajectory(args, out, lines)
-            if args.output:
+            if args.output and not args.no_pictures:
                 from ..eval.plots import plot_trajectory
 
                 written.append(plot_trajectory(ate, args.output / "trajectory.png", title=args.title,
