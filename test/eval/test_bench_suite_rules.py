@@ -57,63 +57,64 @@ def test_publication_latency_counts_from_the_first_clock_tick_at_the_stamp_in_th
     assert s["count"] == 3 and s["max_ms"] == pytest.approx(150.0) and bench.latency_summary([]) == {}
 
 
-def test_map_quality_scores_the_saved_map_against_the_scene_or_says_why_not(bench, tmp_path):
-    pytest.importorskip("open3d")
+_POSES = "0.0 0 0 0 0 0 0 1\n1.0 0.1 0 0 0 0 0 1\n2.0 0 0.1 0 0 0 0 1\n3.0 0.1 0.1 0.1 0 0 0 1\n"
+
+
+@pytest.fixture
+def box_scene(bench, tmp_path):
+    """A simulator-like folder whose scene is a 1 m box (``sim/bag`` stands for the bag, ``sim/scene/mesh.ply``,
+    ``sim/groundtruth.txt``) and the oracle-rt launch config of a benchmark run in ``work`` (ground-truth poses:
+    no alignment). Returns (bag, work, the box mesh, a function saving a map as that profile's mapper would)."""
     from metric_semantic_slam.io.ply import write_ply
     from metric_semantic_slam.sim.primitives import box_mesh
 
-    sim = tmp_path / "sim"
-    (sim / "bag").mkdir(parents=True)
-    (sim / "scene").mkdir()
-    box = box_mesh((1.0, 1.0, 1.0), (0.5, 0.5, 0.5), class_id=1, instance_id=0, material=0)
-    v, f = box.vertices, box.triangles
-    write_ply(sim / "scene" / "mesh.ply", v, f)
-    poses = "0.0 0 0 0 0 0 0 1\n1.0 0.1 0 0 0 0 0 1\n2.0 0 0.1 0 0 0 0 1\n3.0 0.1 0.1 0.1 0 0 0 1\n"
-    (sim / "groundtruth.txt").write_text(poses)
-    work = tmp_path / "work"
-    work.mkdir()
-    bench.write_launch_config("oracle-rt", work, status_period_s=1.0)  # ground-truth poses: no alignment
-    assert bench.map_quality(sim / "bag", work, "oracle-rt") == {"note": "no saved mesh"}
-    saved = bench.mapper_dir(work, "oracle-rt")
-    saved.mkdir()
-    (saved / "trajectory.txt").write_text(poses)
-    write_ply(saved / "mesh.ply", v, f)
-    q = bench.map_quality(sim / "bag", work, "oracle-rt")
-    assert q["mesh_fscore"] == pytest.approx(1.0) and q["ate_rmse_m"] == pytest.approx(0.0, abs=1e-9)
-    write_ply(saved / "mesh.ply", v + [0.2, 0.0, 0.0], f)  # the map 20 cm off
-    assert bench.map_quality(sim / "bag", work, "oracle-rt")["mesh_fscore"] < 0.9
-    (saved / "mesh.ply").write_bytes(b"ply\nnot a mesh\n")
-    q = bench.map_quality(sim / "bag", work, "oracle-rt")  # a broken file: said, not raised
-    assert "mesh_fscore" not in q and "eval" in q["note"]
-
-
-def test_map_quality_without_open3d_measures_to_the_other_meshs_samples(bench, tmp_path, monkeypatch):
-    """The GPU machine has no Open3D: the exact surface distances and the pictures are skipped, the F-score is
-    taken to the other mesh's samples (1 cm apart) and says so; it still tells a map on the scene from one 20 cm
-    off."""
-    import sys
-
-    from metric_semantic_slam.io.ply import write_ply
-    from metric_semantic_slam.sim.primitives import box_mesh
-
-    monkeypatch.setitem(sys.modules, "open3d", None)  # import open3d raises ImportError
     sim = tmp_path / "sim"
     (sim / "bag").mkdir(parents=True)
     (sim / "scene").mkdir()
     box = box_mesh((1.0, 1.0, 1.0), (0.5, 0.5, 0.5), class_id=1, instance_id=0, material=0)
     write_ply(sim / "scene" / "mesh.ply", box.vertices, box.triangles)
-    poses = "0.0 0 0 0 0 0 0 1\n1.0 0.1 0 0 0 0 0 1\n2.0 0 0.1 0 0 0 0 1\n"
-    (sim / "groundtruth.txt").write_text(poses)
+    (sim / "groundtruth.txt").write_text(_POSES)
     work = tmp_path / "work"
     work.mkdir()
     bench.write_launch_config("oracle-rt", work, status_period_s=1.0)
-    saved = bench.mapper_dir(work, "oracle-rt")
-    saved.mkdir()
-    (saved / "trajectory.txt").write_text(poses)
-    write_ply(saved / "mesh.ply", box.vertices, box.triangles)
-    q = bench.map_quality(sim / "bag", work, "oracle-rt")
+
+    def save_map(vertices) -> Path:
+        saved = bench.mapper_dir(work, "oracle-rt")
+        saved.mkdir(exist_ok=True)
+        (saved / "trajectory.txt").write_text(_POSES)
+        write_ply(saved / "mesh.ply", vertices, box.triangles)
+        return saved
+
+    return sim / "bag", work, box, save_map
+
+
+def test_map_quality_scores_the_saved_map_against_the_scene_or_says_why_not(bench, box_scene):
+    pytest.importorskip("open3d")
+    bag, work, box, save_map = box_scene
+    assert bench.map_quality(bag, work, "oracle-rt") == {"note": "no saved mesh"}
+    saved = save_map(box.vertices)
+    q = bench.map_quality(bag, work, "oracle-rt")
+    assert q["mesh_fscore"] == pytest.approx(1.0) and q["ate_rmse_m"] == pytest.approx(0.0, abs=1e-9)
+    assert "mesh_distance" not in q  # exact surface distances
+    save_map(box.vertices + [0.2, 0.0, 0.0])  # the map 20 cm off
+    assert bench.map_quality(bag, work, "oracle-rt")["mesh_fscore"] < 0.9
+    (saved / "mesh.ply").write_bytes(b"ply\nnot a mesh\n")
+    q = bench.map_quality(bag, work, "oracle-rt")  # a broken file: said, not raised
+    assert "mesh_fscore" not in q and "eval" in q["note"]
+
+
+def test_map_quality_without_open3d_measures_to_the_other_meshs_samples(bench, box_scene, monkeypatch):
+    """The GPU machine has no Open3D: the exact surface distances and the pictures are skipped, the F-score is
+    taken to the other mesh's samples (1 cm apart) and says so; it still tells a map on the scene from one 20 cm
+    off."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "open3d", None)  # import open3d raises ImportError
+    bag, work, box, save_map = box_scene
+    saved = save_map(box.vertices)
+    q = bench.map_quality(bag, work, "oracle-rt")
     assert q["mesh_distance"] == "points" and q["mesh_fscore"] == pytest.approx(1.0), q
     assert q["ate_rmse_m"] == pytest.approx(0.0, abs=1e-9)
     assert not list((saved / "eval").glob("*.png"))
-    write_ply(saved / "mesh.ply", box.vertices + [0.2, 0.0, 0.0], box.triangles)
-    assert bench.map_quality(sim / "bag", work, "oracle-rt")["mesh_fscore"] < 0.9
+    save_map(box.vertices + [0.2, 0.0, 0.0])
+    assert bench.map_quality(bag, work, "oracle-rt")["mesh_fscore"] < 0.9
