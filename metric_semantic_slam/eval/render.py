@@ -3,7 +3,9 @@
 One ray per pixel through a :class:`PinholeCamera` at ``T_world_camera`` (optical frame: z forward,
 x right, y down). The hit triangle's id and barycentric coordinates interpolate vertex colors
 (or pick a face color); a headlight Lambert term (light at the camera) shades them. Misses are
-the background color (white by default).
+the background color (white by default). Where Open3D does not import (the GPU machine, platforms
+without its wheels) the triangles are rasterized with OpenCV instead, far to near, one flat color each
+(``_rasterize``): the same view, edges within a pixel.
 
 Views (:func:`auto_view`): ``"oblique"`` looks down at the mesh centre from above at an elevation
 angle (world up given, z-up for the simulator); ``"top"`` looks straight down (pair it with a
@@ -73,11 +75,11 @@ def render_mesh(
 
     Colors: ``vertex_colors`` (interpolated), else ``face_colors``, else light gray.
     Shading: ``ambient + (1 - ambient) * |n . view_dir|`` (two-sided headlight).
+    Without Open3D (e.g. the GPU machine, platforms without its wheels) the triangles are rasterized instead
+    (``_rasterize``: flat colors per face, far to near), a picture of the same view.
     Shape: vertices (V, 3), triangles (F, 3), vertex_colors (V, 3) uint8, face_colors (F, 3)
     uint8, T_world_camera (4, 4) -> image (H, W, 3) uint8.
     """
-    import open3d as o3d  # lazy: heavy import, absent on the GPU machine
-
     v, f = _check_mesh(vertices, triangles)
     if vertex_colors is not None:
         vertex_colors = np.asarray(vertex_colors)
@@ -92,6 +94,10 @@ def render_mesh(
         raise ValueError(f"T_world_camera must be (4, 4), got {T.shape}")
     if not 0.0 <= ambient <= 1.0:
         raise ValueError(f"ambient must be in [0, 1], got {ambient}")
+    try:
+        import open3d as o3d  # lazy: heavy import, absent on the GPU machine
+    except ImportError:
+        return _rasterize(v, f, vertex_colors, face_colors, camera, T, background, ambient)
 
     # Ray cast in float32 around the mesh centre so distant scenes keep their precision.
     centre = v.mean(axis=0)
@@ -122,6 +128,52 @@ def render_mesh(
         lambert = np.abs(np.sum(n * dirs[valid], axis=1))
         img[valid] = rgb * (ambient + (1.0 - ambient) * lambert)[:, None]
     return np.clip(np.round(img), 0, 255).astype(np.uint8).reshape(camera.height, camera.width, 3)
+
+
+def _rasterize(v: np.ndarray, f: np.ndarray, vertex_colors: np.ndarray | None, face_colors: np.ndarray | None,
+               camera: PinholeCamera, T_world_camera: np.ndarray, background: tuple[int, int, int],
+               ambient: float, near_m: float = 0.05) -> np.ndarray:
+    """``render_mesh`` without Open3D: every triangle in front of the camera filled (OpenCV, 1/16 px vertices)
+    from the farthest to the nearest by mean depth (painter's order: right for the small triangles of a
+    reconstructed mesh, which do not interpenetrate), with its mean vertex color (or face color) and the
+    headlight term of its normal towards its centroid. Triangles crossing the near plane are left out.
+    Shape: as ``render_mesh``."""
+    import cv2
+
+    R, t = T_world_camera[:3, :3], T_world_camera[:3, 3]
+    pc = (v - t) @ R                                   # camera frame: R^T (v - t)
+    zf = pc[:, 2][f]                                   # (F, 3)
+    keep = np.all(zf > near_m, axis=1) & np.all(np.isfinite(zf), axis=1)
+    px = np.stack([camera.fx * pc[:, 0] / np.maximum(pc[:, 2], near_m) + camera.cx,
+                   camera.fy * pc[:, 1] / np.maximum(pc[:, 2], near_m) + camera.cy], axis=1)
+    tri = px[f]                                        # (F, 3, 2) pixel coordinates
+    lo, hi = tri.min(axis=1), tri.max(axis=1)
+    keep &= (hi[:, 0] >= 0) & (hi[:, 1] >= 0) & (lo[:, 0] < camera.width) & (lo[:, 1] < camera.height)
+    keep &= np.all(np.abs(tri) < 1e5, axis=(1, 2))     # within OpenCV's fixed-point range
+    idx = np.flatnonzero(keep)
+    img = np.empty((camera.height, camera.width, 3), np.uint8)
+    img[:] = background
+    if len(idx) == 0:
+        return img
+    if vertex_colors is not None:
+        rgb = vertex_colors.astype(np.float64)[f[idx]].mean(axis=1)
+    elif face_colors is not None:
+        rgb = face_colors.astype(np.float64)[idx]
+    else:
+        rgb = np.broadcast_to(_DEFAULT_GRAY, (len(idx), 3))
+    corners = v[f[idx]]                                # (K, 3, 3) world
+    n = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+    ray = corners.mean(axis=1) - t
+    ray /= np.maximum(np.linalg.norm(ray, axis=1, keepdims=True), 1e-12)
+    shade = ambient + (1.0 - ambient) * np.abs(np.sum(n * ray, axis=1))
+    colors = np.clip(np.round(rgb * shade[:, None]), 0, 255).astype(np.int64)
+    order = np.argsort(-zf[idx].mean(axis=1), kind="stable")
+    pts = np.round(tri[idx] * 16).astype(np.int32)     # 4 fractional bits (shift=4)
+    for k in order:
+        c = colors[k]
+        cv2.fillConvexPoly(img, pts[k], (int(c[0]), int(c[1]), int(c[2])), lineType=cv2.LINE_8, shift=4)
+    return img
 
 
 def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray) -> np.ndarray:

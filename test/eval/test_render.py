@@ -161,3 +161,55 @@ def test_colorbar_strip_added_under_picture(tmp_path: Path):
     e = error_colored_mesh(v, gt_points=v, threshold_m=0.05)
     png = save_mesh_png((v, f), tmp_path / "err.png", width=160, height=120, vertex_colors=e.colors, colorbar=e)
     assert np.asarray(Image.open(png)).shape == (160, 160, 3)
+
+
+@pytest.fixture
+def no_open3d(monkeypatch):
+    """``import open3d`` fails, as on the GPU machine: render_mesh rasterizes instead of ray casting."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "open3d", None)
+
+
+def test_without_open3d_the_rasterizer_draws_the_same_box(no_open3d):
+    v, f = _box()
+    colors = np.tile([200, 30, 30], (len(v), 1)).astype(np.uint8)
+    T = np.eye(4)
+    T[2, 3] = -3.0
+    img = render_mesh(v, f, colors, CAM, T)
+    np.testing.assert_allclose(img[60, 80].astype(int), [200, 30, 30], atol=2)
+    assert _is_bg(img[:5, :5]).all() and _is_bg(img[-5:, -5:]).all()
+    assert abs((~_is_bg(img[60])).sum() - 41) <= 2
+    face_colors = np.tile([100, 200, 100], (len(f), 1)).astype(np.uint8)
+    tele = PinholeCamera(160, 120, 2000.0, 2000.0, 79.5, 59.5)
+    shaded = render_mesh(v, f, None, tele, look_at([30.0, 30.0, 30.0], [0, 0, 0], [0, 0, 1]), face_colors=face_colors)
+    fg = shaded[~_is_bg(shaded)].astype(float)
+    assert np.median(fg[:, 1]) == pytest.approx(200 * (0.35 + 0.65 / np.sqrt(3)), abs=2)
+
+
+def test_rasterized_picture_matches_the_ray_cast_one(monkeypatch):
+    """Two boxes, one behind the other and partly hidden, seen from above at an angle: the rasterizer (painter's
+    order) covers the same pixels as Open3D's ray casting and hides the far box the same way."""
+    import sys
+
+    pytest.importorskip("open3d")
+    v1, f1 = _box((1.0, 1.0, 1.0), (0.0, 0.0, 0.5))
+    v2, f2 = _box((2.0, 0.5, 2.0), (0.0, 1.5, 1.0))
+    v, f = np.vstack([v1, v2]), np.vstack([f1, f2 + len(v1)])
+    face_colors = np.vstack([np.tile([220, 40, 40], (len(f1), 1)), np.tile([40, 40, 220], (len(f2), 1))])
+    T = look_at([0.5, -4.0, 3.0], [0.0, 0.5, 0.5], [0, 0, 1])
+    ray_cast = render_mesh(v, f, None, CAM, T, face_colors=face_colors.astype(np.uint8))
+    monkeypatch.setitem(sys.modules, "open3d", None)
+    raster = render_mesh(v, f, None, CAM, T, face_colors=face_colors.astype(np.uint8))
+    import cv2
+
+    def near_edge(mask: np.ndarray) -> np.ndarray:  # within a pixel of the mask's outline
+        m = mask.astype(np.uint8)
+        k = np.ones((3, 3), np.uint8)
+        return cv2.dilate(m, k).astype(bool) & ~cv2.erode(m, k).astype(bool)
+
+    # the two differ only by how a pixel on a triangle's edge is counted
+    fg_a, fg_b = ~_is_bg(ray_cast), ~_is_bg(raster)
+    assert fg_a.sum() > 1000 and not np.any((fg_a ^ fg_b) & ~near_edge(fg_a))
+    red_a, red_b = (ray_cast[..., 0] > ray_cast[..., 2]) & fg_a, (raster[..., 0] > raster[..., 2]) & fg_b
+    assert red_a.sum() > 300 and not np.any((red_a ^ red_b) & ~near_edge(red_a))
