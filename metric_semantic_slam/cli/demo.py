@@ -334,7 +334,7 @@ def mesh_in_gt_frame(mesh: Path, gt_file: Path, est_file: Path, dest: Path, min_
 
 
 def _importable(module: str) -> bool:
-    """Whether ``module`` can be imported, without importing it (Open3D takes a second)."""
+    """Whether ``module`` can be imported, without importing it."""
     if module in sys.modules:
         return sys.modules[module] is not None
     import importlib.util
@@ -348,6 +348,7 @@ def evaluate_suite_outputs(bag: Path, suite: Path, gt: Path | None, threshold_m:
     next to ``bag`` (or ``gt``); writes ``suite/eval`` and returns its metrics ({} when there is nothing to
     compare with). ``estimated_poses``: the map was built on tracked poses, so the mesh is first moved into the
     ground truth's frame by the trajectory alignment."""
+    from ..eval.mesh_metrics import have_open3d
     from .evaluate import add_parser as eval_parser
 
     sub = argparse.ArgumentParser().add_subparsers()
@@ -379,11 +380,9 @@ def evaluate_suite_outputs(bag: Path, suite: Path, gt: Path | None, threshold_m:
         return {}
     if "--mesh" not in argv:
         say("no ground-truth scene next to the bag: trajectory metrics only")
-    if not _importable("open3d"):  # e.g. the GPU machine, or a platform without Open3D wheels
-        say("no Open3D: mesh distances to the other mesh's samples (1 cm apart; exact surface distances and the "
-            "pictures need Open3D)")
-        argv += ["--mesh-distance", "points", "--no-pictures"]
-    elif not _importable("matplotlib"):
+    if not have_open3d():  # e.g. the GPU machine, or a platform without Open3D wheels
+        say("no Open3D: mesh distances to the other mesh's samples, 1 cm apart, not to its exact surface")
+    if not _importable("matplotlib"):
         say("no matplotlib: metrics without pictures")
         argv += ["--no-pictures"]
     args = sub.choices["eval"].parse_args(argv[1:] + ["--output", str(suite / "eval")])

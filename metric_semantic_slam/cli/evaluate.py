@@ -44,8 +44,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     m.add_argument("--threshold", type=float, default=0.05,
                    help="distance threshold for precision/recall/F-score and error colors, meters")
     m.add_argument("--density", type=float, default=10000.0, help="mesh samples per square meter")
-    m.add_argument("--mesh-distance", choices=("surface", "points"), default="surface",
-                   help="distance to the other mesh's exact surface (default) or to its samples")
+    m.add_argument("--mesh-distance", choices=("auto", "surface", "points"), default="auto",
+                   help="distance to the other mesh's exact surface (needs Open3D) or to its samples; auto "
+                   "(default): surface where Open3D imports, else points")
     m.add_argument("--view", choices=("oblique", "top", "principal", "trajectory"), default="oblique",
                    help="camera of the mesh pictures (trajectory: behind the first GT pose)")
     p.add_argument("--output", type=Path, help="folder for metrics.json and PNGs")
@@ -85,7 +86,7 @@ def _eval_trajectory(args: argparse.Namespace, out: dict, lines: list[str]):
 
 
 def _eval_mesh(args: argparse.Namespace, out: dict, lines: list[str], gt_traj, written: list[Path]) -> None:
-    from ..eval.mesh_metrics import evaluate_mesh, labeled_mesh_miou, sample_mesh_points
+    from ..eval.mesh_metrics import evaluate_mesh, have_open3d, labeled_mesh_miou, sample_mesh_points
     from ..eval.render import error_colored_mesh, save_mesh_png
     from ..io.ply import read_ply
 
@@ -95,13 +96,19 @@ def _eval_mesh(args: argparse.Namespace, out: dict, lines: list[str], gt_traj, w
         if ply.faces is None or len(ply.faces) == 0:
             raise ValueError(f"{name} mesh {path} has no faces")
     gt_pts = read_ply(args.gt_points) if args.gt_points else None
+    distance = args.mesh_distance
+    if distance == "auto":
+        distance = "surface" if have_open3d() else "points"
     mm = evaluate_mesh(pred.vertices, pred.faces, gt.vertices, gt.faces,
                        gt_points=None if gt_pts is None else gt_pts.vertices, threshold_m=args.threshold,
-                       density=args.density, distance=args.mesh_distance)
-    out["mesh"] = mm.to_dict() | {"distance": args.mesh_distance,
+                       density=args.density, distance=distance)
+    out["mesh"] = mm.to_dict() | {"distance": distance,
                                   "completeness_reference": "gt_points" if gt_pts is not None else "gt_mesh"}
     lines.append(f"mesh: {len(pred.vertices)} vertices / {len(pred.faces)} faces vs GT "
-                 f"{len(gt.faces)} faces; completeness vs {out['mesh']['completeness_reference']}")
+                 f"{len(gt.faces)} faces; completeness vs {out['mesh']['completeness_reference']}; distances to "
+                 + ("the other mesh's surface" if distance == "surface" else
+                    f"the other mesh's samples ({args.density:g} per m^2)"
+                    + ("" if args.mesh_distance == "points" else ": no Open3D")))
     lines.append(f"{'mesh accuracy':<28s} [m]  mean {mm.accuracy_m:.6f}  median {mm.accuracy_median_m:.6f}")
     lines.append(f"{'mesh completeness':<28s} [m]  mean {mm.completeness_m:.6f}  median {mm.completeness_median_m:.6f}")
     lines.append(f"{'mesh @ %.3f m' % args.threshold:<28s}      precision {mm.precision:.4f}  "

@@ -294,14 +294,21 @@ def error_colored_mesh(
 ) -> ErrorColors:
     """Color each vertex by its distance to the ground truth, saturating at ``threshold_m``.
 
-    Give a GT mesh (``gt_vertices`` + ``gt_triangles``: exact surface distance) or ``gt_points``
-    (nearest point). 0 m maps to the low end of ``colormap``, ``>= threshold_m`` to the high end.
+    Give a GT mesh (``gt_vertices`` + ``gt_triangles``: exact surface distance with Open3D, else the nearest
+    of its samples 1 cm apart) or ``gt_points`` (nearest point). 0 m maps to the low end of ``colormap``,
+    ``>= threshold_m`` to the high end.
     Shape: vertices (V, 3), gt_points (M, 3), gt_vertices (G, 3), gt_triangles (F, 3) ->
     colors (V, 3) uint8, distances (V,).
     """
     from matplotlib import colormaps
 
-    from metric_semantic_slam.eval.mesh_metrics import nearest_distances, point_to_mesh_distances
+    from metric_semantic_slam.eval.mesh_metrics import (
+        DEFAULT_DENSITY_PER_M2,
+        have_open3d,
+        nearest_distances,
+        point_to_mesh_distances,
+        sample_mesh_points,
+    )
 
     if not threshold_m > 0:
         raise ValueError(f"threshold_m must be positive, got {threshold_m}")
@@ -309,8 +316,11 @@ def error_colored_mesh(
         raise ValueError("give either gt_points or both gt_vertices and gt_triangles")
     if gt_points is not None:
         d = nearest_distances(vertices, gt_points)
-    else:
+    elif have_open3d():
         d = point_to_mesh_distances(vertices, gt_vertices, gt_triangles)
+    else:
+        gt_samples = sample_mesh_points(gt_vertices, gt_triangles, density=DEFAULT_DENSITY_PER_M2, rng=0).points
+        d = nearest_distances(vertices, gt_samples)
     try:
         cmap = colormaps[colormap]
     except KeyError:
