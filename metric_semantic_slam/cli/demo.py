@@ -333,22 +333,13 @@ def mesh_in_gt_frame(mesh: Path, gt_file: Path, est_file: Path, dest: Path, min_
     return write_ply(dest, vertices, ply.faces, vertex_props=props)
 
 
-def _importable(module: str) -> bool:
-    """Whether ``module`` can be imported, without importing it."""
-    if module in sys.modules:
-        return sys.modules[module] is not None
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
-
-
 def evaluate_suite_outputs(bag: Path, suite: Path, gt: Path | None, threshold_m: float, estimated_poses: bool,
                            say: Callable[[str], None]) -> dict:
     """``msslam eval`` of what the suite saved in ``suite`` (trajectory.txt, mesh.ply) against the ground truth
     next to ``bag`` (or ``gt``); writes ``suite/eval`` and returns its metrics ({} when there is nothing to
     compare with). ``estimated_poses``: the map was built on tracked poses, so the mesh is first moved into the
     ground truth's frame by the trajectory alignment."""
-    from ..eval.mesh_metrics import have_open3d
+    from ..eval.machine import has_module
     from .evaluate import add_parser as eval_parser
 
     sub = argparse.ArgumentParser().add_subparsers()
@@ -380,9 +371,9 @@ def evaluate_suite_outputs(bag: Path, suite: Path, gt: Path | None, threshold_m:
         return {}
     if "--mesh" not in argv:
         say("no ground-truth scene next to the bag: trajectory metrics only")
-    if not have_open3d():  # e.g. the GPU machine, or a platform without Open3D wheels
+    if not has_module("open3d"):  # e.g. the GPU machine, or a platform without Open3D wheels
         say("no Open3D: mesh distances to the other mesh's samples, 1 cm apart, not to its exact surface")
-    if not _importable("matplotlib"):
+    if not has_module("matplotlib"):
         say("no matplotlib: metrics without pictures")
         argv += ["--no-pictures"]
     args = sub.choices["eval"].parse_args(argv[1:] + ["--output", str(suite / "eval")])

@@ -51,7 +51,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="camera of the mesh pictures (trajectory: behind the first GT pose)")
     p.add_argument("--output", type=Path, help="folder for metrics.json and PNGs")
     p.add_argument("--no-pictures", action="store_true",
-                   help="write metrics.json only (the PNGs need Open3D and matplotlib)")
+                   help="write metrics.json only (no PNGs; the plots need matplotlib)")
     p.add_argument("--title", default=None, help="title for the plots")
     p.set_defaults(func=run)
     return p
@@ -86,7 +86,8 @@ def _eval_trajectory(args: argparse.Namespace, out: dict, lines: list[str]):
 
 
 def _eval_mesh(args: argparse.Namespace, out: dict, lines: list[str], gt_traj, written: list[Path]) -> None:
-    from ..eval.mesh_metrics import evaluate_mesh, have_open3d, labeled_mesh_miou, sample_mesh_points
+    from ..eval.machine import has_module
+    from ..eval.mesh_metrics import evaluate_mesh, labeled_mesh_miou, sample_mesh_points
     from ..eval.render import error_colored_mesh, save_mesh_png
     from ..io.ply import read_ply
 
@@ -98,7 +99,7 @@ def _eval_mesh(args: argparse.Namespace, out: dict, lines: list[str], gt_traj, w
     gt_pts = read_ply(args.gt_points) if args.gt_points else None
     distance = args.mesh_distance
     if distance == "auto":
-        distance = "surface" if have_open3d() else "points"
+        distance = "surface" if has_module("open3d") else "points"
     mm = evaluate_mesh(pred.vertices, pred.faces, gt.vertices, gt.faces,
                        gt_points=None if gt_pts is None else gt_pts.vertices, threshold_m=args.threshold,
                        density=args.density, distance=distance)

@@ -27,7 +27,6 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 __all__ = [
-    "have_open3d",
     "labeled_mesh_miou",
     "MeshSamples",
     "MeshMetrics",
@@ -169,16 +168,6 @@ def sample_mesh_points(
         corner = np.argmax(np.stack([1.0 - r1 - r2, r1, r2], axis=1), axis=1)
         labels = vertex_labels[f[face, corner]]
     return MeshSamples(points=pts, face_index=face.astype(np.int64), labels=labels)
-
-
-def have_open3d() -> bool:
-    """Whether Open3D imports (the exact surface distances need it), without importing it (a second)."""
-    import importlib.util
-    import sys
-
-    if "open3d" in sys.modules:
-        return sys.modules["open3d"] is not None
-    return importlib.util.find_spec("open3d") is not None
 
 
 def nearest_distances(query: np.ndarray, reference: np.ndarray) -> np.ndarray:

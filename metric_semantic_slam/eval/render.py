@@ -302,9 +302,9 @@ def error_colored_mesh(
     """
     from matplotlib import colormaps
 
+    from metric_semantic_slam.eval.machine import has_module
     from metric_semantic_slam.eval.mesh_metrics import (
         DEFAULT_DENSITY_PER_M2,
-        have_open3d,
         nearest_distances,
         point_to_mesh_distances,
         sample_mesh_points,
@@ -316,7 +316,7 @@ def error_colored_mesh(
         raise ValueError("give either gt_points or both gt_vertices and gt_triangles")
     if gt_points is not None:
         d = nearest_distances(vertices, gt_points)
-    elif have_open3d():
+    elif has_module("open3d"):
         d = point_to_mesh_distances(vertices, gt_vertices, gt_triangles)
     else:
         gt_samples = sample_mesh_points(gt_vertices, gt_triangles, density=DEFAULT_DENSITY_PER_M2, rng=0).points

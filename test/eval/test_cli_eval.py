@@ -11,7 +11,7 @@ from PIL import Image
 
 from metric_semantic_slam.cli.main import main
 from metric_semantic_slam.core.geometry import se3_exp
-from metric_semantic_slam.eval.mesh_metrics import have_open3d
+from metric_semantic_slam.eval.machine import has_module
 from metric_semantic_slam.io.ply import write_ply
 from metric_semantic_slam.io.trajectory import read_tum_trajectory, write_tum_trajectory
 
@@ -114,7 +114,7 @@ def test_eval_mesh_writes_metrics_and_pictures(tmp_path: Path, capsys):
     m = json.loads((out_dir / "metrics.json").read_text())
     assert m["mesh"]["accuracy_m"] == pytest.approx(0.02, abs=1e-5)
     assert m["mesh"]["fscore"] == 1.0
-    assert m["mesh"]["distance"] == ("surface" if have_open3d() else "points")  # --mesh-distance auto
+    assert m["mesh"]["distance"] == ("surface" if has_module("open3d") else "points")  # --mesh-distance auto
     assert m["semantic_3d"]["miou"] > 0.8
     for name in ("mesh_error.png", "mesh.png", "confusion_3d.png"):
         assert (out_dir / name).is_file(), name
