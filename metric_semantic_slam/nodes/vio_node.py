@@ -51,6 +51,10 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("imu_buffer_size", 4000, "IMU samples kept (about 20 s at 200 Hz)"),
     ParamSpec("imu_pose_in_color", list(_IDENTITY), "IMU pose in the color camera, T_camera_imu row-major 4x4, "
               "used when TF does not know it", dimensionless=True),
+    ParamSpec("process_rate_hz", 0.0, "track only the first frame of each 1/process_rate_hz slot of sensor time "
+              "(0: every frame it can take); the others are skipped and counted (rate_skipped). On a busy CPU a "
+              "fixed rate keeps the poses evenly spaced, and a multiple of depth_fusion's and panoptic's rate "
+              "includes the frames they pick, so the mapper gets a pose at each of its frames' stamps"),
     ParamSpec("sync_slop_s", 0.02, "largest stamp difference between color, depth (and labels)"),
     ParamSpec("queue_size", 2, "frame queue length (the oldest frame is dropped when full)"),
     ParamSpec("sync_queue_size", 10, "messages per input the synchronizer keeps (must cover the fused depth's "
@@ -108,6 +112,8 @@ class VioNode(StageNode):
             raise ValueError(f"pose_source must be one of {POSE_SOURCES}, got {p.pose_source!r}")
         if p.depth_input not in DEPTH_INPUTS:
             raise ValueError(f"depth_input must be one of {list(DEPTH_INPUTS)}, got {p.depth_input!r}")
+        if p.process_rate_hz < 0:
+            raise ValueError(f"process_rate_hz must be >= 0, got {p.process_rate_hz}")
         self.T_camera_imu_param = matrix_param(p.imu_pose_in_color, "imu_pose_in_color")
         qos = self.input_qos()
         self.tracking_counts: dict[str, int] = {}
@@ -168,6 +174,9 @@ class VioNode(StageNode):
         from ..ros.image_conversion import image_to_depth_m, image_to_numpy, image_to_rgb8
         from ..ros.stamps import stamp_to_seconds
 
+        stamp_s = stamp_to_seconds(color_msg.header.stamp)
+        if not self.on_rate_grid("frames", stamp_s, self.params.process_rate_hz):
+            return  # before converting: a skipped frame costs nothing
         try:
             color = image_to_rgb8(color_msg)
         except ValueError as exc:
@@ -194,7 +203,6 @@ class VioNode(StageNode):
             self.drop("size_mismatch", f"color {color.shape[:2]}, depth {depth.shape}"
                       + ("" if semantic is None else f", semantic {semantic.shape}"))
             return
-        stamp_s = stamp_to_seconds(color_msg.header.stamp)
         if not self.accept_stamp("frames", stamp_s):
             return
         self.frame_q.put(_FrameIn(stamp_s, color_msg.header.stamp, color, depth, semantic, color_msg.header.frame_id))

@@ -225,3 +225,28 @@ def test_a_looping_bag_restarts_tracking_at_the_first_frame_of_the_new_pass(sim_
     assert any(f"{frames[5].stamp_s:.6f}: tracked without IMU" in line for line in gaps), gaps
     assert not any(f"{frames[4].stamp_s:.6f}: tracked without IMU" in line for line in gaps), gaps
     assert rig.stop() == 0, rig.log()
+
+
+def test_process_rate_hz_tracks_the_first_frame_of_each_slot_of_sensor_time(sim_frames, node_rig):
+    """process_rate_hz 10 on a 30 Hz sequence: the first frame of each 0.1 s slot of sensor time is tracked (the
+    frames depth_fusion and panoptic pick at a rate that divides it), the others are skipped and counted, and the
+    IMU between two tracked frames still reaches the tracker (no imu_gap)."""
+    frames = sim_frames[:7]
+    rig = start_vio(node_rig, DOMAIN, {ODOM: Odometry}, process_rate_hz=10.0, status_period_s=0.3)
+    rig.wait_ready(("color", "depth", "info", "imu"))
+    rig.pubs["info"].publish(camera_to_camera_info(frames[0].camera, frames[0].stamp_s, "camera_color_optical_frame"))
+    rig.spin(0.3)
+    slots = [np.floor(f.stamp_s * 10.0 + 1e-6) for f in frames]
+    expected = [f.stamp_s for k, f in enumerate(frames) if k == 0 or slots[k] != slots[k - 1]]
+    assert 2 <= len(expected) < len(frames)
+    for f in frames:
+        _send(rig, f)
+        rig.spin(0.1)
+    assert rig.wait(lambda: rig.count(ODOM) >= len(expected) and rig.status().get("rate_skipped", 0)
+                    >= len(frames) - len(expected), 30), (rig.status(), rig.log()[-3000:])
+    rig.spin(0.5)
+    stamps = [stamp_to_seconds(o.header.stamp) for o in rig.messages(ODOM)]
+    np.testing.assert_allclose(stamps, expected, atol=1e-6)
+    st = rig.status()
+    assert st["rate_skipped"] == len(frames) - len(expected) and "imu_gap" not in st["drops"], st
+    assert rig.stop() == 0, rig.log()
