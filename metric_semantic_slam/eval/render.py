@@ -136,7 +136,8 @@ def _rasterize(v: np.ndarray, f: np.ndarray, vertex_colors: np.ndarray | None, f
     """``render_mesh`` without Open3D: every triangle in front of the camera filled (OpenCV, 1/16 px vertices)
     from the farthest to the nearest by mean depth (painter's order: right for the small triangles of a
     reconstructed mesh, which do not interpenetrate), with its mean vertex color (or face color) and the
-    headlight term of its normal towards its centroid. Triangles crossing the near plane are left out.
+    headlight term of its normal towards its centroid. Triangles crossing the near plane are left out. One
+    OpenCV call per triangle, ~10 us each: about a second for a room's 75k-triangle mesh.
     Shape: as ``render_mesh``."""
     import cv2
 
