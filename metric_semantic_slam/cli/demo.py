@@ -339,7 +339,6 @@ def evaluate_suite_outputs(bag: Path, suite: Path, gt: Path | None, threshold_m:
     next to ``bag`` (or ``gt``); writes ``suite/eval`` and returns its metrics ({} when there is nothing to
     compare with). ``estimated_poses``: the map was built on tracked poses, so the mesh is first moved into the
     ground truth's frame by the trajectory alignment."""
-    from ..eval.machine import has_module
     from .evaluate import add_parser as eval_parser
 
     sub = argparse.ArgumentParser().add_subparsers()
@@ -371,11 +370,6 @@ def evaluate_suite_outputs(bag: Path, suite: Path, gt: Path | None, threshold_m:
         return {}
     if "--mesh" not in argv:
         say("no ground-truth scene next to the bag: trajectory metrics only")
-    if not has_module("open3d"):  # e.g. the GPU machine, or a platform without Open3D wheels
-        say("no Open3D: mesh distances to the other mesh's samples, 1 cm apart, not to its exact surface")
-    if not has_module("matplotlib"):
-        say("no matplotlib: metrics without pictures")
-        argv += ["--no-pictures"]
     args = sub.choices["eval"].parse_args(argv[1:] + ["--output", str(suite / "eval")])
     if args.func(args) != 0:
         say("msslam eval failed (see above)")

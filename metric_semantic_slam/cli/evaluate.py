@@ -12,6 +12,8 @@ import json
 import sys
 from pathlib import Path
 
+from ..eval.machine import has_module
+
 __all__ = ["add_parser", "run"]
 
 
@@ -51,7 +53,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="camera of the mesh pictures (trajectory: behind the first GT pose)")
     p.add_argument("--output", type=Path, help="folder for metrics.json and PNGs")
     p.add_argument("--no-pictures", action="store_true",
-                   help="write metrics.json only (no PNGs; the plots need matplotlib)")
+                   help="write metrics.json only (no PNGs; also without matplotlib, which the plots need)")
     p.add_argument("--title", default=None, help="title for the plots")
     p.set_defaults(func=run)
     return p
@@ -85,8 +87,8 @@ def _eval_trajectory(args: argparse.Namespace, out: dict, lines: list[str]):
     return gt, ate
 
 
-def _eval_mesh(args: argparse.Namespace, out: dict, lines: list[str], gt_traj, written: list[Path]) -> None:
-    from ..eval.machine import has_module
+def _eval_mesh(args: argparse.Namespace, out: dict, lines: list[str], gt_traj, written: list[Path],
+               pictures: bool) -> None:
     from ..eval.mesh_metrics import evaluate_mesh, labeled_mesh_miou, sample_mesh_points
     from ..eval.render import error_colored_mesh, save_mesh_png
     from ..io.ply import read_ply
@@ -133,7 +135,7 @@ def _eval_mesh(args: argparse.Namespace, out: dict, lines: list[str], gt_traj, w
             conf = sem.confusion
             lines.append(f"{'3D semantic mIoU':<28s}      mIoU {sem.miou:.4f} over {len(sem.per_class_iou)} classes")
 
-    if args.output and not args.no_pictures:
+    if pictures:
         T_start = gt_traj.T_world_camera[0] if gt_traj is not None else None
         if args.view == "trajectory" and T_start is None:
             raise ValueError("--view trajectory needs --gt")
@@ -181,16 +183,20 @@ def run(args: argparse.Namespace) -> int:
         written: list[Path] = []
         if args.output:
             args.output.mkdir(parents=True, exist_ok=True)
+        pictures = bool(args.output) and not args.no_pictures
+        if pictures and not has_module("matplotlib"):  # the plots and the error colors need it
+            lines.append("no matplotlib: metrics.json without pictures")
+            pictures = False
         gt_traj, ate = (None, None)
         if have_traj:
             gt_traj, ate = _eval_trajectory(args, out, lines)
-            if args.output and not args.no_pictures:
+            if pictures:
                 from ..eval.plots import plot_trajectory
 
                 written.append(plot_trajectory(ate, args.output / "trajectory.png", title=args.title,
                                                plane=args.plot_plane))
         if have_mesh:
-            _eval_mesh(args, out, lines, gt_traj, written)
+            _eval_mesh(args, out, lines, gt_traj, written, pictures)
     except ValueError as exc:
         print(f"msslam eval: error: {exc}", file=sys.stderr)
         return 1

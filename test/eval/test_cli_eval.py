@@ -140,6 +140,20 @@ def test_eval_mesh_writes_metrics_and_pictures(tmp_path: Path, capsys):
     assert [p.name for p in (tmp_path / "out3").iterdir()] == ["metrics.json"]
 
 
+
+def test_eval_without_matplotlib_writes_the_metrics_only(tmp_path: Path, capsys, monkeypatch):
+    import sys
+
+    v, f = _grid(4, 1.0, 0.0)
+    gt = write_ply(tmp_path / "gt.ply", v, f)
+    pred = write_ply(tmp_path / "pred.ply", v + [0.0, 0.0, 0.01], f)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib raises ImportError
+    assert main(["eval", "--mesh", str(pred), "--gt-mesh", str(gt), "--density", "2000",
+                 "--output", str(tmp_path / "out")]) == 0
+    assert "no matplotlib: metrics.json without pictures" in capsys.readouterr().out
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["metrics.json"]
+
+
 def test_eval_bad_input_is_a_clear_error(tmp_path: Path, capsys):
     assert main(["eval", "--gt", str(tmp_path / "missing.txt"), "--est", str(tmp_path / "missing.txt")]) == 1
     assert "file not found" in capsys.readouterr().err
