@@ -35,7 +35,7 @@ simulator's ground truth next to the bag (mesh F-score at 5 cm, 3D mIoU, ATE wit
 machine, mesh distances go to the other mesh's samples, 1 cm apart, instead of its exact surface).
 
 Columns: ``in`` messages into the node's queues, ``q.drop`` evicted by a newer one (the queue holds the newest),
-``skip`` frames outside the node's ``process_rate_hz`` slots, ``bad`` bad-input drops, ``unsync`` messages its
+``skip`` frames outside the node's ``process_rate_hz`` slots (for depth_fusion, with the IR pairs of those frames), ``bad`` bad-input drops, ``unsync`` messages its
 synchronizers let go without a set, the smallest count over their inputs (a color image without a depth frame in
 a slot profile is no loss; a frame whose every message arrived but never met, e.g. across a time reset, is; a node
 without a synchronizer shows ``-``).
@@ -317,7 +317,7 @@ def summarize(statuses: dict[str, dict]) -> list[dict]:
             "latency_name": lat_name,
             "latency_p50_ms": None if lat_name is None else lat[lat_name]["p50_ms"],
             "latency_p95_ms": None if lat_name is None else lat[lat_name]["p95_ms"],
-            "stages": stages, "latency": lat,
+            "stages": stages, "latency": lat, "frames_fused": st.get("frames_fused"),
         })
     return rows
 
@@ -343,6 +343,10 @@ def print_table(rows: list[dict]) -> None:
     for r in rows:
         if not r["missing"] and r["drops"]:
             print(f"  {r['node']} drops by reason: {r['drops']}")
+        if not r["missing"] and isinstance(r.get("frames_fused"), dict):
+            ff = r["frames_fused"]
+            print(f"  {r['node']}: {ff.get('with_pair', 0)} frames fused with their IR pair, "
+                  f"{ff.get('without_pair', 0)} without one while stereo was streaming")
 
 
 def plot(rows: list[dict], path: Path) -> None:

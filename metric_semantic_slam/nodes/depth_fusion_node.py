@@ -13,7 +13,9 @@ Cost on a CPU: stereo matching dominates, so it runs on the pair shrunk by ``ste
 default: ~1/4 of the matching time, fused accuracy unchanged on the simulator, see bench_depth_fusion.py).
 The input queue holds one frame by default (a slow fusion works on the newest frame, never a backlog), and
 ``process_rate_hz`` fuses one frame per slot of sensor time (e.g. 10 of a 30 Hz camera) when the CPU is
-shared with the rest of the suite. On a machine with cores to spare, ``workers`` > 1 fuses that many frames
+shared with the rest of the suite; an IR pair that can match none of the frames it lets through is skipped
+before conversion and counted with them (``rate_skipped``), and the status's ``frames_fused`` says how many
+frames were fused with their IR pair and how many, while stereo was streaming, without one. On a machine with cores to spare, ``workers`` > 1 fuses that many frames
 at once, each with its own fuser in a thread (OpenCV and most numpy work release the GIL): a frame's latency
 stays what one fusion costs, the rate it can sustain grows with the workers, and outputs leave in input order.
 """
@@ -28,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ..ros.node_runtime import CameraInfoCache, StageNode, TopicSpec, matrix_param, run_node
+from ..ros.node_runtime import CameraInfoCache, StageNode, TopicSpec, grid_slot, matrix_param, run_node
 from ..ros.params import ParamSpec
 
 __all__ = ["PARAMS", "SUBSCRIBES", "PUBLISHES", "DepthFusionNode", "main"]
@@ -102,6 +104,20 @@ class _Pair:
     right: np.ndarray
 
 
+def pair_outside_grid(pair_s: float, grid_depth_s: float | None, rate_hz: float, slop_s: float) -> bool:
+    """True when an IR pair stamped ``pair_s`` can match no depth frame that the rate grid lets through.
+
+    ``grid_depth_s`` is the last depth frame let through (slot k). The next one is at or after the start of
+    slot k + 1, so a pair later than ``grid_depth_s + slop_s`` and earlier than ``(k + 1) / rate_hz - slop_s``
+    matches neither; anything else (older pairs a queued frame may still want, pairs near the next slot,
+    a time reset) may be needed. Always False without a grid (``rate_hz`` <= 0) or before the first frame.
+    """
+    if rate_hz <= 0 or grid_depth_s is None:
+        return False
+    next_slot_s = (grid_slot(grid_depth_s, rate_hz) + 1) / rate_hz
+    return grid_depth_s + slop_s < pair_s < next_slot_s - slop_s
+
+
 class DepthFusionNode(StageNode):
     """Subscribes depth + IR pair, fuses them with :class:`DepthFuser`, publishes fused depth + confidence."""
 
@@ -142,6 +158,8 @@ class DepthFusionNode(StageNode):
         self._pairs: list[_Pair] = []
         self._last_depth_rx = None  # monotonic time of the last depth frame
         self._last_pair_rx = None
+        self._grid_depth_s: float | None = None  # stamp of the last depth frame the rate grid let through
+        self._pair_counts = {"with_pair": 0, "without_pair": 0}
         if p.process_rate_hz < 0:
             raise ValueError(f"process_rate_hz must be >= 0, got {p.process_rate_hz}")
         if p.use_active:
@@ -153,6 +171,7 @@ class DepthFusionNode(StageNode):
                                                     self._on_pair, qos, queue_size=5, slop_s=p.sync_slop_s,
                                                     time_reset_s=p.time_reset_jump_s)
             self.add_sync_status("sync_ir", self._stereo_sync)
+            self.add_status_source("frames_fused", lambda: dict(self._pair_counts))
             self.tf = TfReader(self, fallbacks={})
         out_qos = qos_profile("reliable")
         self.pub_depth = self.create_publisher(Image, "depth/fused", out_qos)
@@ -165,6 +184,13 @@ class DepthFusionNode(StageNode):
         from ..ros.stamps import stamp_to_seconds
 
         self._last_depth_rx = time.monotonic()
+        stamp_s = stamp_to_seconds(msg.header.stamp)
+        if not self.accept_stamp("depth", stamp_s):
+            return
+        # before the conversion: a frame between the slots costs nothing
+        if not self.on_rate_grid("depth", stamp_s, self.params.process_rate_hz):
+            return
+        self._grid_depth_s = stamp_s
         try:
             depth = image_to_depth_m(msg)
         except ValueError as exc:
@@ -173,11 +199,6 @@ class DepthFusionNode(StageNode):
         if depth.size == 0:
             self.drop("empty_depth", f"{msg.width}x{msg.height} depth image")
             return
-        stamp_s = stamp_to_seconds(msg.header.stamp)
-        if not self.accept_stamp("depth", stamp_s):
-            return
-        if not self.on_rate_grid("depth", stamp_s, self.params.process_rate_hz):
-            return
         self.depth_q.put(_Depth(stamp_s, msg.header.stamp, depth, msg.header.frame_id))
 
     def _on_pair(self, left_msg: Any, right_msg: Any) -> None:
@@ -185,6 +206,13 @@ class DepthFusionNode(StageNode):
         from ..ros.stamps import stamp_to_seconds
 
         self._last_pair_rx = time.monotonic()
+        stamp_s = stamp_to_seconds(left_msg.header.stamp)
+        if not self.accept_stamp("ir", stamp_s):
+            return
+        if (self.params.use_active and self._alive(self._last_depth_rx)
+                and pair_outside_grid(stamp_s, self._grid_depth_s, self.params.process_rate_hz, self.params.sync_slop_s)):
+            self.count_rate_skipped()  # its depth frame was skipped by the grid: not a dropped frame
+            return
         try:
             left, right = image_to_numpy(left_msg), image_to_numpy(right_msg)
         except ValueError as exc:
@@ -195,9 +223,6 @@ class DepthFusionNode(StageNode):
             return
         if left.size == 0 or left.shape != right.shape:
             self.drop("bad_ir", f"IR pair shapes {left.shape} / {right.shape}")
-            return
-        stamp_s = stamp_to_seconds(left_msg.header.stamp)
-        if not self.accept_stamp("ir", stamp_s):
             return
         self.stereo_q.put(_Pair(stamp_s, left_msg.header.stamp, left, right))
 
@@ -269,6 +294,9 @@ class DepthFusionNode(StageNode):
                     self._fuse(None, pair, pair.stamp_s, pair.stamp, "")
             return
         pair = self._match_pair(item.stamp_s)
+        if self.params.use_stereo and self._alive(self._last_pair_rx):
+            # the loss that matters with both sources: a frame fused from the active depth alone
+            self._pair_counts["with_pair" if pair is not None else "without_pair"] += 1
         self._fuse(item.depth_m, pair, item.stamp_s, item.stamp, item.frame_id)
 
     def _fuse(self, depth_m: np.ndarray | None, pair: _Pair | None, stamp_s: float, stamp: Any, frame_id: str) -> None:

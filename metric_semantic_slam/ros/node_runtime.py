@@ -89,6 +89,11 @@ def _limit_cpu_threads(n: int) -> None:
     cv2.setNumThreads(n)
 
 
+def grid_slot(stamp_s: float, rate_hz: float) -> int:
+    """The slot of the ``1 / rate_hz`` grid of sensor time that ``stamp_s`` falls in (see ``on_rate_grid``)."""
+    return math.floor(stamp_s * rate_hz + 1e-6)  # the epsilon keeps k/rate stamps in slot k despite rounding
+
+
 def with_runtime_params(specs: Sequence[ParamSpec]) -> tuple[ParamSpec, ...]:
     """``specs`` followed by every runtime parameter they do not already declare (a node's full table)."""
     names = {s.name for s in specs}
@@ -331,13 +336,18 @@ class StageNode(Node):
         """
         if rate_hz <= 0:
             return True
-        slot = math.floor(stamp_s * rate_hz + 1e-6)  # the epsilon keeps k/rate stamps in slot k despite rounding
+        slot = grid_slot(stamp_s, rate_hz)
         with self._lock:
             if self._grid_slot.get(stream) == slot:
                 self._grid_skipped += 1
                 return False
             self._grid_slot[stream] = slot
         return True
+
+    def count_rate_skipped(self) -> None:
+        """Count one input skipped because of the rate grid, decided by the node itself (see ``rate_skipped``)."""
+        with self._lock:
+            self._grid_skipped += 1
 
     def on_time_reset(self) -> None:
         """Called when input time jumps back by more than ``time_reset_jump_s`` (override to reset state)."""

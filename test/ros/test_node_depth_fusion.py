@@ -173,41 +173,60 @@ def test_bad_messages_on_every_input_are_dropped_and_the_node_keeps_working(rig,
 
 
 def test_process_rate_hz_fuses_the_first_frame_of_each_slot_of_sensor_time(frames, tmp_path):
-    """A CPU budget that keeps nodes aligned: with process_rate_hz 2, of twelve depth frames stamped 50 ms apart
-    from t = 100 s exactly the first of each 0.5 s slot (100.0 and 100.5) is fused; ten are counted as skipped."""
+    """A CPU budget that keeps nodes aligned: with process_rate_hz 2, of twelve depth frames (with their IR pairs)
+    stamped 50 ms apart from t = 100 s exactly the first of each 0.5 s slot (100.0 and 100.5) is fused, with its
+    pair; the ten frames and ten IR pairs between them are counted as skipped, not as dropped."""
     ns = "/t2"
     node = NodeProcess("metric_semantic_slam.nodes.depth_fusion_node", "depth_fusion", ros_env(DOMAIN), namespace="t2",
-                       parameters={"status_period_s": 0.3, "use_stereo": False, "process_rate_hz": 2.0},
-                       log_path=tmp_path / "rate.log")
+                       parameters={"status_period_s": 0.3, "process_rate_hz": 2.0}, log_path=tmp_path / "rate.log")
     status, out = f"{ns}/depth_fusion/status", f"{ns}/depth/fused"
     col = TopicCollector(DOMAIN, {out: Image, status: String})
     try:
-        pubs = {k: col.node.create_publisher(t, f"{ns}/{name}", qos_profile("reliable"))
-                for k, (name, t) in INPUTS.items() if k in ("depth", "color_info")}
+        pubs = {k: col.node.create_publisher(t, f"{ns}/{name}", qos_profile("reliable")) for k, (name, t) in INPUTS.items()}
         assert node.wait_for_log("ready", 90), node.log()
         assert col.spin_until(lambda: all(p.get_subscription_count() > 0 for p in pubs.values()), 20), node.log()
-        pubs["color_info"].publish(camera_to_camera_info(frames[0].camera, frames[0].stamp_s, "cam"))
+        _send_info(pubs, frames[0])
         col.spin_until(lambda: False, 0.3)
         for i in range(12):
-            mm = np.round(frames[i % len(frames)].depth_m * 1000).astype(np.uint16)
-            pubs["depth"].publish(numpy_to_image(mm, "16UC1", 100.0 + 0.05 * i, "cam"))
+            f = frames[i % len(frames)]
+            t = 100.0 + 0.05 * i
+            pubs["left"].publish(numpy_to_image(f.stereo.left, "mono8", t, "camera_infra1_optical_frame"))
+            pubs["right"].publish(numpy_to_image(f.stereo.right, "mono8", t, "camera_infra2_optical_frame"))
+            pubs["depth"].publish(numpy_to_image(np.round(f.depth_m * 1000).astype(np.uint16), "16UC1", t, "cam"))
             col.spin_until(lambda: False, 0.05)
 
         def last_status():
             msgs = col.messages[status]
             return json.loads(msgs[-1][1].data) if msgs else {}
 
-        assert col.spin_until(lambda: last_status().get("queues", {}).get("depth", {}).get("received", 0) >= 2
-                              and last_status().get("rate_skipped", 0) >= 10 and col.count(out) >= 2, 10), \
+        assert col.spin_until(lambda: last_status().get("rate_skipped", 0) >= 20 and col.count(out) >= 2
+                              and sum(last_status().get("frames_fused", {}).values()) >= 2, 10), \
             (last_status(), node.log())
         col.spin_until(lambda: False, 0.5)
         st = last_status()
-        assert st["rate_skipped"] == 10 and st["stages"]["fuse"]["count"] == 2, st
+        assert st["rate_skipped"] == 20 and st["stages"]["fuse"]["count"] == 2, st
+        assert st["frames_fused"] == {"with_pair": 2, "without_pair": 0}, st
+        assert all(q["dropped"] == 0 for q in st["queues"].values()), st["queues"]
         stamps = [stamp_to_seconds(m.header.stamp) for _t, m in col.messages[out]]
         np.testing.assert_allclose(stamps, [100.0, 100.5], atol=1e-6)
     finally:
         col.close()
         assert node.stop() == 0, node.log()
+
+
+def test_an_ir_pair_is_skipped_only_where_no_frame_of_the_rate_grid_can_use_it():
+    from metric_semantic_slam.nodes.depth_fusion_node import pair_outside_grid
+
+    # 2 Hz grid, last depth frame let through at 100.03 (slot 200: [100.0, 100.5)), slop 20 ms
+    assert not pair_outside_grid(100.04, 100.03, 2.0, 0.02)   # its own pair, within the slop
+    assert pair_outside_grid(100.06, 100.03, 2.0, 0.02)       # after it, in the same slot
+    assert pair_outside_grid(100.47, 100.03, 2.0, 0.02)
+    assert not pair_outside_grid(100.49, 100.03, 2.0, 0.02)   # may be the pair of the next slot's first frame
+    assert not pair_outside_grid(100.51, 100.03, 2.0, 0.02)   # next slot
+    assert not pair_outside_grid(99.9, 100.03, 2.0, 0.02)     # older: a queued frame may still want it
+    assert not pair_outside_grid(3.0, 100.03, 2.0, 0.02)      # a time reset (looping bag)
+    assert not pair_outside_grid(100.06, None, 2.0, 0.02)     # no frame yet
+    assert not pair_outside_grid(100.06, 100.03, 0.0, 0.02)   # no grid: every pair may be used
 
 
 def test_workers_fuse_frames_side_by_side_and_publish_them_in_input_order(frames, tmp_path):
