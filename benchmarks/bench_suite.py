@@ -13,7 +13,9 @@ geometric labels), plays the bag ``--loops`` times (default 3: 60 mapped frames,
 frames received, processed and dropped by the input queue, the queue's high-water mark against its bound,
 bad-input drops by reason, stage times (mean / p95, wall and thread CPU), output rate, the latency from
 the sensor stamp to the node's output (sim time, as ``use_sim_time`` nodes see it), and the CPU seconds each
-node process and the player used during playback (from /proc, all threads: DDS receive included).
+node process and the player used during playback (from /proc, all threads: DDS receive included), and each node
+process's resident memory at the end (``rss MB``; sampled once a second: a node whose memory grows by more than
+50 MiB after the first pass is named, as the map carries over the passes and should not grow with them).
 
 Sensor-stamp-to-mesh latency (the target): for every ``map/mesh`` message the mapper publishes, the time it
 is published minus the time its newest frame was sensed. It spans the whole chain: transport, depth fusion,
@@ -76,7 +78,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # running as a script from anywhere
     sys.path.insert(0, str(REPO))
 
-from metric_semantic_slam.eval.machine import cpu_name as cpu_model  # noqa: E402
+from metric_semantic_slam.eval.machine import cpu_name as cpu_model, process_memory_mb  # noqa: E402
 from metric_semantic_slam.graph import NODES  # noqa: E402
 
 TARGETS = {"mesh_latency_p95_ms": 250.0}
@@ -326,7 +328,7 @@ def print_table(rows: list[dict]) -> None:
     head = (f"{'node':<13} {'in':>5} {'q.drop':>6} {'skip':>5} {'queue hw/max':<22} {'bad':>4} {'unsync':>6} "
             f"{'stage':<14} {'n':>5} "
             f"{'mean ms':>8} {'p95 ms':>8} {'cpu ms':>7} {'Hz':>6} {'latency':<11} {'p50 ms':>8} {'p95 ms':>8} "
-            f"{'proc cpu %':>10}")
+            f"{'proc cpu %':>10} {'rss MB':>7}")
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -339,10 +341,13 @@ def print_table(rows: list[dict]) -> None:
               f"{str(r['stage']):<14} {_fmt(r['stage_count'], 'd'):>5} {_fmt(r['stage_mean_ms']):>8} "
               f"{_fmt(r['stage_p95_ms']):>8} {_fmt(r['stage_cpu_ms']):>7} {_fmt(r['rate_hz']):>6} "
               f"{str(r['latency_name']):<11} {_fmt(r['latency_p50_ms']):>8} {_fmt(r['latency_p95_ms']):>8} "
-              f"{_fmt(r.get('process_cpu_pct')):>10}")
+              f"{_fmt(r.get('process_cpu_pct')):>10} {_fmt((r.get('memory_mb') or {}).get('end'), '.0f'):>7}")
     for r in rows:
         if not r["missing"] and r["drops"]:
             print(f"  {r['node']} drops by reason: {r['drops']}")
+        if not r["missing"] and r.get("memory_mb") and r["memory_mb"]["end"] - r["memory_mb"]["first_pass"] > 50:
+            m = r["memory_mb"]
+            print(f"  {r['node']}: resident memory grew {m['first_pass']:.0f} -> {m['end']:.0f} MiB after the first pass")
         if not r["missing"] and isinstance(r.get("frames_fused"), dict):
             ff = r["frames_fused"]
             print(f"  {r['node']}: {ff.get('with_pair', 0)} frames fused with their IR pair, "
@@ -396,6 +401,7 @@ def run_profile(profile: str, bag: Path, args: argparse.Namespace, overrides: di
     topics = {f"/msslam/{name}/status": String for name in NODES}
     statuses: dict[str, dict] = {}
     t_play, cpu0, cpu1, player_cpu = None, {}, {}, None
+    memory: dict[str, list[tuple[float, float]]] = {}  # node -> (s since playback start, RSS MiB)
     clock_pub_ns: list[tuple[int, int]] = []   # /clock: (publication ns, bag time ns)
     mesh_pub_ns: list[tuple[int, int]] = []    # map/mesh: (publication ns, stamp ns)
     try:
@@ -434,9 +440,15 @@ def run_profile(profile: str, bag: Path, args: argparse.Namespace, overrides: di
             # benchmark) and go on with what the nodes report
             budget_s = 30.0 + 1.0 + args.loops * bag_duration_s(bag) / args.rate + 60.0
             deadline = time.monotonic() + budget_s
+            next_memory = t0
             while player.poll() is None and time.monotonic() < deadline:
                 player_cpu = _proc_cpu_s(player.pid) or player_cpu
                 col.spin_until(lambda: False, 0.2)
+                if time.monotonic() >= next_memory:  # each node's resident memory, once a second
+                    next_memory += 1.0
+                    for name, pid in pids.items():
+                        if (mem := process_memory_mb(pid)) is not None:
+                            memory.setdefault(name, []).append((time.monotonic() - t0, mem["rss"]))
             cpu1 = {name: _proc_cpu_s(pid) for name, pid in pids.items()}
             t_play = time.monotonic() - t0
             if player.poll() is None:
@@ -465,6 +477,12 @@ def run_profile(profile: str, bag: Path, args: argparse.Namespace, overrides: di
             series = publication_latencies_ms(clock_pub_ns, mesh_pub_ns)
             r["mesh_latency_published"] = latency_summary(series)
             r["mesh_latencies_published_ms"] = [round(v, 1) for v in series]  # in publication order
+    for r in rows:  # resident memory: at the end of the first pass, at the end, the largest sample
+        samples = memory.get(r["node"], [])
+        if samples and t_play:
+            first_pass = min(samples, key=lambda s: abs(s[0] - t_play / max(1, args.loops)))[1]
+            r["memory_mb"] = {"first_pass": first_pass, "end": samples[-1][1], "max": max(m for _, m in samples),
+                              "series": [(round(t, 1), m) for t, m in samples]}
     for r in rows:  # CPU share of each node process during playback (100 % = one core)
         c0, c1 = cpu0.get(r["node"]), cpu1.get(r["node"])
         r["process_cpu_pct"] = None if c0 is None or c1 is None or not t_play else 100.0 * (c1 - c0) / t_play

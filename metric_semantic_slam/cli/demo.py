@@ -214,6 +214,7 @@ def summarize_nodes(statuses: dict[str, dict], history: dict[str, list[dict]]) -
             "latency_p50_ms": lat[lat_name]["p50_ms"] if lat_name else None,
             "latency_p95_ms": lat[lat_name]["p95_ms"] if lat_name else None,
             "latency": lat,
+            "memory_peak_mb": (st.get("memory_mb") or {}).get("peak"),
         })
     return rows
 
@@ -245,13 +246,14 @@ def format_table(rows: list[dict], metrics: dict, compare: dict | None) -> str:
         lines.append(f"{label:<28} {_f(sv, spec):>10}" + (f" {_f(so, spec):>10}" if compare is not None else ""))
     lines.append("")
     head = (f"{'node':<13} {'in':>5} {'done':>5} {'q.drop':>6} {'bad':>4} {'Hz':>6} {'latency':<9} {'p50 ms':>8} "
-            f"{'p95 ms':>8}  stages: mean wall ms (thread CPU ms)")
+            f"{'p95 ms':>8} {'peak MB':>7}  stages: mean wall ms (thread CPU ms)")
     lines += [head, "-" * len(head)]
     for r in rows:
         stages = ", ".join(f"{k} {_f(v)} ({_f(r['stage_cpu_ms'].get(k))})" for k, v in r["stage_ms"].items())
         lines.append(f"{r['node']:<13} {r['received']:>5} {r['processed']:>5} {r['queue_dropped']:>6} "
                      f"{r['bad_input_dropped']:>4} {_f(r['rate_hz']):>6} {str(r['latency_name'] or '-'):<9} "
-                     f"{_f(r['latency_p50_ms']):>8} {_f(r['latency_p95_ms']):>8}  {stages}")
+                     f"{_f(r['latency_p50_ms']):>8} {_f(r['latency_p95_ms']):>8} "
+                     f"{_f(r.get('memory_peak_mb'), '.0f'):>7}  {stages}")
     for r in rows:
         if r["drops"] or r["errors"]:
             lines.append(f"  {r['node']}: drops by reason {r['drops']}, errors {r['errors']}")

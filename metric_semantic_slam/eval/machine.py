@@ -1,4 +1,5 @@
-"""What machine a benchmark ran on (benchmarks print it beside every timing), and which optional packages it has."""
+"""What machine a benchmark ran on (benchmarks print it beside every timing), which optional packages it has, and
+how much memory a process holds (node statuses and the suite benchmark report it)."""
 from __future__ import annotations
 
 import importlib.util
@@ -7,7 +8,7 @@ import platform
 import sys
 from pathlib import Path
 
-__all__ = ["cpu_name", "has_module"]
+__all__ = ["cpu_name", "has_module", "process_memory_mb"]
 
 
 def cpu_name() -> str:
@@ -29,3 +30,18 @@ def has_module(name: str) -> bool:
     if name in sys.modules:
         return sys.modules[name] is not None   # None: import blocked (tests hide a package this way)
     return importlib.util.find_spec(name) is not None
+
+
+def process_memory_mb(pid: int | str = "self") -> dict[str, float] | None:
+    """Resident memory of process ``pid`` now (``rss``) and at its peak (``peak``, the high-water mark), MiB, from
+    ``/proc/PID/status``; None where that is missing (not Linux, or the process is gone)."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    out = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out["rss" if key == "VmRSS" else "peak"] = round(int(value.split()[0]) / 1024.0, 1)  # kB
+    return out if len(out) == 2 else None

@@ -7,7 +7,6 @@ endianness) files with triangle faces.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 

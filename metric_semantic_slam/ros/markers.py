@@ -24,6 +24,7 @@ import numpy as np
 
 from ..core.labels import LabelSpace
 from ..core.mapping import SemanticMesh
+from .cdr import CdrWriter
 
 __all__ = ["ARROW", "CUBE", "SPHERE", "LINE_LIST", "TEXT_VIEW_FACING", "TRIANGLE_LIST", "ADD", "DELETE",
            "DELETEALL", "MESH_COLOR_MODES", "MarkerSpec", "serialize_marker_array", "marker_array_message",
@@ -63,49 +64,7 @@ class MarkerSpec:
     text: str = ""
 
 
-_ENCAPSULATION_CDR_LE = b"\x00\x01\x00\x00"
-
-
-class _CdrWriter:
-    """Little-endian XCDR1 (ROS 2's plain CDR): each primitive aligned to its size, counted from the
-    first byte after the 4-byte encapsulation header."""
-
-    def __init__(self) -> None:
-        self.parts: list[bytes] = [_ENCAPSULATION_CDR_LE]
-        self.n = 0
-
-    def align(self, k: int) -> None:
-        pad = -self.n % k
-        if pad:
-            self.parts.append(bytes(pad))
-            self.n += pad
-
-    def raw(self, b: bytes) -> None:
-        self.parts.append(b)
-        self.n += len(b)
-
-    def pack(self, align: int, fmt: str, *values: float | int) -> None:
-        self.align(align)
-        self.raw(struct.pack("<" + fmt, *values))
-
-    def string(self, text: str) -> None:
-        b = text.encode("utf-8") + b"\0"
-        self.pack(4, "I", len(b))
-        self.raw(b)
-
-    def sequence(self, arr: np.ndarray | None, element_align: int) -> None:
-        n = 0 if arr is None else len(arr)
-        self.pack(4, "I", n)
-        if n:
-            self.align(element_align)
-            self.raw(arr.tobytes())
-
-    def header(self, sec: int, nanosec: int, frame_id: str) -> None:
-        self.pack(4, "iI", sec, nanosec)
-        self.string(frame_id)
-
-
-def _write_marker(w: _CdrWriter, spec: MarkerSpec, pts: np.ndarray | None, cols: np.ndarray | None,
+def _write_marker(w: CdrWriter, spec: MarkerSpec, pts: np.ndarray | None, cols: np.ndarray | None,
                   sec: int, nanosec: int, frame_id: str) -> None:
     # The fields around the two arrays come from templates cached per start offset modulo 8 (CDR pads
     # depend on nothing else): a mesh update of hundreds of blocks writes a few bytes objects per marker
@@ -121,9 +80,9 @@ def _write_marker(w: _CdrWriter, spec: MarkerSpec, pts: np.ndarray | None, cols:
     w.raw(_marker_trailer(w.n % 8, spec.text))
 
 
-def _template_writer(residue: int) -> _CdrWriter:
+def _template_writer(residue: int) -> CdrWriter:
     """A writer whose offset is ``residue`` (what alignment sees) and that holds no bytes yet."""
-    w = _CdrWriter()
+    w = CdrWriter()
     w.parts, w.n = [], residue
     return w
 
@@ -145,7 +104,7 @@ def _marker_prefix(residue: int, sec: int, nanosec: int, frame_id: str, ns: str,
     w.pack(4, "4f", *color)
     w.pack(4, "iI", 0, 0)                    # lifetime: forever
     w.raw(b"\0")                             # frame_locked
-    return b"".join(w.parts), id_offset
+    return w.getvalue(), id_offset
 
 
 @lru_cache(maxsize=64)
@@ -162,7 +121,7 @@ def _marker_trailer(residue: int, text: str) -> bytes:
     w.string("")                             # mesh_file.filename
     w.sequence(None, 1)                      # mesh_file.data
     w.raw(b"\0")                             # mesh_use_embedded_materials
-    return b"".join(w.parts)
+    return w.getvalue()
 
 
 def _check_spec(spec: MarkerSpec) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -186,12 +145,12 @@ def serialize_marker_array(specs: Sequence[MarkerSpec], frame_id: str = "map", s
     """
     arrays = [_check_spec(s) for s in specs]
     sec, nanosec = (0, 0) if stamp is None else (int(stamp.sec), int(stamp.nanosec))
-    w = _CdrWriter()
+    w = CdrWriter()
     w.pack(4, "I", len(specs))
     for spec, (pts, cols) in zip(specs, arrays):
         _write_marker(w, spec, None if pts is None else pts.astype("<f8", copy=False),
                       None if cols is None else cols.astype("<f4", copy=False), sec, nanosec, frame_id)
-    return b"".join(w.parts)
+    return w.getvalue()
 
 
 def marker_array_message(specs: Sequence[MarkerSpec], frame_id: str = "map", stamp: object | None = None):

@@ -11,8 +11,9 @@ only in what they convert and which core object they call:
   and counted, never fatal;
 - bad input is dropped through :meth:`StageNode.drop` (throttled log + a count per reason);
 - per-stage wall and thread-CPU time (:meth:`StageNode.timed`), sensor-stamp-to-output latency
-  (:meth:`StageNode.record_latency`), queue sizes, high-water marks and drops go out as JSON on
-  ``~/status`` (std_msgs/String, latched) every ``status_period_s`` and into the log at shutdown;
+  (:meth:`StageNode.record_latency`), queue sizes, high-water marks and drops, and the process's resident
+  memory (``memory_mb``: now and at its peak) go out as JSON on ``~/status`` (std_msgs/String, latched) every
+  ``status_period_s`` and into the log at shutdown;
 - :func:`run_node` spins a single-threaded executor (STYLE.md: the MultiThreadedExecutor is slow in
   Python; parameter ``executor``, rclpy's C++ EventsExecutor optional), turns SIGINT/SIGTERM into an
   orderly stop (workers finish their item, then :meth:`StageNode.on_shutdown` — where the mapper saves —
@@ -44,6 +45,7 @@ import rclpy
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
+from ..eval.machine import process_memory_mb
 from .params import ParamSpec, declare_parameters, validate_specs
 from .qos import PROFILE_NAMES, qos_profile
 from .queues import DropOldestQueue
@@ -380,7 +382,8 @@ class StageNode(Node):
                          "dropped": q.dropped, "rate_hz": None if rate is None else _round(rate)}
         st = {"node": self.get_fully_qualified_name(), "uptime_s": _round(now - self._started),
               "stages": stages, "queues": queues, "drops": drops, "errors": errors, "latency": latency,
-              "rate_skipped": self._grid_skipped, "latency_clock_mismatch": mismatch}
+              "rate_skipped": self._grid_skipped, "latency_clock_mismatch": mismatch,
+              "memory_mb": process_memory_mb()}
         for key, fn in list(self._status_sources.items()):
             try:
                 st[key] = fn()

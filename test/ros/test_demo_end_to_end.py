@@ -67,7 +67,8 @@ def test_demo_summary_rows_and_table():
                 "queues": {"frames": {"size": 0, "maxsize": 2, "high_water": 2, "received": count + dropped,
                                       "dropped": dropped}},
                 "drops": {"bad_encoding": 1}, "errors": 0,
-                "latency": {"mesh": {"count": count, "p50_ms": 100.0, "p95_ms": 200.0}}}
+                "latency": {"mesh": {"count": count, "p50_ms": 100.0, "p95_ms": 200.0}},
+                "memory_mb": {"rss": 400.0, "peak": 512.4}}
 
     rows = summarize_nodes({"mapper": status(30, 0.5, 4)}, {"mapper": [status(10, 6.0, 0), status(30, 0.5, 4)]})
     r = rows[0]
@@ -78,6 +79,7 @@ def test_demo_summary_rows_and_table():
                          {"mesh_fscore": 0.95})
     assert "mesh F-score @ 5 cm" in table and "0.900" in table and "0.950" in table and "1.20" in table
     assert "mapper" in table and "bad_encoding" in table
+    assert r["memory_peak_mb"] == 512.4 and " 512 " in table  # the node's peak resident memory
 
 
 @pytest.mark.ros

@@ -134,7 +134,11 @@ def test_tracks_with_imu_survives_bad_input_and_saves_trajectory(sim_frames, nod
     cov = np.array(odoms[-1].pose.covariance).reshape(6, 6)
     assert np.all(np.isfinite(cov)) and np.all(np.diag(cov) > 0)
     assert rig.wait(lambda: rig.count(PATH) >= 1, 5)
-    assert len(rig.messages(PATH)[-1].poses) >= 2
+    path = rig.messages(PATH)[-1]  # written as CDR bytes from arrays (ros/path.py): the odometry's poses
+    assert path.header.frame_id == "map" and len(path.poses) >= 2
+    by_stamp = {stamp_to_seconds(o.header.stamp): o.pose.pose for o in odoms}
+    for ps in path.poses:
+        assert ps.header.frame_id == "map" and ps.pose == by_stamp[stamp_to_seconds(ps.header.stamp)]
     assert rig.stop() == 0, rig.log()
     rows = np.loadtxt(traj)
     assert rows.shape == (len(frames) - 1, 8)

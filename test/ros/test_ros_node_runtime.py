@@ -58,6 +58,22 @@ def test_bad_input_qos_is_refused(ctx):
                   parameter_overrides=[Parameter("input_qos", Parameter.Type.STRING, "fast")])
 
 
+def test_status_reports_the_process_resident_memory(ctx):
+    import numpy as np
+
+    node = StageNode("rt_memory", SPECS, context=ctx)
+    try:
+        before = node.status()["memory_mb"]
+        block = np.ones(96 * 2**20, np.uint8)  # 96 MiB, every page touched
+        after = node.status()["memory_mb"]
+        assert after["rss"] - before["rss"] >= 80, (before, after)
+        assert after["peak"] >= after["rss"] > 0
+        del block
+    finally:
+        node.shutdown()
+        node.destroy_node()
+
+
 def test_worker_survives_exceptions_and_status_counts_everything(ctx):
     node = StageNode("rt_worker", SPECS, context=ctx)
     q = node.make_queue("frames", 3)
