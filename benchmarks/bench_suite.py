@@ -37,10 +37,11 @@ simulator's ground truth next to the bag (mesh F-score at 5 cm, 3D mIoU, ATE wit
 machine, mesh distances go to the other mesh's samples, 1 cm apart, instead of its exact surface).
 
 Columns: ``in`` messages into the node's queues, ``q.drop`` evicted by a newer one (the queue holds the newest),
-``skip`` frames outside the node's ``process_rate_hz`` slots (for depth_fusion, with the IR pairs of those frames), ``bad`` bad-input drops, ``unsync`` messages its
-synchronizers let go without a set, the smallest count over their inputs (a color image without a depth frame in
-a slot profile is no loss; a frame whose every message arrived but never met, e.g. across a time reset, is; a node
-without a synchronizer shows ``-``).
+``skip`` frames outside the node's ``process_rate_hz`` slots (for depth_fusion, with the IR pairs of those
+frames), ``bad`` bad-input drops, ``unsync`` messages its synchronizers let go without a set, the smallest count
+over their inputs (a color image without a depth frame in a slot profile is no loss; a frame whose every message
+arrived but never met, e.g. across a time reset, is; a node without a synchronizer shows ``-``), ``rss MB`` the
+node process's resident memory at the end.
 
 Targets (exit 1 when missed), on the main profile only: every input queue stays within its bound;
 sensor-stamp-to-mesh latency p95 <= 250 ms. Frames dropped per node are reported, not a target on a CPU. On
@@ -347,7 +348,8 @@ def print_table(rows: list[dict]) -> None:
             print(f"  {r['node']} drops by reason: {r['drops']}")
         if not r["missing"] and r.get("memory_mb") and r["memory_mb"]["end"] - r["memory_mb"]["first_pass"] > 50:
             m = r["memory_mb"]
-            print(f"  {r['node']}: resident memory grew {m['first_pass']:.0f} -> {m['end']:.0f} MiB after the first pass")
+            print(f"  {r['node']}: resident memory grew {m['first_pass']:.0f} -> {m['end']:.0f} MiB after the "
+                  "first pass")
         if not r["missing"] and isinstance(r.get("frames_fused"), dict):
             ff = r["frames_fused"]
             print(f"  {r['node']}: {ff.get('with_pair', 0)} frames fused with their IR pair, "

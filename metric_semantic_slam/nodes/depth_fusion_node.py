@@ -15,9 +15,10 @@ The input queue holds one frame by default (a slow fusion works on the newest fr
 ``process_rate_hz`` fuses one frame per slot of sensor time (e.g. 10 of a 30 Hz camera) when the CPU is
 shared with the rest of the suite; an IR pair that can match none of the frames it lets through is skipped
 before conversion and counted with them (``rate_skipped``), and the status's ``frames_fused`` says how many
-frames were fused with their IR pair and how many, while stereo was streaming, without one. On a machine with cores to spare, ``workers`` > 1 fuses that many frames
-at once, each with its own fuser in a thread (OpenCV and most numpy work release the GIL): a frame's latency
-stays what one fusion costs, the rate it can sustain grows with the workers, and outputs leave in input order.
+frames were fused with their IR pair and how many, while stereo was streaming, without one. On a machine with
+cores to spare, ``workers`` > 1 fuses that many frames at once, each with its own fuser in a thread (OpenCV and
+most numpy work release the GIL): a frame's latency stays what one fusion costs, the rate it can sustain grows
+with the workers, and outputs leave in input order.
 """
 from __future__ import annotations
 
@@ -209,8 +210,9 @@ class DepthFusionNode(StageNode):
         stamp_s = stamp_to_seconds(left_msg.header.stamp)
         if not self.accept_stamp("ir", stamp_s):
             return
-        if (self.params.use_active and self._alive(self._last_depth_rx)
-                and pair_outside_grid(stamp_s, self._grid_depth_s, self.params.process_rate_hz, self.params.sync_slop_s)):
+        p = self.params
+        if (p.use_active and self._alive(self._last_depth_rx)
+                and pair_outside_grid(stamp_s, self._grid_depth_s, p.process_rate_hz, p.sync_slop_s)):
             self.count_rate_skipped()  # its depth frame was skipped by the grid: not a dropped frame
             return
         try:

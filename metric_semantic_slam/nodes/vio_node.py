@@ -372,8 +372,8 @@ class VioNode(StageNode):
             self.pub_pose.publish(ps)
             self._stamps.append(stamp_s)
             self._poses.append(np.asarray(T_world_camera, dtype=np.float64).copy())
-            o = pose.orientation
-            self._path.append((stamp_to_ns(stamp), (*T_world_camera[:3, 3], o.x, o.y, o.z, o.w)))
+            t, o = pose.position, pose.orientation
+            self._path.append((stamp_to_ns(stamp), (t.x, t.y, t.z, o.x, o.y, o.z, o.w)))
             now = time.monotonic()
             if now - self._path_published_at >= p.path_period_s:
                 # CDR bytes from arrays: rclpy takes ~120 ms to serialize a path of 5000 PoseStamped objects

@@ -182,7 +182,8 @@ def test_process_rate_hz_fuses_the_first_frame_of_each_slot_of_sensor_time(frame
     status, out = f"{ns}/depth_fusion/status", f"{ns}/depth/fused"
     col = TopicCollector(DOMAIN, {out: Image, status: String})
     try:
-        pubs = {k: col.node.create_publisher(t, f"{ns}/{name}", qos_profile("reliable")) for k, (name, t) in INPUTS.items()}
+        pubs = {k: col.node.create_publisher(t, f"{ns}/{name}", qos_profile("reliable"))
+                for k, (name, t) in INPUTS.items()}
         assert node.wait_for_log("ready", 90), node.log()
         assert col.spin_until(lambda: all(p.get_subscription_count() > 0 for p in pubs.values()), 20), node.log()
         _send_info(pubs, frames[0])
