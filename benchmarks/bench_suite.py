@@ -36,7 +36,7 @@ simulator's ground truth next to the bag (mesh F-score at 5 cm, 3D mIoU, ATE wit
 ``msslam demo`` reports, so a profile's latency is read next to what it maps (where Open3D is missing, the GPU
 machine, mesh distances go to the other mesh's samples, 1 cm apart, instead of its exact surface).
 
-Columns: ``in`` messages into the node's queues, ``q.drop`` evicted by a newer one (the queue holds the newest),
+Columns: ``in`` frames into the node's queues (the largest count over its input queues), ``q.drop`` evicted by a newer one (the queue holds the newest),
 ``skip`` frames outside the node's ``process_rate_hz`` slots (for depth_fusion, with the IR pairs of those
 frames), ``bad`` bad-input drops, ``unsync`` messages its synchronizers let go without a set, the smallest count
 over their inputs (a color image without a depth frame in a slot profile is no loss; a frame whose every message
@@ -296,7 +296,8 @@ def summarize(statuses: dict[str, dict]) -> list[dict]:
             rows.append({"node": name, "missing": True})
             continue
         queues = st.get("queues", {})
-        received = sum(q["received"] for q in queues.values())
+        # frames in: the largest count over the input queues (depth_fusion's IR pairs have one of their own)
+        received = max((q["received"] for q in queues.values()), default=0)
         q_dropped = sum(q["dropped"] for q in queues.values())
         bounded = all(q["high_water"] <= q["maxsize"] for q in queues.values())
         stages = st.get("stages", {})

@@ -198,7 +198,8 @@ def summarize_nodes(statuses: dict[str, dict], history: dict[str, list[dict]]) -
         lat_name = "mesh" if "mesh" in lat else next(iter(lat), None)
         rows.append({
             "node": name,
-            "received": sum(q["received"] for q in queues.values()),
+            # frames in: the largest count over the input queues (depth_fusion's IR pairs have one of their own)
+            "received": max((q["received"] for q in queues.values()), default=0),
             "processed": stages[main]["count"] if main else 0,
             "queue_dropped": sum(q["dropped"] for q in queues.values()),
             "queue_high_water": {k: f"{q['high_water']}/{q['maxsize']}" for k, q in queues.items()},

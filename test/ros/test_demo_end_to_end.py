@@ -65,7 +65,10 @@ def test_demo_summary_rows_and_table():
         return {"stages": {"integrate": {"count": count, "mean_ms": 20.0, "p95_ms": 30.0, "cpu_mean_ms": 10.0,
                                          "rate_hz": rate}},
                 "queues": {"frames": {"size": 0, "maxsize": 2, "high_water": 2, "received": count + dropped,
-                                      "dropped": dropped}},
+                                      "dropped": dropped},
+                           # a second input of the same frames (depth_fusion's IR pairs): not counted twice
+                           "pairs": {"size": 0, "maxsize": 4, "high_water": 1, "received": count + dropped,
+                                     "dropped": 0}},
                 "drops": {"bad_encoding": 1}, "errors": 0,
                 "latency": {"mesh": {"count": count, "p50_ms": 100.0, "p95_ms": 200.0}},
                 "memory_mb": {"rss": 400.0, "peak": 512.4}}
