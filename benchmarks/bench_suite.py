@@ -36,12 +36,12 @@ simulator's ground truth next to the bag (mesh F-score at 5 cm, 3D mIoU, ATE wit
 ``msslam demo`` reports, so a profile's latency is read next to what it maps (where Open3D is missing, the GPU
 machine, mesh distances go to the other mesh's samples, 1 cm apart, instead of its exact surface).
 
-Columns: ``in`` frames into the node's queues (the largest count over its input queues), ``q.drop`` evicted by a newer one (the queue holds the newest),
-``skip`` frames outside the node's ``process_rate_hz`` slots (for depth_fusion, with the IR pairs of those
-frames), ``bad`` bad-input drops, ``unsync`` messages its synchronizers let go without a set, the smallest count
-over their inputs (a color image without a depth frame in a slot profile is no loss; a frame whose every message
-arrived but never met, e.g. across a time reset, is; a node without a synchronizer shows ``-``), ``rss MB`` the
-node process's resident memory at the end.
+Columns: ``in`` frames into the node's queues (the largest count over its input queues), ``q.drop`` evicted by a
+newer one (the queue holds the newest), ``skip`` frames outside the node's ``process_rate_hz`` slots (for
+depth_fusion, with the IR pairs of those frames), ``bad`` bad-input drops, ``unsync`` messages its synchronizers
+let go without a set, the smallest count over their inputs (a color image without a depth frame in a slot profile
+is no loss; a frame whose every message arrived but never met, e.g. across a time reset, is; a node without a
+synchronizer shows ``-``), ``rss MB`` the node process's resident memory at the end.
 
 Targets (exit 1 when missed), on the main profile only: every input queue stays within its bound;
 sensor-stamp-to-mesh latency p95 <= 250 ms. Frames dropped per node are reported, not a target on a CPU. On
@@ -80,6 +80,7 @@ if str(REPO) not in sys.path:  # running as a script from anywhere
     sys.path.insert(0, str(REPO))
 
 from metric_semantic_slam.eval.machine import cpu_name as cpu_model, process_memory_mb  # noqa: E402
+from metric_semantic_slam.cli.demo import frames_in  # noqa: E402
 from metric_semantic_slam.graph import NODES  # noqa: E402
 
 TARGETS = {"mesh_latency_p95_ms": 250.0}
@@ -296,8 +297,7 @@ def summarize(statuses: dict[str, dict]) -> list[dict]:
             rows.append({"node": name, "missing": True})
             continue
         queues = st.get("queues", {})
-        # frames in: the largest count over the input queues (depth_fusion's IR pairs have one of their own)
-        received = max((q["received"] for q in queues.values()), default=0)
+        received = frames_in(queues)
         q_dropped = sum(q["dropped"] for q in queues.values())
         bounded = all(q["high_water"] <= q["maxsize"] for q in queues.values())
         stages = st.get("stages", {})

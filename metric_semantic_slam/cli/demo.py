@@ -182,6 +182,12 @@ def main_stage(name: str, stages: dict[str, dict]) -> str | None:
     return max(stages, key=lambda k: (stages[k]["mean_ms"] or 0) * stages[k]["count"], default=None)
 
 
+def frames_in(queues: dict[str, dict]) -> int:
+    """Frames into a node, from its status's ``queues``: the largest count over its input queues, not their sum
+    (depth_fusion's IR pairs of the same frames have a queue of their own)."""
+    return max((q["received"] for q in queues.values()), default=0)
+
+
 def summarize_nodes(statuses: dict[str, dict], history: dict[str, list[dict]]) -> list[dict]:
     """One row per node from its last status (counts, stage ms, latency) and every status it sent before the
     stop (``history``: the rate)."""
@@ -198,8 +204,7 @@ def summarize_nodes(statuses: dict[str, dict], history: dict[str, list[dict]]) -
         lat_name = "mesh" if "mesh" in lat else next(iter(lat), None)
         rows.append({
             "node": name,
-            # frames in: the largest count over the input queues (depth_fusion's IR pairs have one of their own)
-            "received": max((q["received"] for q in queues.values()), default=0),
+            "received": frames_in(queues),
             "processed": stages[main]["count"] if main else 0,
             "queue_dropped": sum(q["dropped"] for q in queues.values()),
             "queue_high_water": {k: f"{q['high_water']}/{q['maxsize']}" for k, q in queues.items()},

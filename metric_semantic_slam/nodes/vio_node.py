@@ -373,13 +373,13 @@ class VioNode(StageNode):
             self._stamps.append(stamp_s)
             self._poses.append(np.asarray(T_world_camera, dtype=np.float64).copy())
             t, o = pose.position, pose.orientation
-            self._path.append((stamp_to_ns(stamp), (t.x, t.y, t.z, o.x, o.y, o.z, o.w)))
+            stamp_ns = stamp_to_ns(stamp)
+            self._path.append((stamp_ns, (t.x, t.y, t.z, o.x, o.y, o.z, o.w)))
             now = time.monotonic()
             if now - self._path_published_at >= p.path_period_s:
                 # CDR bytes from arrays: rclpy takes ~120 ms to serialize a path of 5000 PoseStamped objects
                 stamps_ns, poses = zip(*self._path)
-                self.pub_path.publish(serialize_path(np.array(stamps_ns), np.array(poses), p.world_frame,
-                                                     stamp_to_ns(stamp)))
+                self.pub_path.publish(serialize_path(np.array(stamps_ns), np.array(poses), p.world_frame, stamp_ns))
                 self._path_published_at = now
             if self.tf_pub is not None and self.tf_pub.available:
                 self.tf_pub.publish([matrix_to_transform_stamped(T_world_camera, p.odom_frame, camera_frame,
