@@ -41,7 +41,8 @@ newer one (the queue holds the newest), ``skip`` frames outside the node's ``pro
 depth_fusion, with the IR pairs of those frames), ``bad`` bad-input drops, ``unsync`` messages its synchronizers
 let go without a set, the smallest count over their inputs (a color image without a depth frame in a slot profile
 is no loss; a frame whose every message arrived but never met, e.g. across a time reset, is; a node without a
-synchronizer shows ``-``), ``rss MB`` the node process's resident memory at the end.
+synchronizer shows ``-``), ``Hz`` the main stage's mean rate while frames flowed (``flowing_rate_hz``), ``rss MB``
+the node process's resident memory at the end.
 
 Targets (exit 1 when missed), on the main profile only: every input queue stays within its bound;
 sensor-stamp-to-mesh latency p95 <= 250 ms. Frames dropped per node are reported, not a target on a CPU. On
@@ -288,8 +289,26 @@ def latency_summary(values_ms: list[float]) -> dict:
             "p95_ms": round(float(np.percentile(a, 95)), 3), "max_ms": round(float(a.max()), 3)}
 
 
-def summarize(statuses: dict[str, dict]) -> list[dict]:
-    """One row per node from its last status."""
+def flowing_rate_hz(history: list[tuple[float, dict]], stage: str | None) -> float | None:
+    """Mean rate of ``stage`` while frames flowed, from a node's statuses ``(receive s, status)``: the count's
+    rise between the first and the last status sent while it was rising (after the first frame, before the
+    final count; statuses come every ``status_period_s``). The status's own ``rate_hz`` spans its last 500
+    events up to the moment it is sent: the one read after the run has decayed (18.7 Hz for a stage that kept
+    up with 30 Hz), and one read at the start can show a start-up backlog's burst."""
+    counts = [(t, st.get("stages", {}).get(stage or "", {}).get("count", 0)) for t, st in history]
+    started = [(t, c) for t, c in counts if c > 0]
+    if not started:
+        return None
+    rising = [(t, c) for t, c in started if c < started[-1][1]]
+    if len(rising) < 2:  # too short a run for two statuses inside it: up to the first with the final count
+        rising = [started[0], next((t, c) for t, c in started if c == started[-1][1])]
+    (t0, c0), (t1, c1) = rising[0], rising[-1]
+    return round((c1 - c0) / (t1 - t0), 2) if t1 > t0 else None
+
+
+def summarize(statuses: dict[str, dict], history: dict[str, list[tuple[float, dict]]] | None = None) -> list[dict]:
+    """One row per node from its last status, and the rate from every status it sent (``history``, receive
+    time and status)."""
     rows = []
     for name in NODES:
         st = statuses.get(name)
@@ -317,7 +336,7 @@ def summarize(statuses: dict[str, dict]) -> list[dict]:
             "stage_mean_ms": None if main[1] is None else main[1]["mean_ms"],
             "stage_p95_ms": None if main[1] is None else main[1]["p95_ms"],
             "stage_cpu_ms": None if main[1] is None else main[1]["cpu_mean_ms"],
-            "rate_hz": None if main[1] is None else main[1]["rate_hz"],
+            "rate_hz": flowing_rate_hz((history or {}).get(name, []), main[0]),
             "latency_name": lat_name,
             "latency_p50_ms": None if lat_name is None else lat[lat_name]["p50_ms"],
             "latency_p95_ms": None if lat_name is None else lat[lat_name]["p95_ms"],
@@ -403,6 +422,7 @@ def run_profile(profile: str, bag: Path, args: argparse.Namespace, overrides: di
                                 stderr=subprocess.STDOUT, start_new_session=True)
     topics = {f"/msslam/{name}/status": String for name in NODES}
     statuses: dict[str, dict] = {}
+    history: dict[str, list[tuple[float, dict]]] = {}
     t_play, cpu0, cpu1, player_cpu = None, {}, {}, None
     memory: dict[str, list[tuple[float, float]]] = {}  # node -> (s since playback start, RSS MiB)
     clock_pub_ns: list[tuple[int, int]] = []   # /clock: (publication ns, bag time ns)
@@ -465,7 +485,8 @@ def run_profile(profile: str, bag: Path, args: argparse.Namespace, overrides: di
             for name in NODES:
                 msgs = col.messages[f"/msslam/{name}/status"]
                 if msgs:
-                    statuses[name] = json.loads(msgs[-1][1].data)
+                    history[name] = [(t, json.loads(m.data)) for t, m in msgs]
+                    statuses[name] = history[name][-1][1]
     finally:
         launcher.send_signal(signal.SIGINT)
         try:
@@ -474,7 +495,7 @@ def run_profile(profile: str, bag: Path, args: argparse.Namespace, overrides: di
             os.killpg(launcher.pid, signal.SIGKILL)
             launcher.wait()
         launch_log.close()
-    rows = summarize(statuses)
+    rows = summarize(statuses, history)
     for r in rows:
         if r["node"] == "mapper" and not r["missing"] and args.mesh_consumer:
             series = publication_latencies_ms(clock_pub_ns, mesh_pub_ns)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("yaml")
@@ -39,6 +40,27 @@ def test_full_rate_passes_only_when_no_node_lost_a_frame_and_the_mapper_took_the
                                                    "the mapper integrated 895 of 900 frames"]
     rows = [_row("panoptic", skipped=280), _row("mapper", integrated=900)]  # a slot profile is not full rate
     assert bench.full_rate_failures(rows, 900) == ["panoptic dropped frames: {'skipped': 280}"]
+
+
+def test_rate_is_the_mean_while_frames_flowed_not_the_decayed_rate_after_the_run(bench):
+    def status(count, rate):
+        return {"stages": {"integrate": {"count": count, "rate_hz": rate}}}
+
+    # frames at 30 Hz from t = 1.3 s to t = 31.3 s (900), a status every 2 s from t = 0 to 40
+    history = [(t, status(int(min(max(t - 1.3, 0.0), 30.0) * 30), 18.7 if t > 32 else 29.0))
+               for t in np.arange(0.0, 40.0, 2.0)]
+    assert history[-1][1]["stages"]["integrate"]["count"] == 900
+    assert bench.flowing_rate_hz(history, "integrate") == pytest.approx(30.0, abs=0.1)
+    # a start-up backlog of 40 frames taken before the first status (which shows the burst's rate): the steady
+    # rate, not the burst
+    burst = [(t, status(c + 40 if c else 0, 90.0 if t == 2.0 else 30.0)) for t, st in history
+             for c in [st["stages"]["integrate"]["count"]]]
+    assert bench.flowing_rate_hz(burst, "integrate") == pytest.approx(30.0, abs=0.1)
+    # a run shorter than two statuses: up to the first status with the final count
+    assert bench.flowing_rate_hz([(0.0, status(0, None)), (2.0, status(45, 30.0)), (4.0, status(50, 20.0)),
+                                  (6.0, status(50, 10.0))], "integrate") == 2.5
+    assert bench.flowing_rate_hz([(0.0, status(0, None))], "integrate") is None
+    assert bench.flowing_rate_hz([], None) is None
 
 
 def test_publication_latency_counts_from_the_first_clock_tick_at_the_stamp_in_the_mesh_pass(bench):
