@@ -81,7 +81,7 @@ if str(REPO) not in sys.path:  # running as a script from anywhere
     sys.path.insert(0, str(REPO))
 
 from metric_semantic_slam.eval.machine import cpu_name as cpu_model, process_memory_mb  # noqa: E402
-from metric_semantic_slam.cli.demo import frames_in  # noqa: E402
+from metric_semantic_slam.cli.demo import flowing_rate_hz, frames_in  # noqa: E402
 from metric_semantic_slam.graph import NODES  # noqa: E402
 
 TARGETS = {"mesh_latency_p95_ms": 250.0}
@@ -287,23 +287,6 @@ def latency_summary(values_ms: list[float]) -> dict:
     a = np.asarray(values_ms, dtype=np.float64)
     return {"count": int(a.size), "p50_ms": round(float(np.percentile(a, 50)), 3),
             "p95_ms": round(float(np.percentile(a, 95)), 3), "max_ms": round(float(a.max()), 3)}
-
-
-def flowing_rate_hz(history: list[tuple[float, dict]], stage: str | None) -> float | None:
-    """Mean rate of ``stage`` while frames flowed, from a node's statuses ``(receive s, status)``: the count's
-    rise between the first and the last status sent while it was rising (after the first frame, before the
-    final count; statuses come every ``status_period_s``). The status's own ``rate_hz`` spans its last 500
-    events up to the moment it is sent: the one read after the run has decayed (18.7 Hz for a stage that kept
-    up with 30 Hz), and one read at the start can show a start-up backlog's burst."""
-    counts = [(t, st.get("stages", {}).get(stage or "", {}).get("count", 0)) for t, st in history]
-    started = [(t, c) for t, c in counts if c > 0]
-    if not started:
-        return None
-    rising = [(t, c) for t, c in started if c < started[-1][1]]
-    if len(rising) < 2:  # too short a run for two statuses inside it: up to the first with the final count
-        rising = [started[0], next((t, c) for t, c in started if c == started[-1][1])]
-    (t0, c0), (t1, c1) = rising[0], rising[-1]
-    return round((c1 - c0) / (t1 - t0), 2) if t1 > t0 else None
 
 
 def summarize(statuses: dict[str, dict], history: dict[str, list[tuple[float, dict]]] | None = None) -> list[dict]:

@@ -182,23 +182,36 @@ def main_stage(name: str, stages: dict[str, dict]) -> str | None:
     return max(stages, key=lambda k: (stages[k]["mean_ms"] or 0) * stages[k]["count"], default=None)
 
 
+def flowing_rate_hz(history: list[tuple[float, dict]], stage: str | None) -> float | None:
+    """Mean rate of ``stage`` while frames flowed, from a node's statuses ``(receive s, status)``: the count's
+    rise between the first and the last status sent while it was rising (after the first frame, before the
+    final count; statuses come every ``status_period_s``). The status's own ``rate_hz`` spans its last 500
+    events up to the moment it is sent: the one read after the run has decayed (18.7 Hz for a stage that kept
+    up with 30 Hz), and one read at the start can show a start-up backlog's burst."""
+    counts = [(t, st.get("stages", {}).get(stage or "", {}).get("count", 0)) for t, st in history]
+    started = [(t, c) for t, c in counts if c > 0]
+    if not started:
+        return None
+    rising = [(t, c) for t, c in started if c < started[-1][1]]
+    if len(rising) < 2:  # too short a run for two statuses inside it: up to the first with the final count
+        rising = [started[0], next((t, c) for t, c in started if c == started[-1][1])]
+    (t0, c0), (t1, c1) = rising[0], rising[-1]
+    return round((c1 - c0) / (t1 - t0), 2) if t1 > t0 else None
+
+
 def frames_in(queues: dict[str, dict]) -> int:
     """Frames into a node, from its status's ``queues``: the largest count over its input queues, not their sum
     (depth_fusion's IR pairs of the same frames have a queue of their own)."""
     return max((q["received"] for q in queues.values()), default=0)
 
 
-def summarize_nodes(statuses: dict[str, dict], history: dict[str, list[dict]]) -> list[dict]:
+def summarize_nodes(statuses: dict[str, dict], history: dict[str, list[tuple[float, dict]]]) -> list[dict]:
     """One row per node from its last status (counts, stage ms, latency) and every status it sent before the
-    stop (``history``: the rate)."""
+    stop (``history``, receive time and status: the rate)."""
     rows = []
     for name, st in statuses.items():
         stages = st.get("stages", {})
         main = main_stage(name, stages)
-        # the best rate any status showed: the stage's rate over its window, read before it decays after the
-        # node's last frame
-        peak = [(h.get("stages", {}).get(main or "", {}).get("rate_hz")) for h in history.get(name, [])]
-        peak = [r for r in peak if r is not None]
         queues = st.get("queues", {})
         lat = st.get("latency", {})
         lat_name = "mesh" if "mesh" in lat else next(iter(lat), None)
@@ -212,7 +225,7 @@ def summarize_nodes(statuses: dict[str, dict], history: dict[str, list[dict]]) -
             "drops": st.get("drops", {}),
             "errors": st.get("errors", 0),
             "main_stage": main,
-            "rate_hz": max(peak) if peak else None,
+            "rate_hz": flowing_rate_hz(history.get(name, []), main),
             "stage_ms": {k: v["mean_ms"] for k, v in stages.items()},
             "stage_cpu_ms": {k: v["cpu_mean_ms"] for k, v in stages.items()},
             "stage_p95_ms": {k: v["p95_ms"] for k, v in stages.items()},
@@ -447,7 +460,7 @@ def run(args: argparse.Namespace) -> int:
                                 stderr=subprocess.STDOUT, start_new_session=True)
     say(f"msslam launch started (pid {launcher.pid}, ROS_DOMAIN_ID {domain}); node logs in {launch_log_path}")
     statuses: dict[str, dict] = {}
-    history: dict[str, list[dict]] = {}
+    history: dict[str, list[tuple[float, dict]]] = {}
     play_wall_s = None
     ok = True
 
@@ -517,7 +530,7 @@ def run(args: argparse.Namespace) -> int:
                 before = done(col, "scene_graph")
                 col.spin_until(lambda: done(col, "scene_graph") > before, 10.0)
                 col.spin_until(lambda: False, 1.0)
-            history = {n: [json.loads(m.data) for _, m in col.messages[f"/msslam/{n}/status"]] for n in nodes}
+            history = {n: [(t, json.loads(m.data)) for t, m in col.messages[f"/msslam/{n}/status"]] for n in nodes}
             say("stopping the suite (SIGINT): the mapper saves into " + str(suite))
             launcher.send_signal(signal.SIGINT)
             # keep listening: the nodes publish a final status on the way down

@@ -73,10 +73,12 @@ def test_demo_summary_rows_and_table():
                 "latency": {"mesh": {"count": count, "p50_ms": 100.0, "p95_ms": 200.0}},
                 "memory_mb": {"rss": 400.0, "peak": 512.4}}
 
-    rows = summarize_nodes({"mapper": status(30, 0.5, 4)}, {"mapper": [status(10, 6.0, 0), status(30, 0.5, 4)]})
+    history = [(0.0, status(0, None, 0)), (2.0, status(10, 9.0, 0)), (4.0, status(22, 6.0, 2)),
+               (6.0, status(30, 6.0, 4)), (8.0, status(30, 0.5, 4))]
+    rows = summarize_nodes({"mapper": status(30, 0.5, 4)}, {"mapper": history})
     r = rows[0]
     assert (r["processed"], r["queue_dropped"], r["received"], r["bad_input_dropped"]) == (30, 4, 34, 1)
-    assert r["rate_hz"] == 6.0  # the peak while frames flowed, not the decayed rate after the last one
+    assert r["rate_hz"] == 6.0  # the mean while frames flowed, not the start's burst or the decayed rate after
     assert (r["latency_name"], r["latency_p95_ms"]) == ("mesh", 200.0)
     table = format_table(rows, {"mesh_fscore": 0.9, "ate_rmse_m": 0.012, "threshold_m": 0.05},
                          {"mesh_fscore": 0.95})
