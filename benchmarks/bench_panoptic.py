@@ -28,7 +28,7 @@ regressions.
 Why an object is not recalled is printed per class (``miss_kind``: merged with its neighbours, split into pieces,
 missing, or partial). ``--depth gt`` gives the backends the simulator's noise-free depth instead of the simulated
 sensor's (a diagnostic, no targets checked): what geometry allows with perfect depth. For ``geometric`` it is
-not more (recall 0.459 vs 0.470 on seeds 5, 6, 11; 0.442 vs 0.495 on 7, 8, 9): the misses are objects that touch
+not more (recall 0.461 vs 0.492 on seeds 5, 6, 11; 0.447 vs 0.500 on 7, 8, 9): the misses are objects that touch
 others with no depth step between them (books standing in a row, flush with the shelf; boxes on a board; things
 on a table), which noise-free depth joins even more often (depth dropouts at their edges had cut some apart).
 

@@ -33,36 +33,38 @@ pixels wide and the labels are scaled back with nearest-neighbour):
    (``support_class`` changes it). Smaller horizontal pieces (a chair seat, a box top) are left to the
    object stage; surface areas count each pixel's foreshortening (``z^2 / (fx fy) / |n . ray|``);
 6. **objects**: depth dropouts inside one surface (speckle on dark or glossy materials, e.g. a desk) are
-   filled from their neighbours when those agree in depth (``fill_depth_speckles``; gaps between two
-   depths stay open, and planes are found on measured depth only); then the remaining valid pixels are
-   cut at depth discontinuities (more than the step the local plane predicts plus ``edge_noise_sigmas``
-   depth-noise stds of the Nguyen model, at most ``edge_depth_ratio`` of z) and at concave creases
-   (where two surfaces meet like a box against a sofa; convex box edges do not cut; near range only);
-   small **horizontal up-facing patches** (``horizontal_patches``: >= ``patch_min_area_m2``, flat within
-   the depth noise: a cabinet top, a shelf board, a box top, a chair seat) are cut out as pieces of their
-   own; the rest splits into 4-connected components of at least ``min_object_px``. Cut pixels and tiny
-   fragments join a neighbouring piece. Then pieces are grouped (``join_at_patches``): fragments of one
-   plane a few pixels apart (``coplanar_pairs``: a shelf's back seen between its boards) are one piece;
-   next to a patch or support surface, a piece below it within its footprint carries it (legs, a
-   cabinet's front, a box's sides) and joins it, a piece above it along (almost) a whole side of its
-   footprint rectangle is its rim (a backrest, a sofa's arms, a shelf's sides) and joins it, and a piece
-   standing on it (a monitor, a plant, a box on a box, books on a board) stays apart. Each group is an
-   instance of class ``object`` (``object_class``, id 20 in the indoor space), or ``table`` when it holds
-   a support surface; unlabelled pixels within ``fill_px`` of an object (depth dropouts at its
-   silhouette, dark parts) take that object's label;
-7. **holes** (``_fill_holes``): dark pixels without depth, opened so thin dark bridges do not join them,
-   form blobs; a blob of uniform lightness is a screen (TV / monitor glass, a black sofa return no depth):
-   a new ``object`` instance; any other unlabelled region framed (>= ``wall_hole_frame``) by wall is
-   wall; everything else without a label is unknown (0). Inside walls, a differently colored region
-   ringed by depth dropouts (``door_max_ring_dropout``) is a furniture back, not a door or window.
+   filled from their neighbours when those agree in depth (``fill_depth_speckles``; gaps between two depths
+   stay open, and planes are found on measured depth only); then the remaining valid pixels are cut at depth
+   discontinuities (more than the step the local plane predicts plus ``edge_noise_sigmas`` depth-noise stds of
+   the Nguyen model, at most ``edge_depth_ratio`` of z) and at concave creases (where two surfaces meet like a
+   box against a sofa; convex box edges do not cut; near range only); small **horizontal up-facing patches**
+   (``horizontal_patches``: >= ``patch_min_area_m2``, flat within the depth noise: a cabinet top, a shelf
+   board, a box top, a chair seat) are cut out as pieces of their own; the rest splits into 4-connected
+   components of at least ``min_object_px``. Cut pixels and tiny fragments join a neighbouring piece; what is
+   left of them in 8-connected parts of at least ``thin_min_px`` standing in front of their surroundings is a
+   thin piece (a table leg, a lamp pole, a desk top seen edge-on: all depth edge, with no core to grow from;
+   ``_thin_pieces``). Then pieces are grouped (``join_at_patches``): fragments of one plane a few pixels apart
+   (``coplanar_pairs``: a shelf's back seen between its boards) are one piece; next to a patch or support
+   surface, a piece below it within its footprint carries it (legs, a cabinet's front, a box's sides) and
+   joins it, a piece above it along (almost) a whole side of its footprint rectangle is its rim (a backrest, a
+   sofa's arms, a shelf's sides) and joins it, and a piece standing on it (a monitor, a plant, a box on a box,
+   books on a board) stays apart. Each group is an instance of class ``object`` (``object_class``, id 20 in
+   the indoor space), or ``table`` when it holds a support surface; unlabelled pixels within ``fill_px`` of an
+   object (depth dropouts at its silhouette, dark parts) take that object's label;
+7. **holes** (``_fill_holes``): dark pixels without depth, opened so thin dark bridges do not join them, form
+   blobs; a blob of uniform lightness is a screen (TV / monitor glass, a black sofa return no depth): a new
+   ``object`` instance, joined with the thin pieces that frame it (a bezel); any other unlabelled region
+   framed (>= ``wall_hole_frame``) by wall is wall; everything else without a label is unknown (0). Inside
+   walls, a differently colored region ringed by depth dropouts (``door_max_ring_dropout``) is a furniture
+   back, not a door or window.
 
-Limits (see ``benchmarks/bench_panoptic.py`` for numbers): objects with little depth (thin lamp poles,
-metal table legs, desks seen edge-on) are missed or cut; touching objects at the same depth merge (books
-standing in a row show one flat depth block: only color would split them, and cutting at color edges was
-tried and shatters striped objects: people, bed covers, the books themselves; a box against a sofa); a
-patch's rim rule can take in an object standing along a whole side of a small support; a person's arm in
-front of the body is cut off it; doors / windows are only found when their color differs and they have an
-edge against the wall.
+Limits (see ``benchmarks/bench_panoptic.py`` for numbers): objects with little depth (thin lamp poles, metal
+table legs, desks seen edge-on whose depth drops out at their edges) are missed or cut; touching objects at
+the same depth merge (books standing in a row show one flat depth block: only color would split them, and
+cutting at color edges was tried and shatters striped objects: people, bed covers, the books themselves; a box
+against a sofa); a patch's rim rule can take in an object standing along a whole side of a small support; a
+person's arm in front of the body is cut off it; doors / windows are only found when their color differs and
+they have an edge against the wall.
 
 Code layout: steps 1-2 (normals, speckle fill, up estimate) are in :mod:`.geometric_depth`, the grouping of
 step 6 (patches, coplanar fragments, joins at patches) in :mod:`.geometric_grouping`; this module holds the
@@ -149,6 +151,12 @@ class GeometricConfig:
     grow_iterations: int = 3
     """Pixels of object material left between components (cuts, tiny fragments) join a neighbour
     component within this many 3x3 dilation steps."""
+    thin_min_px: int = 30
+    """Object material still unlabelled after growing (structures a few pixels wide, all depth edge: a
+    table leg, a lamp pole, a desk top seen edge-on) forms pieces of its own when a connected part has at
+    least this many pixels (at 320x240; 0 disables) and stands out in front of its surroundings."""
+    thin_min_step_m: float = 0.05
+    """... by at least this (median depth of the piece vs of the valid pixels around it), meters."""
     fill_px: float = 4.0
     """Unlabelled pixels (no depth, tiny fragments) take the nearest object instance within this many pixels
     (at 320 px width; 0 disables). An extrapolation for the 2D output: depth-less pixels are not mapped."""
@@ -390,7 +398,7 @@ class GeometricBackend:
         return float(np.median(grad[border])) > self.config.door_edge_contrast
 
     def _fill_holes(self, sem: np.ndarray, inst: np.ndarray, classes: dict[int, int], color: np.ndarray | None,
-                    valid: np.ndarray, min_px: int) -> None:
+                    valid: np.ndarray, min_px: int, thin: set[int] = frozenset()) -> None:
         """Label the unlabelled regions (no depth, noisy crumbs) by their surroundings and color, in place.
 
         Screens first: the unlabelled pixels without depth whose color is dark (Lab lightness <=
@@ -424,6 +432,12 @@ class GeometricBackend:
                     lo, hi = np.percentile(L[region], [10, 90])
                     if hi - lo > cfg.screen_max_spread:
                         continue
+                    if thin:
+                        # a screen's bezel returns depth only as a thin frame (a piece of its own): one object
+                        near = cv2.dilate(region.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+                        for t in np.unique(inst[near & ~region]):
+                            if int(t) in thin and (near & (inst == t)).sum() >= 0.5 * (inst == t).sum():
+                                region = region | (inst == t)
                     sem[region] = obj_id
                     inst[region] = next_id
                     classes[next_id] = obj_id
@@ -442,6 +456,36 @@ class GeometricBackend:
         hole = wall_ok[lab]
         sem[hole] = wall_id
         inst[hole] = 0
+
+    @staticmethod
+    def _thin_pieces(rest: np.ndarray, lab_ids: np.ndarray, next_id: int, min_px: int, z: np.ndarray,
+                     valid: np.ndarray, min_step_m: float) -> tuple[int, list[int]]:
+        """Pieces of object material left unlabelled after growing, in place in ``lab_ids``; returns the next
+        free id and the new ids.
+
+        A structure a few pixels wide (a table leg, a lamp pole, a desk top seen edge-on) is all depth edge:
+        cut on both sides, it has no core component to grow from. A connected part of ``rest`` of at least
+        ``min_px`` pixels is kept when it stands in front of what surrounds it (its median depth at least
+        ``min_step_m`` nearer than the median of the valid pixels around it): the line where a wall meets
+        the floor or another wall is left over too, but at the depth of its surroundings.
+        Shape: (h, w) bool, (h, w) int32, int, int, (h, w) float32 m, (h, w) bool."""
+        k, lab, stats, _ = cv2.connectedComponentsWithStats(rest.astype(np.uint8), connectivity=8)
+        ids: list[int] = []
+        for j in np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= min_px):
+            if j == 0:
+                continue
+            x, y, bw, bh = (int(v) for v in stats[j, :4])
+            y0, y1, x0, x1 = max(0, y - 3), y + bh + 3, max(0, x - 3), x + bw + 3
+            piece = lab[y0:y1, x0:x1] == j
+            ring = cv2.dilate(piece.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) & ~piece \
+                & valid[y0:y1, x0:x1] & ~rest[y0:y1, x0:x1]
+            zz = z[y0:y1, x0:x1]
+            if ring.sum() < 4 or np.median(zz[piece]) > np.median(zz[ring]) - min_step_m:
+                continue
+            lab_ids[y0:y1, x0:x1][piece] = next_id
+            ids.append(next_id)
+            next_id += 1
+        return next_id, ids
 
     @staticmethod
     def _fill_unlabelled(sem: np.ndarray, inst: np.ndarray, max_dist_px: float) -> None:
@@ -708,6 +752,11 @@ class GeometricBackend:
             if not fill.any():
                 break
             lab_ids[fill] = grown[fill]
+        thin_ids: list[int] = []
+        if cfg.thin_min_px > 0:
+            thin_px = max(4, int(round(cfg.thin_min_px * (w * h) / (320.0 * 240.0))))
+            next_id, thin_ids = self._thin_pieces(obj & (lab_ids == 0), lab_ids, next_id, thin_px, z, valid_obj,
+                                                  cfg.thin_min_step_m)
         pairs = coplanar_pairs(cfg, lab_ids, P, {i for i, _, _, _ in items}) if cfg.coplanar_gap_px > 0 else []
         root = join_at_patches(cfg, lab_ids, items, P, height, up, z, next_id, pairs)
         final = root[lab_ids]
@@ -723,7 +772,8 @@ class GeometricBackend:
             classes[int(i)] = sup_cls if int(i) in support_roots else obj_cls
         if cfg.fill_px > 0:
             self._fill_unlabelled(sem, inst, cfg.fill_px * w / 320.0)
-        self._fill_holes(sem, inst, classes, color, valid, min_px)
+        thin_roots = {int(root[t]) for t in thin_ids if int(root[t]) == t}
+        self._fill_holes(sem, inst, classes, color, valid, min_px, thin_roots)
         # ids that lost all pixels to nothing cannot happen (components are non-empty), but keep it exact
         present = set(np.unique(inst).tolist()) - {0}
         classes = {i: c for i, c in classes.items() if i in present}
