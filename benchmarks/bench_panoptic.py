@@ -28,9 +28,9 @@ regressions.
 Why an object is not recalled is printed per class (``miss_kind``: merged with its neighbours, split into pieces,
 missing, or partial). ``--depth gt`` gives the backends the simulator's noise-free depth instead of the simulated
 sensor's (a diagnostic, no targets checked): what geometry allows with perfect depth. For ``geometric`` it is
-not more (recall 0.461 vs 0.492 on seeds 5, 6, 11; 0.447 vs 0.500 on 7, 8, 9): the misses are objects that touch
-others with no depth step between them (books standing in a row, flush with the shelf; boxes on a board; things
-on a table), which noise-free depth joins even more often (depth dropouts at their edges had cut some apart).
+not more (recall 0.567 vs 0.618 on seeds 5, 6, 11; 0.546 vs 0.602 on 7, 8, 9): the misses are objects that touch
+others with no depth step between them (books of one colour side by side; boxes on a board; things on a table),
+which noise-free depth joins even more often (depth dropouts at their edges had cut some apart).
 
 Real data: ``/work/shared/data/tum_fr1_desk_9`` and ``tum_fr3_cabinet_keyframes58`` (read-only) through the
 ``geometric`` backend with gravity estimated from the normals (no pose used) and, for comparison, the angle

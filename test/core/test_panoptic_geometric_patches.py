@@ -219,3 +219,18 @@ def test_a_screen_in_a_thin_frame_with_depth_is_one_instance(space):
         be._fill_holes(s, i, classes, color, ~glass, 30, thin)
         assert (i[glass] > 0).all() and (s[glass] == obj).all()
         assert (len(np.unique(i[monitor])) == 1) == one
+
+
+def test_books_standing_flush_in_a_row_are_parted_by_colour(space):
+    # four 4 cm books, 25 cm tall, side by side with no gap on a 0.5 m crate: one flat depth block
+    crate = (np.array([-0.3, 2.0, 0.0]), np.array([0.3, 2.4, 0.5]), 9)
+    books = [(np.array([-0.08 + 0.04 * i, 2.1, 0.5]), np.array([-0.04 + 0.04 * i, 2.3, 0.75]), i + 1)
+             for i in range(4)]
+    depth, inst, cam, g = cast_boxes([crate] + books, pitch_deg=15.0)
+    color = np.full(depth.shape + (3,), 150, np.uint8)
+    for i, rgb in enumerate([(180, 40, 40), (40, 75, 160), (40, 130, 60), (215, 180, 50)]):
+        color[inst == i + 1] = rgb
+    res = _predict(space, depth, cam, g, color=color)
+    assert all(_best_iou(res.instance, inst == i + 1) > 0.5 for i in range(4))
+    row = _predict(space, depth, cam, g, color=color, colour_strips=False)
+    assert all(_best_iou(row.instance, inst == i + 1) < 0.5 for i in range(4))

@@ -56,20 +56,24 @@ pixels wide and the labels are scaled back with nearest-neighbour):
    ``object`` instance, joined with the thin pieces that frame it (a bezel); any other unlabelled region
    framed (>= ``wall_hole_frame``) by wall is wall; everything else without a label is unknown (0). Inside
    walls, a differently colored region ringed by depth dropouts (``door_max_ring_dropout``) is a furniture
-   back, not a door or window.
+   back, not a door or window;
+8. **colour strips** (``colour_strips``, :mod:`.geometric_colour`): inside an object instance, upright strips
+   of distinct hue standing side by side (books in a row, flush with the shelf front: one flat depth block)
+   become instances of their own; textures, flat patterns and one-hue pieces are not cut.
 
 Limits (see ``benchmarks/bench_panoptic.py`` for numbers): objects with little depth (thin lamp poles, metal
 table legs, desks seen edge-on whose depth drops out at their edges) are missed or cut; touching objects at
-the same depth merge (books standing in a row show one flat depth block: only color would split them, and
-cutting at color edges was tried and shatters striped objects: people, bed covers, the books themselves; a box
-against a sofa); a patch's rim rule can take in an object standing along a whole side of a small support; a
+the same depth merge unless colour parts them as strips (books of one colour side by side, a box on a shelf
+board next to wood of its hue, a box against a sofa; cutting at every colour edge was tried and shatters
+striped objects: people, bed covers, the books themselves); on real frames the strips also cut a coloured
+upright edge off an object (the wooden rim of an opened case, a face); a patch's rim rule can take in an object standing along a whole side of a small support; a
 person's arm in front of the body is cut off it; doors / windows are only found when their color differs and
 they have an edge against the wall.
 
 Code layout: steps 1-2 (normals, speckle fill, up estimate) are in :mod:`.geometric_depth`, the grouping of
 step 6 (patches, coplanar fragments, joins at patches) in :mod:`.geometric_grouping`; this module holds the
 configuration, the plane stages, the object cuts and the hole filling, and re-exports ``depth_normals``,
-``estimate_up`` and ``fill_depth_speckles``.
+``estimate_up`` and ``fill_depth_speckles``; step 8 is in :mod:`.geometric_colour`.
 """
 from __future__ import annotations
 
@@ -81,6 +85,7 @@ import numpy as np
 from ..camera import PinholeCamera
 from ..depth_confidence import nguyen_sigma_m
 from ..labels import LabelSpace
+from .geometric_colour import split_colour_strips
 from .geometric_depth import depth_normals, estimate_up, fill_depth_speckles, norm3
 from .geometric_grouping import coplanar_pairs, horizontal_patches, join_at_patches
 from .types import PanopticInput, PanopticResult, validate_input
@@ -157,6 +162,21 @@ class GeometricConfig:
     least this many pixels (at 320x240; 0 disables) and stands out in front of its surroundings."""
     thin_min_step_m: float = 0.05
     """... by at least this (median depth of the piece vs of the valid pixels around it), meters."""
+    colour_strips: bool = True
+    """Cut upright strips of distinct colour out of object instances (books in a row flush with the shelf
+    front: no depth step parts them; ``geometric_colour.split_colour_strips``). Needs the color image."""
+    strip_min_px: int = 12
+    """A strip has at least this many pixels (at 320x240); a hue mode needs as many saturated pixels."""
+    strip_saturation_min: int = 90
+    """HSV saturation (0-255) from which a pixel's hue counts."""
+    strip_saturated_fraction: float = 0.25
+    """At least this fraction of a strip's pixels are saturated themselves (not only filled from neighbours)."""
+    strip_max_width_m: float = 0.25
+    strip_min_height_m: float = 0.10
+    strip_max_height_m: float = 0.32
+    """A strip is at most ``strip_max_width_m`` wide (its mean width in pixels at its median depth) and spans
+    ``strip_min_height_m`` to ``strip_max_height_m`` along up (5-95 % of its points' heights), meters, and is
+    at least as tall as wide in the image: small upright things standing in a row."""
     fill_px: float = 4.0
     """Unlabelled pixels (no depth, tiny fragments) take the nearest object instance within this many pixels
     (at 320 px width; 0 disables). An extrapolation for the 2D output: depth-less pixels are not mapped."""
@@ -774,6 +794,13 @@ class GeometricBackend:
             self._fill_unlabelled(sem, inst, cfg.fill_px * w / 320.0)
         thin_roots = {int(root[t]) for t in thin_ids if int(root[t]) == t}
         self._fill_holes(sem, inst, classes, color, valid, min_px, thin_roots)
+        if cfg.colour_strips and color is not None:
+            obj_ids = [i for i, c in classes.items() if c == obj_cls]
+            strip_px = max(4, int(round(cfg.strip_min_px * (w * h) / (320.0 * 240.0))))
+            _, strip_ids = split_colour_strips(cfg, inst, obj_ids, color, z, height, cam.fx,
+                                               max(classes, default=0) + 1, strip_px)
+            for i in strip_ids:
+                classes[i] = obj_cls
         # ids that lost all pixels to nothing cannot happen (components are non-empty), but keep it exact
         present = set(np.unique(inst).tolist()) - {0}
         classes = {i: c for i, c in classes.items() if i in present}
