@@ -81,7 +81,7 @@ if str(REPO) not in sys.path:  # running as a script from anywhere
     sys.path.insert(0, str(REPO))
 
 from metric_semantic_slam.eval.machine import cpu_name as cpu_model, process_memory_mb  # noqa: E402
-from metric_semantic_slam.cli.demo import flowing_rate_hz, frames_in  # noqa: E402
+from metric_semantic_slam.cli.demo import flowing_rate_hz, frames_in, main_stage  # noqa: E402
 from metric_semantic_slam.graph import NODES  # noqa: E402
 
 TARGETS = {"mesh_latency_p95_ms": 250.0}
@@ -303,8 +303,10 @@ def summarize(statuses: dict[str, dict], history: dict[str, list[tuple[float, di
         q_dropped = sum(q["dropped"] for q in queues.values())
         bounded = all(q["high_water"] <= q["maxsize"] for q in queues.values())
         stages = st.get("stages", {})
-        # the node's main stage: the one with the largest total time
-        main = max(stages.items(), key=lambda kv: (kv[1]["mean_ms"] or 0) * kv[1]["count"], default=(None, None))
+        # the node's main stage, the same as msslam demo's (the mapper's "integrate", not whichever of
+        # "mesh_update" / "pose_wait" took more time in this run)
+        main_name = main_stage(name, stages)
+        main = (main_name, stages[main_name]) if main_name else (None, None)
         lat = st.get("latency", {})
         lat_name = "mesh" if "mesh" in lat else next(iter(lat), None)
         syncs = [v for k, v in st.items() if k.startswith("sync") and isinstance(v, dict) and "dropped" in v]

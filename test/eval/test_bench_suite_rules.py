@@ -140,3 +140,16 @@ def test_map_quality_without_open3d_measures_to_the_other_meshs_samples(bench, b
     assert {p.name for p in (saved / "eval").glob("*.png")} >= {"mesh.png", "mesh_error.png", "trajectory.png"}
     save_map(box.vertices + [0.2, 0.0, 0.0])
     assert bench.map_quality(bag, work, "oracle-rt")["mesh_fscore"] < 0.9
+
+
+def test_the_mappers_row_is_its_integrate_stage_even_when_meshing_took_longer(bench):
+    def stage(count, mean_ms):
+        return {"count": count, "mean_ms": mean_ms, "p95_ms": mean_ms, "cpu_mean_ms": mean_ms}
+
+    status = {"queues": {"depth": {"received": 60, "dropped": 0, "high_water": 3, "maxsize": 30}},
+              "stages": {"integrate": stage(60, 40.0), "mesh_update": stage(30, 150.0), "pose_wait": stage(60, 5.0)}}
+    row = next(r for r in bench.summarize({"mapper": status}) if r["node"] == "mapper")
+    assert row["stage"] == "integrate" and row["stage_count"] == 60 and row["stage_mean_ms"] == 40.0
+    # a node without its usual stage (vio republishing ground-truth poses): the busiest one
+    vio = {"queues": {}, "stages": {"publish": stage(900, 0.5)}}
+    assert next(r for r in bench.summarize({"vio": vio}) if r["node"] == "vio")["stage"] == "publish"
