@@ -65,6 +65,9 @@ def test_registry_and_unknown_backend(space):
         make_backend("nope", space)
     with pytest.raises(ValueError, match="unknown geometric options"):
         make_backend("geometric", space, bogus=1)
+    for bad in ({"thin_min_px": -1}, {"strip_saturated_fraction": 1.5}, {"strip_min_height_m": 0.5}):
+        with pytest.raises(ValueError, match="thin_min_px|strip"):
+            make_backend("geometric", space, **bad)
     be = make_backend("oracle", space)
     assert be.name == "oracle" and be.label_space is space
 

@@ -225,6 +225,12 @@ class GeometricConfig:
             raise ValueError("angle tolerances must be in (0, 90) degrees")
         if self.speckle_fill_stage not in ("objects", "all"):
             raise ValueError(f"speckle_fill_stage must be 'objects' or 'all', got {self.speckle_fill_stage!r}")
+        if self.thin_min_px < 0 or self.strip_min_px < 1:
+            raise ValueError("thin_min_px must be >= 0 and strip_min_px >= 1")
+        if not (0 <= self.strip_saturation_min <= 255 and 0.0 <= self.strip_saturated_fraction <= 1.0):
+            raise ValueError("strip_saturation_min must be in [0, 255] and strip_saturated_fraction in [0, 1]")
+        if not (0 < self.strip_min_height_m <= self.strip_max_height_m and self.strip_max_width_m > 0):
+            raise ValueError("strips need 0 < strip_min_height_m <= strip_max_height_m and strip_max_width_m > 0")
 
 
 def _histogram_peaks(values: np.ndarray, bin_m: float, min_count: int, max_peaks: int) -> list[float]:
