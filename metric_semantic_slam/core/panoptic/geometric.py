@@ -66,9 +66,9 @@ table legs, desks seen edge-on whose depth drops out at their edges) are missed 
 the same depth merge unless colour parts them as strips (books of one colour side by side, a box on a shelf
 board next to wood of its hue, a box against a sofa; cutting at every colour edge was tried and shatters
 striped objects: people, bed covers, the books themselves); on real frames the strips also cut a coloured
-upright edge off an object (the wooden rim of an opened case, a face); a patch's rim rule can take in an object standing along a whole side of a small support; a
-person's arm in front of the body is cut off it; doors / windows are only found when their color differs and
-they have an edge against the wall.
+upright edge off an object (the wooden rim of an opened case, a face); a patch's rim rule can take in an
+object standing along a whole side of a small support; a person's arm in front of the body is cut off it;
+doors / windows are only found when their color differs and they have an edge against the wall.
 
 Code layout: steps 1-2 (normals, speckle fill, up estimate) are in :mod:`.geometric_depth`, the grouping of
 step 6 (patches, coplanar fragments, joins at patches) in :mod:`.geometric_grouping`; this module holds the
@@ -161,7 +161,8 @@ class GeometricConfig:
     table leg, a lamp pole, a desk top seen edge-on) forms pieces of its own when a connected part has at
     least this many pixels (at 320x240; 0 disables) and stands out in front of its surroundings."""
     thin_min_step_m: float = 0.05
-    """... by at least this (median depth of the piece vs of the valid pixels around it), meters."""
+    """How far in front a thin piece stands: its median depth at least this much nearer than the median of
+    the valid pixels around it, meters (the line where a wall meets the floor is at its surroundings' depth)."""
     colour_strips: bool = True
     """Cut upright strips of distinct colour out of object instances (books in a row flush with the shelf
     front: no depth step parts them; ``geometric_colour.split_colour_strips``). Needs the color image."""
