@@ -8,7 +8,7 @@ import pytest
 from metric_semantic_slam.core.camera import PinholeCamera
 from metric_semantic_slam.core.labels import load_label_space
 from metric_semantic_slam.core.panoptic import PanopticInput, make_backend
-from metric_semantic_slam.core.panoptic.geometric import GeometricBackend
+from metric_semantic_slam.core.panoptic.geometric import GeometricBackend, GeometricConfig
 
 
 @pytest.fixture(scope="module")
@@ -234,3 +234,32 @@ def test_books_standing_flush_in_a_row_are_parted_by_colour(space):
     assert all(_best_iou(res.instance, inst == i + 1) > 0.5 for i in range(4))
     row = _predict(space, depth, cam, g, color=color, colour_strips=False)
     assert all(_best_iou(row.instance, inst == i + 1) < 0.5 for i in range(4))
+
+
+def test_groups_stacked_on_one_footprint_are_one_object():
+    # image rows 10-29: a shelf's upper compartment, rows 30-49: its lower one (the same 0.8 x 0.3 m
+    # footprint, one above the other); rows 2-9: a plant standing on top (a small footprint); columns 60-79
+    # of rows 30-49: a box beside the lower compartment (its own footprint, the same heights)
+    from metric_semantic_slam.core.panoptic.geometric_grouping import join_stacked
+
+    rng = np.random.default_rng(0)
+    labels = np.zeros((50, 80), np.int64)
+    P = np.zeros((50, 80, 3), np.float32)
+
+    def fill(rows, cols, lab, lo, hi):
+        labels[rows, cols] = lab
+        n = labels[rows, cols].size
+        P[rows, cols] = rng.uniform(lo, hi, (n, 3)).reshape(P[rows, cols].shape)
+
+    fill(slice(10, 30), slice(0, 60), 1, (0.0, 0.0, 0.42), (0.8, 0.3, 0.8))
+    fill(slice(30, 50), slice(0, 60), 2, (0.0, 0.0, 0.0), (0.8, 0.3, 0.4))
+    fill(slice(2, 10), slice(20, 30), 3, (0.3, 0.1, 0.8), (0.45, 0.2, 1.1))
+    fill(slice(30, 50), slice(60, 80), 4, (0.85, 0.0, 0.0), (1.25, 0.4, 0.4))
+    cfg = GeometricConfig()
+    out = labels.copy()
+    join_stacked(cfg, out, set(), P, labels > 0, np.array([0.0, 0.0, 1.0]), 50)
+    assert len(np.unique(out[labels == 1])) == 1 and (out[labels == 1] == out[labels == 2][0]).all()
+    assert len({int(out[labels == k][0]) for k in (1, 3, 4)}) == 3       # plant and box stay apart
+    kept = labels.copy()
+    join_stacked(cfg, kept, {2}, P, labels > 0, np.array([0.0, 0.0, 1.0]), 50)   # a support: skipped
+    assert (kept == labels).all()

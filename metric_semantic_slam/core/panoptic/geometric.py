@@ -59,7 +59,10 @@ pixels wide and the labels are scaled back with nearest-neighbour):
    back, not a door or window;
 8. **colour strips** (``colour_strips``, :mod:`.geometric_colour`): inside an object instance, upright strips
    of distinct hue standing side by side (books in a row, flush with the shelf front: one flat depth block)
-   become instances of their own; textures, flat patterns and one-hue pieces are not cut.
+   become instances of their own; textures, flat patterns and one-hue pieces are not cut;
+9. **stacked groups** (``join_stacked`` in :mod:`.geometric_grouping`): object instances touching in the image
+   whose floor footprints coincide (IoU >= ``stack_min_footprint_iou``) and that lie one above the other are
+   one object (a bookshelf's compartments, cut apart by its boards).
 
 Limits (see ``benchmarks/bench_panoptic.py`` for numbers): objects with little depth (thin lamp poles, metal
 table legs, desks seen edge-on whose depth drops out at their edges) are missed or cut; touching objects at
@@ -73,7 +76,8 @@ doors / windows are only found when their color differs and they have an edge ag
 Code layout: steps 1-2 (normals, speckle fill, up estimate) are in :mod:`.geometric_depth`, the grouping of
 step 6 (patches, coplanar fragments, joins at patches) in :mod:`.geometric_grouping`; this module holds the
 configuration, the plane stages, the object cuts and the hole filling, and re-exports ``depth_normals``,
-``estimate_up`` and ``fill_depth_speckles``; step 8 is in :mod:`.geometric_colour`.
+``estimate_up`` and ``fill_depth_speckles``; step 8 is in :mod:`.geometric_colour`, step 9 in
+:mod:`.geometric_grouping`.
 """
 from __future__ import annotations
 
@@ -87,7 +91,7 @@ from ..depth_confidence import nguyen_sigma_m
 from ..labels import LabelSpace
 from .geometric_colour import split_colour_strips
 from .geometric_depth import depth_normals, estimate_up, fill_depth_speckles, norm3
-from .geometric_grouping import coplanar_pairs, horizontal_patches, join_at_patches
+from .geometric_grouping import coplanar_pairs, horizontal_patches, join_at_patches, join_stacked
 from .types import PanopticInput, PanopticResult, validate_input
 
 __all__ = ["GeometricConfig", "GeometricBackend", "estimate_up", "depth_normals", "fill_depth_speckles"]
@@ -163,6 +167,14 @@ class GeometricConfig:
     thin_min_step_m: float = 0.05
     """How far in front a thin piece stands: its median depth at least this much nearer than the median of
     the valid pixels around it, meters (the line where a wall meets the floor is at its surroundings' depth)."""
+    stack_min_footprint_iou: float = 0.6
+    """Groups touching in the image whose floor footprints (minimum-area rectangles) overlap by at least this
+    IoU and whose height ranges overlap by less than ``stack_max_height_overlap`` of the shorter are one
+    object stacked on one outline (a bookshelf's compartments; ``geometric_grouping.join_stacked``; 0
+    disables)."""
+    stack_max_height_overlap: float = 0.5
+    stack_min_px: int = 80
+    """Groups with fewer pixels with depth (at 320x240) are left out of the stacking test."""
     colour_strips: bool = True
     """Cut upright strips of distinct colour out of object instances (books in a row flush with the shelf
     front: no depth step parts them; ``geometric_colour.split_colour_strips``). Needs the color image."""
@@ -808,6 +820,9 @@ class GeometricBackend:
                                                max(classes, default=0) + 1, strip_px)
             for i in strip_ids:
                 classes[i] = obj_cls
+        if cfg.stack_min_footprint_iou > 0:
+            stack_px = max(4, int(round(cfg.stack_min_px * (w * h) / (320.0 * 240.0))))
+            join_stacked(cfg, inst, {i for i, c in classes.items() if c != obj_cls}, P, valid_obj, up, stack_px)
         # ids that lost all pixels to nothing cannot happen (components are non-empty), but keep it exact
         present = set(np.unique(inst).tolist()) - {0}
         classes = {i: c for i, c in classes.items() if i in present}

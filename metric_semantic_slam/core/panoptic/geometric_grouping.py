@@ -9,7 +9,8 @@ walls or support surfaces) into pieces at depth discontinuities and concave crea
    seen between its boards, a desk top cut by a band of dropouts);
 3. joins pieces at each patch or support surface (``join_at_patches``): what carries it (legs, a cabinet's
    front) and its rim (a backrest, a shelf's sides) join it, what stands on it (a monitor, books) stays
-   apart; returns the union-find root of every piece id.
+   apart; returns the union-find root of every piece id;
+4. joins finished instances stacked on one footprint (``join_stacked``: a bookshelf's compartments).
 
 Frames and units: every array is at processing resolution, (h, w) per pixel, in the camera optical frame
 (x right, y down, z forward), meters: ``P`` (h, w, 3) back-projected points, ``z`` (h, w) depth,
@@ -29,7 +30,7 @@ from ..depth_confidence import nguyen_sigma_m
 if TYPE_CHECKING:  # only for annotations: geometric.py imports this module
     from .geometric import GeometricConfig
 
-__all__ = ["horizontal_patches", "coplanar_pairs", "join_at_patches"]
+__all__ = ["horizontal_patches", "coplanar_pairs", "join_at_patches", "join_stacked"]
 
 
 def _quantile(a: np.ndarray, q: float) -> float:
@@ -236,3 +237,75 @@ def join_at_patches(cfg: GeometricConfig, lab_ids: np.ndarray, items: list[tuple
     for i in range(len(parent)):
         parent[i] = find(i)
     return parent
+
+
+def join_stacked(cfg: GeometricConfig, labels: np.ndarray, skip: set[int], P: np.ndarray, valid: np.ndarray,
+                 up: np.ndarray, min_px: int) -> None:
+    """Join groups stacked on the same footprint, in place in ``labels``: a bookshelf's compartments, which
+    its boards cut apart, or a cabinet's drawers.
+
+    For every group of at least ``min_px`` pixels with depth, the minimum-area rectangle of its points
+    dropped onto the floor plane and its height range along ``up`` (5-95 %). Two groups that touch in the
+    image (within 2 px) join when their rectangles overlap by at least ``stack_min_footprint_iou`` (IoU) and
+    their height ranges overlap by less than ``stack_max_height_overlap`` of the shorter one: one stands on
+    or hangs under the other within the same outline. Things standing on a support have a far smaller
+    footprint than it (a monitor on a desk, a plant on a side table, books on a board), and a chair under a
+    desk a far smaller one. ``skip``: ids left as they are (support surfaces).
+    Shape: (h, w) int labels (0 = none), (h, w, 3) points, (h, w) bool, (3,) unit up vector."""
+    e1 = np.cross(up, [1.0, 0.0, 0.0] if abs(up[0]) < 0.9 else [0.0, 0.0, 1.0])
+    e1 /= np.linalg.norm(e1)
+    E = np.stack([e1, np.cross(up, e1)], axis=1).astype(np.float32)     # (3, 2) floor-plane basis
+    up32 = up.astype(np.float32)
+    w_img = labels.shape[1]
+    flat = labels.ravel()
+    order = np.argsort(flat, kind="stable")            # pixel lists of every label with one sort
+    ids, starts = np.unique(flat[order], return_index=True)
+    ends = np.append(starts[1:], len(flat))
+    Pf, vf = P.reshape(-1, 3), valid.ravel()
+    boxes, pixels = {}, {}
+    for i, a, b in zip(ids.tolist(), starts.tolist(), ends.tolist()):
+        if i == 0 or i in skip:
+            continue
+        idx = order[a:b]
+        X = Pf[idx[vf[idx]]]
+        if len(X) < min_px:
+            continue
+        X = X[::max(1, len(X) // 2000)]
+        rect = cv2.minAreaRect(np.ascontiguousarray(X @ E, np.float32))
+        lo, hi = np.percentile(X @ up32, [5, 95])
+        boxes[i] = (rect, float(lo), float(hi))
+        pixels[i] = idx
+    if len(boxes) < 2:
+        return
+    parent = {i: i for i in boxes}
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            a = parent[a]
+        return a
+
+    kernel = np.ones((5, 5), np.uint8)
+    for i, (ri, lo_i, hi_i) in boxes.items():
+        ys, xs = np.divmod(pixels[i], w_img)
+        y0, y1, x0, x1 = max(0, ys.min() - 2), ys.max() + 3, max(0, xs.min() - 2), xs.max() + 3
+        crop = labels[y0:y1, x0:x1]
+        ring = cv2.dilate((crop == i).astype(np.uint8), kernel).astype(bool)
+        for j in np.unique(crop[ring]):
+            j = int(j)
+            if j <= i or j not in boxes:
+                continue
+            rj, lo_j, hi_j = boxes[j]
+            area_i, area_j = ri[1][0] * ri[1][1], rj[1][0] * rj[1][1]
+            shorter = min(hi_i - lo_i, hi_j - lo_j)
+            if area_i <= 0 or area_j <= 0 or shorter <= 0:
+                continue
+            kind, pts = cv2.rotatedRectangleIntersection(ri, rj)
+            inter = cv2.contourArea(pts) if pts is not None and len(pts) >= 3 else 0.0
+            iou = inter / (area_i + area_j - inter)
+            height_overlap = max(0.0, min(hi_i, hi_j) - max(lo_i, lo_j)) / shorter
+            if iou >= cfg.stack_min_footprint_iou and height_overlap < cfg.stack_max_height_overlap:
+                parent[find(j)] = find(i)
+    for i in boxes:
+        r = find(i)
+        if r != i:
+            np.put(labels, pixels[i], r)           # flat indices, in place whatever the memory layout
