@@ -299,7 +299,7 @@ def join_stacked(cfg: GeometricConfig, labels: np.ndarray, skip: set[int], P: np
             shorter = min(hi_i - lo_i, hi_j - lo_j)
             if area_i <= 0 or area_j <= 0 or shorter <= 0:
                 continue
-            kind, pts = cv2.rotatedRectangleIntersection(ri, rj)
+            _, pts = cv2.rotatedRectangleIntersection(ri, rj)
             inter = cv2.contourArea(pts) if pts is not None and len(pts) >= 3 else 0.0
             iou = inter / (area_i + area_j - inter)
             height_overlap = max(0.0, min(hi_i, hi_j) - max(lo_i, lo_j)) / shorter
