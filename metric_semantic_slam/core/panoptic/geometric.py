@@ -57,9 +57,10 @@ pixels wide and the labels are scaled back with nearest-neighbour):
    framed (>= ``wall_hole_frame``) by wall is wall; everything else without a label is unknown (0). Inside
    walls, a differently colored region ringed by depth dropouts (``door_max_ring_dropout``) is a furniture
    back, not a door or window;
-8. **colour strips** (``colour_strips``, :mod:`.geometric_colour`): inside an object instance, upright strips
-   of distinct hue standing side by side (books in a row, flush with the shelf front: one flat depth block)
-   become instances of their own; textures, flat patterns and one-hue pieces are not cut;
+8. **colour parts** (``colour_strips``, ``flat_blobs``, :mod:`.geometric_colour`): inside an object instance,
+   upright strips of distinct hue standing side by side (books in a row, flush with the shelf front: one flat
+   depth block) become instances of their own, and inside any instance so do flat compact blobs of another
+   hue (a book lying on a table); textures, large sheets and one-hue pieces are not cut;
 9. **stacked groups** (``join_stacked`` in :mod:`.geometric_grouping`): object instances touching in the image
    whose floor footprints coincide (IoU >= ``stack_min_footprint_iou``) and that lie one above the other are
    one object (a bookshelf's compartments, cut apart by its boards).
@@ -89,7 +90,7 @@ import numpy as np
 from ..camera import PinholeCamera
 from ..depth_confidence import nguyen_sigma_m
 from ..labels import LabelSpace
-from .geometric_colour import split_colour_strips
+from .geometric_colour import split_colour
 from .geometric_depth import depth_normals, estimate_up, fill_depth_speckles, norm3
 from .geometric_grouping import coplanar_pairs, horizontal_patches, join_at_patches, join_stacked
 from .types import PanopticInput, PanopticResult, validate_input
@@ -177,7 +178,7 @@ class GeometricConfig:
     """Groups with fewer pixels with depth (at 320x240) are left out of the stacking test."""
     colour_strips: bool = True
     """Cut upright strips of distinct colour out of object instances (books in a row flush with the shelf
-    front: no depth step parts them; ``geometric_colour.split_colour_strips``). Needs the color image."""
+    front: no depth step parts them; ``geometric_colour.split_colour``). Needs the color image."""
     strip_min_px: int = 12
     """A strip has at least this many pixels (at 320x240); a hue mode needs as many saturated pixels."""
     strip_saturation_min: int = 90
@@ -190,6 +191,15 @@ class GeometricConfig:
     """A strip is at most ``strip_max_width_m`` wide (its mean width in pixels at its median depth) and spans
     ``strip_min_height_m`` to ``strip_max_height_m`` along up (5-95 % of its points' heights), meters, and is
     at least as tall as wide in the image: small upright things standing in a row."""
+    flat_blobs: bool = True
+    """Cut flat blobs of distinct colour out of instances (a book lying on a table: no depth step; hue modes as
+    for the strips; ``geometric_colour.split_colour``). Needs the color image."""
+    flat_max_thickness_m: float = 0.06
+    flat_min_area_m2: float = 0.01
+    flat_max_area_m2: float = 0.15
+    flat_min_solidity: float = 0.8
+    """A flat blob spans at most ``flat_max_thickness_m`` along gravity, covers ``flat_min_area_m2`` to
+    ``flat_max_area_m2`` on the floor plane and fills at least this fraction of its convex hull."""
     fill_px: float = 4.0
     """Unlabelled pixels (no depth, tiny fragments) take the nearest object instance within this many pixels
     (at 320 px width; 0 disables). An extrapolation for the 2D output: depth-less pixels are not mapped."""
@@ -813,12 +823,13 @@ class GeometricBackend:
             self._fill_unlabelled(sem, inst, cfg.fill_px * w / 320.0)
         thin_roots = {int(root[t]) for t in thin_ids if int(root[t]) == t}
         self._fill_holes(sem, inst, classes, color, valid, min_px, thin_roots)
-        if cfg.colour_strips and color is not None:
-            obj_ids = [i for i, c in classes.items() if c == obj_cls]
+        if (cfg.colour_strips or cfg.flat_blobs) and color is not None:
             strip_px = max(4, int(round(cfg.strip_min_px * (w * h) / (320.0 * 240.0))))
-            _, strip_ids = split_colour_strips(cfg, inst, obj_ids, color, z, height, cam.fx,
-                                               max(classes, default=0) + 1, strip_px)
-            for i in strip_ids:
+            _, colour_ids = split_colour(
+                cfg, inst, {i for i, c in classes.items() if c == obj_cls} if cfg.colour_strips else set(),
+                set(classes) if cfg.flat_blobs else set(), color, np.where(valid_obj[..., None], P, 0.0), up,
+                cam.fx, max(classes, default=0) + 1, strip_px)
+            for i in colour_ids:
                 classes[i] = obj_cls
         if cfg.stack_min_footprint_iou > 0:
             stack_px = max(4, int(round(cfg.stack_min_px * (w * h) / (320.0 * 240.0))))

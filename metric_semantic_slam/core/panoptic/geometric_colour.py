@@ -1,4 +1,4 @@
-"""Colour stage of the ``geometric`` backend: upright parts of distinct colour inside one object piece.
+"""Colour stage of the ``geometric`` backend: parts of distinct colour inside one instance.
 
 Depth cannot part objects that stand side by side with no step between them: books in a row flush with
 the shelf front are one flat block. Their colours usually differ, but cutting objects at every colour edge
@@ -15,8 +15,12 @@ own; the rest of the piece keeps its id. Unsaturated pixels (white or grey strip
 mode of the nearest saturated pixel within 3 px, so a striped book is one strip, and pieces of one hue
 (however textured in lightness) are never cut.
 
-Frames and units: arrays at processing resolution, (h, w); ``z`` depth in meters, ``fx`` the focal length in
-pixels at that resolution. Hue is OpenCV's 0-179 scale (2 degrees a unit).
+The same hue modes find **flat blobs** (``flat_blobs``): a book or a magazine lying on a table is as flat as
+the table top, but of another colour; a compact part of a mode other than the instance's own, thin along
+gravity and of book-to-poster size, becomes an instance of its own (:func:`_flat_blobs`).
+
+Frames and units: arrays at processing resolution, (h, w); points in the camera optical frame in meters,
+``up`` a unit vector in that frame, ``fx`` the focal length in pixels at that resolution. Hue is OpenCV's 0-179 scale (2 degrees a unit).
 """
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ import numpy as np
 if TYPE_CHECKING:  # only for annotations: geometric.py imports this module
     from .geometric import GeometricConfig
 
-__all__ = ["split_colour_strips"]
+__all__ = ["split_colour"]
 
 _HUE_BIN = 5            # hue histogram bin (OpenCV units, 10 degrees)
 _MODE_SEPARATION = 4    # bins (40 degrees) between two hue modes
@@ -79,68 +83,143 @@ def _side_by_side(strips: list[tuple[int, np.ndarray]]) -> list[tuple[int, np.nd
     return keep
 
 
-def split_colour_strips(cfg: GeometricConfig, inst: np.ndarray, candidate_ids: list[int], color_rgb: np.ndarray,
-                        z: np.ndarray, height: np.ndarray, fx: float, next_id: int,
-                        min_px: int) -> tuple[int, list[int]]:
-    """Cut the upright strips of distinct colour out of the instances ``candidate_ids`` of ``inst``, in
-    place (see the module doc). Returns the next free id and the new ids. ``min_px``: ``cfg.strip_min_px``
-    at this resolution.
+def _mode_map(hsv: np.ndarray, saturated: np.ndarray, region: np.ndarray,
+              min_px: int) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """Hue-mode label of every pixel of ``region`` (1..k; 0 = none) in a crop: saturated pixels take their
+    nearest mode within ``_MODE_RADIUS``, white / grey ones (a book's printed stripes) the mode of the nearest
+    saturated pixel within ``_FILL_PX``. Returns (mode, which pixels are coloured themselves, k), or None when
+    the region has fewer than two modes. Shape: (h, w, 3) uint8 HSV, (h, w) bool x2."""
+    sat = saturated & region
+    if sat.sum() < 2 * min_px:
+        return None
+    hue = hsv[..., 0][sat]
+    modes = _hue_modes(hue, min_px)
+    if len(modes) < 2:
+        return None
+    dh = np.abs(hue.astype(np.float32)[:, None] - modes.astype(np.float32))     # saturated pixels only
+    dh = np.minimum(dh, 180.0 - dh)                          # hue is circular
+    mode = np.zeros(region.shape, np.int64)
+    mode[sat] = np.where(dh.min(axis=1) <= _MODE_RADIUS, np.argmin(dh, axis=1) + 1, 0)
+    own = mode > 0
+    if not own.any():
+        return None
+    dist, nearest = cv2.distanceTransformWithLabels((~own).astype(np.uint8), cv2.DIST_L2, 3,
+                                                    labelType=cv2.DIST_LABEL_PIXEL)
+    src = np.flatnonzero(own.ravel())
+    mode = mode.ravel()[src[nearest.ravel() - 1]].reshape(mode.shape)
+    return np.where(region & (dist <= _FILL_PX), mode, 0), own, len(modes)
 
-    Shape: (h, w) uint16 instance ids, (h, w, 3) uint8 RGB, (h, w) float32 depth in meters (0 = none),
-    (h, w) float32 height along up in meters."""
+
+def _parts(mode: np.ndarray, own: np.ndarray, k: int, min_px: int, min_own: float):
+    """The connected parts (4-neighbours) of each hue mode with at least ``min_px`` pixels and ``min_own`` of
+    them coloured themselves (else grey, with a few noisy coloured pixels): yields (mode, (h, w) bool,
+    pixels, bounding-box height)."""
+    for m in range(1, k + 1):
+        n, lab, stats, _ = cv2.connectedComponentsWithStats((mode == m).astype(np.uint8), connectivity=4)
+        if n <= 1:
+            continue
+        area = stats[:, cv2.CC_STAT_AREA]
+        coloured = np.bincount(lab.ravel(), weights=own.ravel(), minlength=n)   # every part in one pass
+        for j in np.flatnonzero((area >= min_px) & (coloured >= min_own * area)):
+            if j > 0:
+                yield m, lab == j, int(area[j]), int(stats[j, cv2.CC_STAT_HEIGHT])
+
+
+def _upright_strips(cfg: GeometricConfig, parts: list, zc: np.ndarray, hc: np.ndarray,
+                    fx: float) -> list[tuple[int, np.ndarray]]:
+    """The parts that are upright strips: at least as tall as wide in the image, at most
+    ``strip_max_width_m`` wide at their median depth, spanning ``strip_min_height_m`` to
+    ``strip_max_height_m`` along gravity. Shape: parts from :func:`_parts`, (h, w) depth and height in m."""
+    strips = []
+    for k, part, area, bh in parts:
+        if bh < area / bh:                                    # at least as tall as wide in the image
+            continue
+        has_depth = part & (zc > 0)
+        if has_depth.sum() < 0.5 * area:
+            continue
+        width_m = area / bh * float(np.median(zc[has_depth])) / fx    # mean width over its rows
+        lo, hi = np.percentile(hc[has_depth], [5, 95])
+        if width_m <= cfg.strip_max_width_m and \
+                cfg.strip_min_height_m <= hi - lo <= cfg.strip_max_height_m:   # upright along gravity
+            strips.append((k, part))
+    return strips
+
+
+def _flat_blobs(cfg: GeometricConfig, parts: list, dominant: int, n_region: int, Pc: np.ndarray, E: np.ndarray,
+                up32: np.ndarray) -> list[np.ndarray]:
+    """Flat blobs of distinct colour: a book or a magazine lying on a table, as flat as the table top (no depth
+    step) but of another hue. A blob is a part of a hue mode other than ``dominant``, the instance's most
+    common one (the table's own colour; else a cover across a table would leave a piece of the table as a blob
+    beside it), thin along gravity (5-95 % of its points' heights within ``flat_max_thickness_m``),
+    ``flat_min_area_m2`` to ``flat_max_area_m2`` on the floor plane (the minimum-area rectangle of its
+    points), compact (``flat_min_solidity`` of its convex hull) and at most half of the instance.
+    Shape: parts from :func:`_parts`, (h, w, 3) points (z = 0: no depth), (3, 2) floor basis, (3,) up."""
+    blobs = []
+    for k, part, area, _ in parts:
+        if k == dominant or area > 0.5 * n_region:
+            continue
+        has_depth = part & (Pc[..., 2] > 0)
+        if has_depth.sum() < 0.5 * area:
+            continue
+        X = Pc[has_depth]
+        lo, hi = np.percentile(X @ up32, [5, 95])
+        if hi - lo > cfg.flat_max_thickness_m:
+            continue
+        (_, (rw, rh), _) = cv2.minAreaRect(np.ascontiguousarray(X @ E, np.float32))
+        if not cfg.flat_min_area_m2 <= rw * rh <= cfg.flat_max_area_m2:
+            continue
+        contours, _ = cv2.findContours(part.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        hull = cv2.convexHull(max(contours, key=cv2.contourArea))
+        if area >= cfg.flat_min_solidity * max(cv2.contourArea(hull), 1.0):
+            blobs.append(part)
+    return blobs
+
+
+def split_colour(cfg: GeometricConfig, inst: np.ndarray, strip_ids: set[int], flat_ids: set[int],
+                 color_rgb: np.ndarray, P: np.ndarray, up: np.ndarray, fx: float, next_id: int,
+                 min_px: int) -> tuple[int, list[int]]:
+    """Cut colour parts out of instances of ``inst``, in place: upright strips side by side out of the
+    instances ``strip_ids`` (see the module doc), flat blobs out of the instances ``flat_ids``
+    (:func:`_flat_blobs`). Returns the next free id and the new ids. ``min_px``: ``cfg.strip_min_px`` at this
+    resolution.
+
+    Shape: (h, w) uint16 instance ids, (h, w, 3) uint8 RGB, (h, w, 3) float32 points in the camera frame
+    (meters, z = 0 where there is no depth), (3,) unit up vector."""
     hsv = cv2.cvtColor(color_rgb, cv2.COLOR_RGB2HSV)
     saturated = (hsv[..., 1] >= cfg.strip_saturation_min) & (hsv[..., 2] >= _VALUE_MIN)
+    e1 = np.cross(up, [1.0, 0.0, 0.0] if abs(up[0]) < 0.9 else [0.0, 0.0, 1.0])
+    e1 /= np.linalg.norm(e1)
+    E = np.stack([e1, np.cross(up, e1)], axis=1).astype(np.float32)     # (3, 2) floor-plane basis
+    up32 = up.astype(np.float32)
+    w_img = inst.shape[1]
+    flat = inst.ravel()
+    order = np.argsort(flat, kind="stable")            # pixel lists of every instance with one sort
+    ids, starts = np.unique(flat[order], return_index=True)
+    ends = np.append(starts[1:], len(flat))
     new_ids: list[int] = []
-    for iid in candidate_ids:
-        region = inst == iid
-        if region.sum() < 3 * min_px:
+    for iid, a, b in zip(ids.tolist(), starts.tolist(), ends.tolist()):
+        if (iid not in strip_ids and iid not in flat_ids) or b - a < 3 * min_px:
             continue
-        ys, xs = np.nonzero(region)
+        ys, xs = np.divmod(order[a:b], w_img)
         y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-        r = region[y0:y1, x0:x1]
-        sat = saturated[y0:y1, x0:x1] & r
-        if sat.sum() < 2 * min_px:
+        region = np.zeros((y1 - y0, x1 - x0), bool)
+        region[ys - y0, xs - x0] = True
+        modes = _mode_map(hsv[y0:y1, x0:x1], saturated[y0:y1, x0:x1], region, min_px)
+        if modes is None:
             continue
-        hue = hsv[y0:y1, x0:x1, 0].astype(np.float64)
-        modes = _hue_modes(hsv[y0:y1, x0:x1, 0][sat], min_px)
-        if len(modes) < 2:
-            continue
-        dh = np.abs(hue[..., None] - modes)
-        dh = np.minimum(dh, 180.0 - dh)                      # hue is circular
-        mode = np.where(sat & (dh.min(axis=-1) <= _MODE_RADIUS), np.argmin(dh, axis=-1) + 1, 0)
-        # white / grey pixels (a book's printed stripes) take the mode of the nearest saturated pixel
-        dist, nearest = cv2.distanceTransformWithLabels((mode == 0).astype(np.uint8), cv2.DIST_L2, 3,
-                                                        labelType=cv2.DIST_LABEL_PIXEL)
-        own = mode > 0
-        if not own.any():
-            continue
-        src = np.flatnonzero(own.ravel())
-        mode = mode.ravel()[src[nearest.ravel() - 1]].reshape(mode.shape)
-        mode = np.where(r & (dist <= _FILL_PX), mode, 0)
-        zc, hc = z[y0:y1, x0:x1], height[y0:y1, x0:x1]
-        strips: list[tuple[int, np.ndarray]] = []
-        for k in range(1, len(modes) + 1):
-            n, lab, stats, _ = cv2.connectedComponentsWithStats((mode == k).astype(np.uint8), connectivity=4)
-            for j in range(1, n):
-                area, bh = int(stats[j, cv2.CC_STAT_AREA]), int(stats[j, cv2.CC_STAT_HEIGHT])
-                if area < min_px or bh < area / bh:           # at least as tall as wide in the image
-                    continue
-                part = lab == j
-                if own[part].mean() < cfg.strip_saturated_fraction:
-                    continue                                  # grey, with a few noisy coloured pixels
-                has_depth = part & (zc > 0)
-                if has_depth.sum() < 0.5 * area:
-                    continue
-                width_m = area / bh * float(np.median(zc[has_depth])) / fx    # mean width over its rows
-                lo, hi = np.percentile(hc[has_depth], [5, 95])
-                if width_m <= cfg.strip_max_width_m and \
-                        cfg.strip_min_height_m <= hi - lo <= cfg.strip_max_height_m:   # upright along gravity
-                    strips.append((k, part))
-        strips = _side_by_side(strips)
-        if not strips:
-            continue
+        Pc = P[y0:y1, x0:x1]
+        parts = list(_parts(*modes, min_px, cfg.strip_saturated_fraction))
+        cut: list[np.ndarray] = []
+        if iid in strip_ids:
+            cut += [part for _, part in _side_by_side(_upright_strips(cfg, parts, Pc[..., 2], Pc @ up32, fx))]
+        if iid in flat_ids:
+            taken = np.zeros_like(region)
+            for part in cut:
+                taken |= part
+            dominant = int(np.argmax(np.bincount(modes[0].ravel(), minlength=modes[2] + 1)[1:])) + 1
+            cut += _flat_blobs(cfg, [p for p in parts if not (p[1] & taken).any()], dominant, b - a, Pc, E, up32)
         crop = inst[y0:y1, x0:x1]
-        for _, part in strips:
+        for part in cut:
             crop[part] = next_id
             new_ids.append(next_id)
             next_id += 1
