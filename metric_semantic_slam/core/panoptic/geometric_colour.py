@@ -20,7 +20,8 @@ the table top, but of another colour; a compact part of a mode other than the in
 gravity and of book-to-poster size, becomes an instance of its own (:func:`_flat_blobs`).
 
 Frames and units: arrays at processing resolution, (h, w); points in the camera optical frame in meters,
-``up`` a unit vector in that frame, ``fx`` the focal length in pixels at that resolution. Hue is OpenCV's 0-179 scale (2 degrees a unit).
+``up`` a unit vector in that frame, ``fx`` the focal length in pixels at that resolution. Hue is OpenCV's
+0-179 scale (2 degrees a unit).
 """
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+
+from .geometric_depth import floor_basis
+from .geometric_grouping import label_pixels
 
 if TYPE_CHECKING:  # only for annotations: geometric.py imports this module
     from .geometric import GeometricConfig
@@ -187,20 +191,14 @@ def split_colour(cfg: GeometricConfig, inst: np.ndarray, strip_ids: set[int], fl
     (meters, z = 0 where there is no depth), (3,) unit up vector."""
     hsv = cv2.cvtColor(color_rgb, cv2.COLOR_RGB2HSV)
     saturated = (hsv[..., 1] >= cfg.strip_saturation_min) & (hsv[..., 2] >= _VALUE_MIN)
-    e1 = np.cross(up, [1.0, 0.0, 0.0] if abs(up[0]) < 0.9 else [0.0, 0.0, 1.0])
-    e1 /= np.linalg.norm(e1)
-    E = np.stack([e1, np.cross(up, e1)], axis=1).astype(np.float32)     # (3, 2) floor-plane basis
+    E = floor_basis(up)
     up32 = up.astype(np.float32)
     w_img = inst.shape[1]
-    flat = inst.ravel()
-    order = np.argsort(flat, kind="stable")            # pixel lists of every instance with one sort
-    ids, starts = np.unique(flat[order], return_index=True)
-    ends = np.append(starts[1:], len(flat))
     new_ids: list[int] = []
-    for iid, a, b in zip(ids.tolist(), starts.tolist(), ends.tolist()):
-        if (iid not in strip_ids and iid not in flat_ids) or b - a < 3 * min_px:
+    for iid, idx in label_pixels(inst):
+        if (iid not in strip_ids and iid not in flat_ids) or len(idx) < 3 * min_px:
             continue
-        ys, xs = np.divmod(order[a:b], w_img)
+        ys, xs = np.divmod(idx, w_img)
         y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
         region = np.zeros((y1 - y0, x1 - x0), bool)
         region[ys - y0, xs - x0] = True
@@ -217,7 +215,7 @@ def split_colour(cfg: GeometricConfig, inst: np.ndarray, strip_ids: set[int], fl
             for part in cut:
                 taken |= part
             dominant = int(np.argmax(np.bincount(modes[0].ravel(), minlength=modes[2] + 1)[1:])) + 1
-            cut += _flat_blobs(cfg, [p for p in parts if not (p[1] & taken).any()], dominant, b - a, Pc, E, up32)
+            cut += _flat_blobs(cfg, [p for p in parts if not (p[1] & taken).any()], dominant, len(idx), Pc, E, up32)
         crop = inst[y0:y1, x0:x1]
         for part in cut:
             crop[part] = next_id

@@ -14,7 +14,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["depth_normals", "fill_depth_speckles", "estimate_up", "norm3"]
+__all__ = ["depth_normals", "fill_depth_speckles", "estimate_up", "norm3", "floor_basis"]
 
 
 def depth_normals(points: np.ndarray, valid: np.ndarray, step_px: int = 2, smooth_px: int = 5,
@@ -75,6 +75,16 @@ def fill_depth_speckles(z: np.ndarray, valid: np.ndarray, window_px: int = 5, ed
     z = z.copy()
     z[fill] = mean[fill]
     return z, valid | fill
+
+
+def floor_basis(up: np.ndarray) -> np.ndarray:
+    """Two orthonormal directions perpendicular to ``up``, as the columns of a (3, 2) float32 matrix: points
+    ``P @ floor_basis(up)`` are their coordinates on the floor plane (dropped along gravity).
+    Shape: (3,) unit vector -> (3, 2)."""
+    up = np.asarray(up, np.float64)
+    e1 = np.cross(up, [1.0, 0.0, 0.0] if abs(up[0]) < 0.9 else [0.0, 0.0, 1.0])
+    e1 /= np.linalg.norm(e1)
+    return np.stack([e1, np.cross(up, e1)], axis=1).astype(np.float32)
 
 
 def norm3(v: np.ndarray) -> np.ndarray:

@@ -26,11 +26,12 @@ import cv2
 import numpy as np
 
 from ..depth_confidence import nguyen_sigma_m
+from .geometric_depth import floor_basis
 
 if TYPE_CHECKING:  # only for annotations: geometric.py imports this module
     from .geometric import GeometricConfig
 
-__all__ = ["horizontal_patches", "coplanar_pairs", "join_at_patches", "join_stacked"]
+__all__ = ["horizontal_patches", "coplanar_pairs", "join_at_patches", "join_stacked", "label_pixels"]
 
 
 def _quantile(a: np.ndarray, q: float) -> float:
@@ -175,10 +176,7 @@ def join_at_patches(cfg: GeometricConfig, lab_ids: np.ndarray, items: list[tuple
         for i in range(len(parent)):
             parent[i] = find(i)
         return parent
-    e1 = np.cross(up, [1.0, 0.0, 0.0] if abs(up[0]) < 0.9 else [0.0, 0.0, 1.0])
-    e1 /= np.linalg.norm(e1)
-    e2 = np.cross(up, e1)
-    E = np.stack([e1, e2], axis=1).astype(np.float32)          # (3, 2) floor-plane basis
+    E = floor_basis(up)                                        # (3, 2) floor-plane basis
     grow = cfg.patch_footprint_margin_m
     h_img, w_img = lab_ids.shape
     # pixel lists of every label at once (one sort instead of a full-image scan per neighbour)
@@ -239,6 +237,18 @@ def join_at_patches(cfg: GeometricConfig, lab_ids: np.ndarray, items: list[tuple
     return parent
 
 
+def label_pixels(labels: np.ndarray):
+    """Every label of ``labels`` with the flat (raster) indices of its pixels, from one sort instead of a
+    full-image comparison per label: yields (label, (n,) int64 indices), labels ascending, 0 included.
+    Shape: (h, w) int labels."""
+    flat = labels.ravel()
+    order = np.argsort(flat, kind="stable")
+    ids, starts = np.unique(flat[order], return_index=True)
+    ends = np.append(starts[1:], len(flat))
+    for i, a, b in zip(ids.tolist(), starts.tolist(), ends.tolist()):
+        yield i, order[a:b]
+
+
 def join_stacked(cfg: GeometricConfig, labels: np.ndarray, skip: set[int], P: np.ndarray, valid: np.ndarray,
                  up: np.ndarray, min_px: int) -> None:
     """Join groups stacked on the same footprint, in place in ``labels``: a bookshelf's compartments, which
@@ -252,21 +262,14 @@ def join_stacked(cfg: GeometricConfig, labels: np.ndarray, skip: set[int], P: np
     footprint than it (a monitor on a desk, a plant on a side table, books on a board), and a chair under a
     desk a far smaller one. ``skip``: ids left as they are (support surfaces).
     Shape: (h, w) int labels (0 = none), (h, w, 3) points, (h, w) bool, (3,) unit up vector."""
-    e1 = np.cross(up, [1.0, 0.0, 0.0] if abs(up[0]) < 0.9 else [0.0, 0.0, 1.0])
-    e1 /= np.linalg.norm(e1)
-    E = np.stack([e1, np.cross(up, e1)], axis=1).astype(np.float32)     # (3, 2) floor-plane basis
+    E = floor_basis(up)
     up32 = up.astype(np.float32)
     w_img = labels.shape[1]
-    flat = labels.ravel()
-    order = np.argsort(flat, kind="stable")            # pixel lists of every label with one sort
-    ids, starts = np.unique(flat[order], return_index=True)
-    ends = np.append(starts[1:], len(flat))
     Pf, vf = P.reshape(-1, 3), valid.ravel()
     boxes, pixels = {}, {}
-    for i, a, b in zip(ids.tolist(), starts.tolist(), ends.tolist()):
+    for i, idx in label_pixels(labels):
         if i == 0 or i in skip:
             continue
-        idx = order[a:b]
         X = Pf[idx[vf[idx]]]
         if len(X) < min_px:
             continue
