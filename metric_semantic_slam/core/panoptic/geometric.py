@@ -256,6 +256,11 @@ class GeometricConfig:
             raise ValueError("strips need 0 < strip_min_height_m <= strip_max_height_m and strip_max_width_m > 0")
 
 
+def _pixels_at(count_320x240: int, h: int, w: int) -> int:
+    """A pixel count given for a 320x240 image, scaled to an (h, w) one by area (at least 4)."""
+    return max(4, int(round(count_320x240 * (w * h) / (320.0 * 240.0))))
+
+
 def _histogram_peaks(values: np.ndarray, bin_m: float, min_count: int, max_peaks: int) -> list[float]:
     """Centers of the largest peaks of a 1D histogram (non-maximum suppressed over +-3 bins)."""
     if len(values) < min_count or min_count <= 0:
@@ -778,7 +783,7 @@ class GeometricBackend:
             patch_all |= region
         core = obj & ~cut & ~patch_all
         k, lab, stats, _ = cv2.connectedComponentsWithStats(core.astype(np.uint8), connectivity=4)
-        min_px = max(4, int(round(cfg.min_object_px * (w * h) / (320.0 * 240.0))))
+        min_px = _pixels_at(cfg.min_object_px, h, w)
         keep = stats[:, cv2.CC_STAT_AREA] >= min_px
         keep[0] = False
         ids = np.zeros(k, np.int64)
@@ -803,8 +808,8 @@ class GeometricBackend:
             lab_ids[fill] = grown[fill]
         thin_ids: list[int] = []
         if cfg.thin_min_px > 0:
-            thin_px = max(4, int(round(cfg.thin_min_px * (w * h) / (320.0 * 240.0))))
-            next_id, thin_ids = self._thin_pieces(obj & (lab_ids == 0), lab_ids, next_id, thin_px, z, valid_obj,
+            next_id, thin_ids = self._thin_pieces(obj & (lab_ids == 0), lab_ids, next_id,
+                                                  _pixels_at(cfg.thin_min_px, h, w), z, valid_obj,
                                                   cfg.thin_min_step_m)
         pairs = coplanar_pairs(cfg, lab_ids, P, {i for i, _, _, _ in items}) if cfg.coplanar_gap_px > 0 else []
         root = join_at_patches(cfg, lab_ids, items, P, height, up, z, next_id, pairs)
@@ -824,16 +829,15 @@ class GeometricBackend:
         thin_roots = {int(root[t]) for t in thin_ids if int(root[t]) == t}
         self._fill_holes(sem, inst, classes, color, valid, min_px, thin_roots)
         if (cfg.colour_strips or cfg.flat_blobs) and color is not None:
-            strip_px = max(4, int(round(cfg.strip_min_px * (w * h) / (320.0 * 240.0))))
             _, colour_ids = split_colour(
                 cfg, inst, {i for i, c in classes.items() if c == obj_cls} if cfg.colour_strips else set(),
                 set(classes) if cfg.flat_blobs else set(), color, np.where(valid_obj[..., None], P, 0.0), up,
-                cam.fx, max(classes, default=0) + 1, strip_px)
+                cam.fx, max(classes, default=0) + 1, _pixels_at(cfg.strip_min_px, h, w))
             for i in colour_ids:
                 classes[i] = obj_cls
         if cfg.stack_min_footprint_iou > 0:
-            stack_px = max(4, int(round(cfg.stack_min_px * (w * h) / (320.0 * 240.0))))
-            join_stacked(cfg, inst, {i for i, c in classes.items() if c != obj_cls}, P, valid_obj, up, stack_px)
+            join_stacked(cfg, inst, {i for i, c in classes.items() if c != obj_cls}, P, valid_obj, up,
+                         _pixels_at(cfg.stack_min_px, h, w))
         # ids that lost all pixels to nothing cannot happen (components are non-empty), but keep it exact
         present = set(np.unique(inst).tolist()) - {0}
         classes = {i: c for i, c in classes.items() if i in present}

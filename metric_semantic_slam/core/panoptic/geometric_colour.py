@@ -211,11 +211,10 @@ def split_colour(cfg: GeometricConfig, inst: np.ndarray, strip_ids: set[int], fl
         if iid in strip_ids:
             cut += [part for _, part in _side_by_side(_upright_strips(cfg, parts, Pc[..., 2], Pc @ up32, fx))]
         if iid in flat_ids:
-            taken = np.zeros_like(region)
-            for part in cut:
-                taken |= part
+            # parts do not overlap: the ones not cut as strips yet
+            rest = [p for p in parts if not any(p[1] is c for c in cut)]
             dominant = int(np.argmax(np.bincount(modes[0].ravel(), minlength=modes[2] + 1)[1:])) + 1
-            cut += _flat_blobs(cfg, [p for p in parts if not (p[1] & taken).any()], dominant, len(idx), Pc, E, up32)
+            cut += _flat_blobs(cfg, rest, dominant, len(idx), Pc, E, up32)
         crop = inst[y0:y1, x0:x1]
         for part in cut:
             crop[part] = next_id
