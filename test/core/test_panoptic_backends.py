@@ -68,6 +68,9 @@ def test_registry_and_unknown_backend(space):
     for bad in ({"thin_min_px": -1}, {"strip_saturated_fraction": 1.5}, {"strip_min_height_m": 0.5}):
         with pytest.raises(ValueError, match="thin_min_px|strip"):
             make_backend("geometric", space, **bad)
+    for bad in ({"island_min_size_m": 2.0}, {"island_max_rest_above": 1.5}, {"island_max_convex_ratio": 0}):
+        with pytest.raises(ValueError, match="island"):
+            make_backend("geometric", space, **bad)
     be = make_backend("oracle", space)
     assert be.name == "oracle" and be.label_space is space
 

@@ -7,6 +7,7 @@ import numpy as np
 
 from metric_semantic_slam.core.panoptic.geometric import GeometricConfig
 from metric_semantic_slam.core.panoptic.geometric_colour import split_colour
+from metric_semantic_slam.core.panoptic.geometric_depth import depth_normals
 
 FX = 262.5
 Z_M = 2.0                                   # everything 2 m away: 1 px = 7.6 mm
@@ -133,3 +134,69 @@ def test_flat_blobs_are_not_upright_things_large_sheets_or_ragged_patches():
     ell[25:55, 10:16] = True
     ell[49:55, 10:50] = True                                 # an L of two 6 cm bands: not compact
     assert _flats(*_table(ell, 0.76))[1] == []
+
+
+TAN, SOFA_GREY = (200, 120, 60), (75, 75, 68)
+
+
+def _islands(z: np.ndarray, inst: np.ndarray, color: np.ndarray, **cfg):
+    """Islands cut out of instance 5 of a depth map (0 = no depth) seen by a 262.5 px camera (up = -y), with the
+    normals the backend would compute. Returns the labels after the cut and the new ids."""
+    h, w = z.shape
+    v, u = np.mgrid[0:h, 0:w].astype(np.float32)
+    P = np.stack([(u - w / 2) / FX * z, (v - h / 2) / FX * z, z], axis=-1).astype(np.float32)
+    n, nok = depth_normals(P, z > 0, 2, 5, 0.04)
+    out = inst.copy()
+    _, ids = split_colour(GeometricConfig(**cfg), out, set(), set(), color, P, UP, FX, 6, 12, {5}, (n, nok))
+    return out, ids
+
+
+def test_a_box_against_a_sofa_of_another_colour_is_cut_out():
+    # a grey sofa front 2 m away; a tan box 25 cm in front of it whose right side recedes to the sofa (no
+    # depth step there, a concave crease): one instance from depth, two objects by colour
+    z = np.full((80, 100), 2.0, np.float32)
+    box = np.zeros(z.shape, bool)
+    box[30:60, 30:70] = True
+    z[30:60, 30:60] = 1.75
+    z[30:60, 60:70] = np.linspace(1.75, 2.0, 11, dtype=np.float32)[1:]
+    inst = np.full(z.shape, 5, np.uint16)
+    color = np.full((80, 100, 3), SOFA_GREY, np.uint8)
+    color[box] = TAN
+    out, ids = _islands(z, inst, color)
+    ring = np.zeros(z.shape, bool)
+    ring[29:61, 29:71] = True                       # the box and 1 px around it (mixed edge pixels)
+    assert ids == [6] and (out[box] == 6).mean() > 0.95 and (out[~ring] == 5).all()
+    assert _islands(z, inst, color, colour_islands=True, island_max_size_m=0.2)[1] == []   # 27 cm long
+
+
+def test_a_pot_under_its_foliage_stays_with_it_but_not_one_beside_it():
+    z = np.full((80, 60), 2.0, np.float32)
+    inst = np.zeros(z.shape, np.uint16)
+    inst[10:40, 15:45] = 5                          # the foliage
+    inst[40:60, 20:40] = 5                          # the pot, under it: the rest of the plant is all above it
+    color = np.full((80, 60, 3), 128, np.uint8)
+    color[10:40, 15:45] = GREEN
+    color[40:60, 20:40] = TAN
+    out, ids = _islands(np.where(inst > 0, z, 0), inst, color)
+    assert ids == [] and (out == inst).all()
+    inst[10:60, 15:45] = 5                          # a tan part at the right of a green thing as tall as it is
+    color[10:60, 15:45] = GREEN
+    color[40:60, 30:45] = TAN
+    assert len(_islands(np.where(inst > 0, z, 0), inst, color)[1]) == 1
+
+
+def test_the_lit_front_of_a_cabinet_is_a_face_not_an_object():
+    # a convex block: a blue front 1.8 m away and its grey right side receding to 2.3 m (a convex crease)
+    z = np.zeros((80, 100), np.float32)
+    z[25:55, 20:44] = 1.8
+    z[25:55, 44:84] = np.linspace(1.8, 2.3, 41, dtype=np.float32)[1:]
+    inst = np.where(z > 0, 5, 0).astype(np.uint16)
+    color = np.full((80, 100, 3), 128, np.uint8)
+    color[25:55, 20:44] = BLUE
+    out, ids = _islands(z, inst, color)
+    assert ids == [] and (out == inst).all()
+    # the same blue panel in an inside corner (the grey side comes towards the camera: a concave crease, like a
+    # box against the wall beside it) is cut: the fold is what keeps the cabinet's front
+    z[25:55, 20:44] = 2.3
+    z[25:55, 44:84] = np.linspace(2.3, 1.8, 41, dtype=np.float32)[1:]
+    assert len(_islands(z, inst, color)[1]) == 1

@@ -57,22 +57,24 @@ pixels wide and the labels are scaled back with nearest-neighbour):
    framed (>= ``wall_hole_frame``) by wall is wall; everything else without a label is unknown (0). Inside
    walls, a differently colored region ringed by depth dropouts (``door_max_ring_dropout``) is a furniture
    back, not a door or window;
-8. **colour parts** (``colour_strips``, ``flat_blobs``, :mod:`.geometric_colour`): inside an object instance,
-   upright strips of distinct hue standing side by side (books in a row, flush with the shelf front: one flat
-   depth block) become instances of their own, and inside any instance so do flat compact blobs of another
-   hue (a book lying on a table); textures, large sheets and one-hue pieces are not cut;
+8. **colour parts** (``colour_strips``, ``flat_blobs``, ``colour_islands``, :mod:`.geometric_colour`): inside an
+   object instance, upright strips of distinct hue standing side by side (books in a row, flush with the shelf
+   front: one flat depth block) become instances of their own, and inside any instance so do flat compact blobs
+   of another hue (a book lying on a table), then compact islands of one hue in what is left (a box against a
+   sofa or in a dark shelf, a plant's foliage on a dark table; not a pot under its foliage nor one face of a
+   convex object); textures, large sheets and pieces of one hue throughout are not cut;
 9. **stacked groups** (``join_stacked`` in :mod:`.geometric_grouping`): object instances touching in the image
    whose floor footprints coincide (IoU >= ``stack_min_footprint_iou``) and that lie one above the other are
    one object (a bookshelf's compartments, cut apart by its boards).
 
 Limits (see ``benchmarks/bench_panoptic.py`` for numbers): objects with little depth (thin lamp poles, metal
-table legs, desks seen edge-on whose depth drops out at their edges) are missed or cut; touching objects at
-the same depth merge unless colour parts them as strips (books of one colour side by side, a box on a shelf
-board next to wood of its hue, a box against a sofa; cutting at every colour edge was tried and shatters
-striped objects: people, bed covers, the books themselves); on real frames the strips also cut a coloured
-upright edge off an object (the wooden rim of an opened case, a face); a patch's rim rule can take in an
-object standing along a whole side of a small support; a person's arm in front of the body is cut off it;
-doors / windows are only found when their color differs and they have an edge against the wall.
+table legs, desks seen edge-on whose depth drops out at their edges) are missed or cut; touching objects at the
+same depth merge unless colour parts them (not books of one colour side by side, nor a box on a shelf board next
+to wood of its hue; cutting at every colour edge was tried and shatters striped objects: people, bed covers, the
+books themselves); on real frames the strips also cut a coloured upright edge off an object (the wooden rim of
+an opened case, a face) and the islands a coloured part (of a pen holder, a strip of a door); a patch's rim rule
+can take in an object standing along a whole side of a small support; a person's arm in front of the body is cut
+off it; doors / windows are only found when their color differs and they have an edge against the wall.
 
 Code layout: steps 1-2 (normals, speckle fill, up estimate) are in :mod:`.geometric_depth`, the grouping of
 step 6 (patches, coplanar fragments, joins at patches) in :mod:`.geometric_grouping`; this module holds the
@@ -91,7 +93,7 @@ from ..camera import PinholeCamera
 from ..depth_confidence import nguyen_sigma_m
 from ..labels import LabelSpace
 from .geometric_colour import split_colour
-from .geometric_depth import depth_normals, estimate_up, fill_depth_speckles, norm3
+from .geometric_depth import creases, depth_normals, estimate_up, fill_depth_speckles, norm3
 from .geometric_grouping import coplanar_pairs, horizontal_patches, join_at_patches, join_stacked
 from .types import PanopticInput, PanopticResult, validate_input
 
@@ -200,6 +202,28 @@ class GeometricConfig:
     flat_min_solidity: float = 0.8
     """A flat blob spans at most ``flat_max_thickness_m`` along gravity, covers ``flat_min_area_m2`` to
     ``flat_max_area_m2`` on the floor plane and fills at least this fraction of its convex hull."""
+    colour_islands: bool = True
+    """Cut compact islands of one hue out of instances, after the strips and blobs (a box in a shelf's
+    compartment or against a sofa, a plant's foliage on a side table: no depth step; ``geometric_colour``).
+    Needs the color image."""
+    island_min_size_m: float = 0.10
+    island_max_size_m: float = 1.2
+    """An island's floor footprint (longer side of the minimum-area rectangle) spans this range, meters."""
+    island_min_height_m: float = 0.05
+    island_max_height_m: float = 1.2
+    """... and its points span this range along gravity (5-95 %), meters: a flat one is a blob's business."""
+    island_min_solidity: float = 0.85
+    """An island fills at least this fraction of its convex hull (boxes, foliage; not a pattern's stroke)."""
+    island_max_fraction: float = 0.5
+    """An island is at most this fraction of its instance's pixels."""
+    island_own_fraction: float = 0.5
+    """At least this fraction of an island's pixels are saturated themselves (not filled from neighbours)."""
+    island_max_rest_above: float = 0.9
+    """No island when at least this fraction of the rest of the instance lies above the island's top (a pot
+    under its foliage is one plant with it)."""
+    island_max_convex_ratio: float = 2.0
+    """No island when convex creases outnumber concave ones along its outline by this factor: it is a face
+    of one object, folded round a convex edge (a cabinet's lit front), not something standing against it."""
     fill_px: float = 4.0
     """Unlabelled pixels (no depth, tiny fragments) take the nearest object instance within this many pixels
     (at 320 px width; 0 disables). An extrapolation for the 2D output: depth-less pixels are not mapped."""
@@ -248,6 +272,15 @@ class GeometricConfig:
             raise ValueError("angle tolerances must be in (0, 90) degrees")
         if self.speckle_fill_stage not in ("objects", "all"):
             raise ValueError(f"speckle_fill_stage must be 'objects' or 'all', got {self.speckle_fill_stage!r}")
+        if not (0 < self.island_min_size_m <= self.island_max_size_m
+                and 0 <= self.island_min_height_m <= self.island_max_height_m):
+            raise ValueError("island size and height ranges must be non-empty and positive")
+        if not all(0.0 <= v <= 1.0 for v in (self.island_min_solidity, self.island_max_fraction,
+                                              self.island_own_fraction, self.island_max_rest_above)):
+            raise ValueError("island_min_solidity, island_max_fraction, island_own_fraction and "
+                             "island_max_rest_above must be in [0, 1]")
+        if self.island_max_convex_ratio <= 0:
+            raise ValueError("island_max_convex_ratio must be > 0")
         if self.thin_min_px < 0 or self.strip_min_px < 1:
             raise ValueError("thin_min_px must be >= 0 and strip_min_px >= 1")
         if not (0 <= self.strip_saturation_min <= 255 and 0.0 <= self.strip_saturated_fraction <= 1.0):
@@ -336,20 +369,12 @@ class GeometricBackend:
         ``d_hat . (n_j - n_i) < -concave_threshold``; convex creases (the edges of one box) give a positive
         value and do not cut, so an object's faces stay together. Shape: (h, w, 3) x2, (h, w) -> (h, w) bool.
         """
-        k = self.config.normal_step_px
         thr = self.config.concave_threshold
         cut = np.zeros(nok.shape, bool)
-        for axis in (0, 1):
-            sl_i = [slice(None), slice(None)]
-            sl_j = [slice(None), slice(None)]
-            sl_i[axis] = slice(0, -k)
-            sl_j[axis] = slice(k, None)
-            d = P[tuple(sl_j)] - P[tuple(sl_i)]
-            d /= np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-6)
-            dn = n[tuple(sl_j)] - n[tuple(sl_i)]
-            c = (np.einsum("hwc,hwc->hw", d, dn) < -thr) & nok[tuple(sl_i)] & nok[tuple(sl_j)]
-            cut[tuple(sl_i)] |= c
-            cut[tuple(sl_j)] |= c
+        for sl_i, sl_j, value in creases(P, n, nok, self.config.normal_step_px):
+            c = value < -thr
+            cut[sl_i] |= c
+            cut[sl_j] |= c
         return cut
 
     def _doors_windows(self, sem: np.ndarray, wall: np.ndarray, nw: np.ndarray, up: np.ndarray, P: np.ndarray,
@@ -828,11 +853,12 @@ class GeometricBackend:
             self._fill_unlabelled(sem, inst, cfg.fill_px * w / 320.0)
         thin_roots = {int(root[t]) for t in thin_ids if int(root[t]) == t}
         self._fill_holes(sem, inst, classes, color, valid, min_px, thin_roots)
-        if (cfg.colour_strips or cfg.flat_blobs) and color is not None:
+        if (cfg.colour_strips or cfg.flat_blobs or cfg.colour_islands) and color is not None:
             _, colour_ids = split_colour(
                 cfg, inst, {i for i, c in classes.items() if c == obj_cls} if cfg.colour_strips else set(),
                 set(classes) if cfg.flat_blobs else set(), color, np.where(valid_obj[..., None], P, 0.0), up,
-                cam.fx, max(classes, default=0) + 1, _pixels_at(cfg.strip_min_px, h, w))
+                cam.fx, max(classes, default=0) + 1, _pixels_at(cfg.strip_min_px, h, w),
+                set(classes) if cfg.colour_islands else set(), (n, nok))
             for i in colour_ids:
                 classes[i] = obj_cls
         if cfg.stack_min_footprint_iou > 0:

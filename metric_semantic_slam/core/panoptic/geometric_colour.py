@@ -19,6 +19,14 @@ The same hue modes find **flat blobs** (``flat_blobs``): a book or a magazine ly
 the table top, but of another colour; a compact part of a mode other than the instance's own, thin along
 gravity and of book-to-poster size, becomes an instance of its own (:func:`_flat_blobs`).
 
+Last, **islands** (``colour_islands``): what is left of an instance may still hold a compact part of one hue
+that is an object of its own standing against it: a box in a bookshelf's compartment or against a sofa of
+another colour, a plant's foliage on a dark side table. One hue mode is enough here (dark wood and grey
+fabric have none). An island must be box-to-furniture sized and solid in the image, and two shapes are left
+alone: a part with the rest of the instance all above it (a plant's pot under its foliage) and a part folded
+onto the rest at convex creases (the lit front of a cabinet: one object's face, not a thing against it;
+:func:`_islands`).
+
 Frames and units: arrays at processing resolution, (h, w); points in the camera optical frame in meters,
 ``up`` a unit vector in that frame, ``fx`` the focal length in pixels at that resolution. Hue is OpenCV's
 0-179 scale (2 degrees a unit).
@@ -30,7 +38,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from .geometric_depth import floor_basis
+from .geometric_depth import creases, floor_basis
 from .geometric_grouping import label_pixels
 
 if TYPE_CHECKING:  # only for annotations: geometric.py imports this module
@@ -87,18 +95,18 @@ def _side_by_side(strips: list[tuple[int, np.ndarray]]) -> list[tuple[int, np.nd
     return keep
 
 
-def _mode_map(hsv: np.ndarray, saturated: np.ndarray, region: np.ndarray,
-              min_px: int) -> tuple[np.ndarray, np.ndarray, int] | None:
+def _mode_map(hsv: np.ndarray, saturated: np.ndarray, region: np.ndarray, min_px: int,
+              min_modes: int = 2) -> tuple[np.ndarray, np.ndarray, int] | None:
     """Hue-mode label of every pixel of ``region`` (1..k; 0 = none) in a crop: saturated pixels take their
     nearest mode within ``_MODE_RADIUS``, white / grey ones (a book's printed stripes) the mode of the nearest
     saturated pixel within ``_FILL_PX``. Returns (mode, which pixels are coloured themselves, k), or None when
-    the region has fewer than two modes. Shape: (h, w, 3) uint8 HSV, (h, w) bool x2."""
+    the region has fewer than ``min_modes`` modes. Shape: (h, w, 3) uint8 HSV, (h, w) bool x2."""
     sat = saturated & region
     if sat.sum() < 2 * min_px:
         return None
     hue = hsv[..., 0][sat]
     modes = _hue_modes(hue, min_px)
-    if len(modes) < 2:
+    if len(modes) < min_modes:
         return None
     dh = np.abs(hue.astype(np.float32)[:, None] - modes.astype(np.float32))     # saturated pixels only
     dh = np.minimum(dh, 180.0 - dh)                          # hue is circular
@@ -179,44 +187,163 @@ def _flat_blobs(cfg: GeometricConfig, parts: list, dominant: int, n_region: int,
     return blobs
 
 
+def _crease_map(P: np.ndarray, n: np.ndarray, nok: np.ndarray, step_px: int) -> np.ndarray:
+    """Per pixel, the fold value (:func:`~.geometric_depth.creases`) of largest magnitude among the pairs it
+    belongs to. Shape: (h, w, 3) x2, (h, w) bool -> (h, w) float32."""
+    out = np.zeros(nok.shape, np.float32)
+    for sl_i, sl_j, value in creases(P, n, nok, step_px):
+        for sl in (sl_i, sl_j):
+            old = out[sl]
+            out[sl] = np.where(np.abs(value) > np.abs(old), value, old)
+    return out
+
+
+def _folded(part: np.ndarray, region: np.ndarray, fold: np.ndarray, threshold: float, max_ratio: float,
+            min_px: int) -> bool:
+    """Whether ``part`` meets the rest of its instance mostly at convex creases (a face of the same object, like
+    a cabinet's front beside its side) rather than concave ones (a box against the sofa or shelf it stands
+    at): in the band 3 px either side of its outline, at least ``min_px`` convex crease pixels and more than
+    ``max_ratio`` times as many as concave ones. Shape: (h, w) bool x2, (h, w) fold values."""
+    k = np.ones((7, 7), np.uint8)
+    u8 = part.astype(np.uint8)
+    band = cv2.dilate(u8, k).astype(bool) & ~cv2.erode(u8, k).astype(bool) & (region | part)
+    n_convex = int(np.count_nonzero(band & (fold > threshold)))
+    n_concave = int(np.count_nonzero(band & (fold < -threshold)))
+    return n_convex >= min_px and n_convex > max_ratio * n_concave
+
+
+def _islands(cfg: GeometricConfig, parts: list, own: np.ndarray, region: np.ndarray, Pc: np.ndarray,
+             E: np.ndarray, up32: np.ndarray, folds, min_px: int) -> list[np.ndarray]:
+    """Islands of one hue in what is left of an instance (``region``): parts of at most
+    ``island_max_fraction`` of it, ``island_min_size_m`` to ``island_max_size_m`` on the floor plane (the
+    longer side of the minimum-area rectangle of their points), ``island_min_height_m`` to
+    ``island_max_height_m`` along gravity (5-95 %), filling ``island_min_solidity`` of their convex hull;
+    not when ``island_max_rest_above`` of the rest of the instance lies above the part's top (90 % of its
+    heights: a pot under its foliage) nor when the part is folded onto the rest (:func:`_folded`). ``folds()``
+    gives the crop's fold values (:func:`_lazy_folds`); ``own``: the coloured pixels.
+    Shape: parts from :func:`_parts`, (h, w) bool, (h, w, 3) points (z = 0: no depth), (3, 2), (3,)."""
+    out = []
+    n_region = int(region.sum())
+    with_depth = Pc[..., 2] > 0
+    close, ring = np.ones((5, 5), np.uint8), np.ones((3, 3), np.uint8)
+    for _, part, area, _ in parts:
+        # the mode map lends a part's hue to grey pixels up to 3 px around it (a book's white print); an island
+        # keeps those inside the outline of its own coloured pixels and 1 px around (its edge, mixed pixels),
+        # not a ring of what it stands against
+        core = cv2.morphologyEx((part & own).astype(np.uint8), cv2.MORPH_CLOSE, close)
+        part = part & cv2.dilate(core, ring).astype(bool)
+        area = int(np.count_nonzero(part))
+        if area > cfg.island_max_fraction * n_region or area == 0:
+            continue
+        has_depth = part & with_depth
+        if has_depth.sum() < 0.5 * area:
+            continue
+        X = Pc[has_depth]
+        heights = X @ up32
+        lo, hi = np.percentile(heights, [5, 95])
+        if not cfg.island_min_height_m <= hi - lo <= cfg.island_max_height_m:
+            continue
+        (_, (rw, rh), _) = cv2.minAreaRect(np.ascontiguousarray(X @ E, np.float32))
+        if not cfg.island_min_size_m <= max(rw, rh) <= cfg.island_max_size_m:
+            continue
+        contours, _ = cv2.findContours(part.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        hull = cv2.convexHull(max(contours, key=cv2.contourArea))
+        if area < cfg.island_min_solidity * max(cv2.contourArea(hull), 1.0):
+            continue
+        rest = region & ~part & with_depth
+        if rest.any() and np.mean(Pc[rest] @ up32 > np.percentile(heights, 90)) >= cfg.island_max_rest_above:
+            continue
+        if _folded(part, region, folds(), cfg.concave_threshold, cfg.island_max_convex_ratio, min_px):
+            continue
+        out.append(part)
+    return out
+
+
+def _island_candidates(cfg: GeometricConfig, hsv: np.ndarray, saturated: np.ndarray, left: np.ndarray, modes,
+                       parts: list, anything_cut: bool, min_px: int):
+    """The hue-mode parts of what is left of an instance (``left``) that may be islands, with a single mode
+    allowed (dark wood and grey fabric have none): returns (parts, coloured pixels, left), or None. When the
+    strips and blobs cut nothing, the modes and parts found for them are reused, held to the islands' own
+    coloured fraction. Shape: crops (h, w, 3) uint8 HSV, (h, w) bool x2; ``modes``/``parts`` as found for the
+    strips (None / [] when there were fewer than two modes)."""
+    if modes is not None and not anything_cut and cfg.island_own_fraction >= cfg.strip_saturated_fraction:
+        own = modes[1]
+        return [p for p in parts if np.count_nonzero(own & p[1]) >= cfg.island_own_fraction * p[2]], own, left
+    one_mode = _mode_map(hsv, saturated, left, min_px, min_modes=1)
+    if one_mode is None:
+        return None
+    return list(_parts(*one_mode, min_px, cfg.island_own_fraction)), one_mode[1], left
+
+
+def _lazy_folds(P: np.ndarray, normals: tuple[np.ndarray, np.ndarray], box: tuple[int, int, int, int],
+                step_px: int):
+    """A function giving the fold values (:func:`_crease_map`) of the crop ``box`` = (y0, y1, x0, x1), computed
+    on first call (few instances need them) with a margin so that pairs across the crop's border count."""
+    cache: list[np.ndarray] = []
+    y0, y1, x0, x1 = box
+    h, w = P.shape[:2]
+
+    def folds() -> np.ndarray:
+        if not cache:
+            a0, a1, b0, b1 = max(0, y0 - step_px), min(h, y1 + step_px), max(0, x0 - step_px), min(w, x1 + step_px)
+            full = _crease_map(P[a0:a1, b0:b1], normals[0][a0:a1, b0:b1], normals[1][a0:a1, b0:b1], step_px)
+            cache.append(full[y0 - a0:y1 - a0, x0 - b0:x1 - b0])
+        return cache[0]
+
+    return folds
+
+
 def split_colour(cfg: GeometricConfig, inst: np.ndarray, strip_ids: set[int], flat_ids: set[int],
                  color_rgb: np.ndarray, P: np.ndarray, up: np.ndarray, fx: float, next_id: int,
-                 min_px: int) -> tuple[int, list[int]]:
+                 min_px: int, island_ids: set[int] = frozenset(),
+                 normals: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[int, list[int]]:
     """Cut colour parts out of instances of ``inst``, in place: upright strips side by side out of the
     instances ``strip_ids`` (see the module doc), flat blobs out of the instances ``flat_ids``
-    (:func:`_flat_blobs`). Returns the next free id and the new ids. ``min_px``: ``cfg.strip_min_px`` at this
-    resolution.
+    (:func:`_flat_blobs`), then islands out of what is left of the instances ``island_ids``
+    (:func:`_islands`; needs ``normals``: the normals and their validity mask). Returns the next free id and
+    the new ids. ``min_px``: ``cfg.strip_min_px`` at this resolution.
 
     Shape: (h, w) uint16 instance ids, (h, w, 3) uint8 RGB, (h, w, 3) float32 points in the camera frame
-    (meters, z = 0 where there is no depth), (3,) unit up vector."""
+    (meters, z = 0 where there is no depth), (3,) unit up vector, normals (h, w, 3) float32 and (h, w) bool."""
     hsv = cv2.cvtColor(color_rgb, cv2.COLOR_RGB2HSV)
     saturated = (hsv[..., 1] >= cfg.strip_saturation_min) & (hsv[..., 2] >= _VALUE_MIN)
     E = floor_basis(up)
     up32 = up.astype(np.float32)
+    if normals is None:
+        island_ids = frozenset()
     w_img = inst.shape[1]
     new_ids: list[int] = []
     for iid, idx in label_pixels(inst):
-        if (iid not in strip_ids and iid not in flat_ids) or len(idx) < 3 * min_px:
+        if (iid not in strip_ids and iid not in flat_ids and iid not in island_ids) or len(idx) < 3 * min_px:
             continue
         ys, xs = np.divmod(idx, w_img)
         y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
         region = np.zeros((y1 - y0, x1 - x0), bool)
         region[ys - y0, xs - x0] = True
-        modes = _mode_map(hsv[y0:y1, x0:x1], saturated[y0:y1, x0:x1], region, min_px)
-        if modes is None:
-            continue
         Pc = P[y0:y1, x0:x1]
-        parts = list(_parts(*modes, min_px, cfg.strip_saturated_fraction))
+        crop = inst[y0:y1, x0:x1]
+        modes = _mode_map(hsv[y0:y1, x0:x1], saturated[y0:y1, x0:x1], region, min_px)
         cut: list[np.ndarray] = []
+        parts = list(_parts(*modes, min_px, cfg.strip_saturated_fraction)) if modes is not None else []
         if iid in strip_ids:
             cut += [part for _, part in _side_by_side(_upright_strips(cfg, parts, Pc[..., 2], Pc @ up32, fx))]
-        if iid in flat_ids:
+        if iid in flat_ids and parts:
             # parts do not overlap: the ones not cut as strips yet
             rest = [p for p in parts if not any(p[1] is c for c in cut)]
             dominant = int(np.argmax(np.bincount(modes[0].ravel(), minlength=modes[2] + 1)[1:])) + 1
             cut += _flat_blobs(cfg, rest, dominant, len(idx), Pc, E, up32)
-        crop = inst[y0:y1, x0:x1]
         for part in cut:
+            crop[part] = next_id
+            new_ids.append(next_id)
+            next_id += 1
+        if iid not in island_ids:
+            continue
+        candidates = _island_candidates(cfg, hsv[y0:y1, x0:x1], saturated[y0:y1, x0:x1], crop == iid, modes, parts,
+                                        bool(cut), min_px)
+        if candidates is None:
+            continue
+        folds = _lazy_folds(P, normals, (y0, y1, x0, x1), cfg.normal_step_px)
+        for part in _islands(cfg, *candidates, Pc, E, up32, folds, min_px):
             crop[part] = next_id
             new_ids.append(next_id)
             next_id += 1

@@ -1,9 +1,10 @@
 """Per-pixel geometry of a depth image for the ``geometric`` backend: normals, speckle fill, up direction.
 
-``depth_normals`` gives unit normals of a back-projected point map, ``fill_depth_speckles`` fills depth
-dropouts inside one surface from their neighbours, ``estimate_up`` finds the up direction (-gravity) from
-the normals when no gravity vector is given (a mean shift in shrinking cones around "camera y points
-down", see the module doc of :mod:`.geometric`).
+``depth_normals`` gives unit normals of a back-projected point map, ``creases`` how the surface folds between
+neighbours (concave like a box against a sofa, or convex like a box's own edge), ``fill_depth_speckles`` fills
+depth dropouts inside one surface from their neighbours, ``estimate_up`` finds the up direction (-gravity) from
+the normals when no gravity vector is given (a mean shift in shrinking cones around "camera y points down", see
+the module doc of :mod:`.geometric`).
 
 Frames and units: the camera optical frame (x right, y down, z forward), meters. Point maps are
 (h, w, 3) float32, depth (h, w) float32 with 0 = invalid, masks (h, w) bool; directions are unit vectors
@@ -14,7 +15,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["depth_normals", "fill_depth_speckles", "estimate_up", "norm3", "floor_basis"]
+__all__ = ["depth_normals", "creases", "fill_depth_speckles", "estimate_up", "norm3", "floor_basis"]
 
 
 def depth_normals(points: np.ndarray, valid: np.ndarray, step_px: int = 2, smooth_px: int = 5,
@@ -52,6 +53,24 @@ def depth_normals(points: np.ndarray, valid: np.ndarray, step_px: int = 2, smoot
     flip = (n[..., 0] * points[..., 0] + n[..., 1] * points[..., 1] + n[..., 2] * points[..., 2]) > 0
     n[flip] *= -1.0
     return n, ok
+
+
+def creases(points: np.ndarray, normals: np.ndarray, normal_valid: np.ndarray, step_px: int):
+    """How the surface folds between pixel pairs ``step_px`` apart along each image axis: for a pair i, j
+    with offset d = p_j - p_i, ``d_hat . (n_j - n_i)`` is negative on a concave crease (two surfaces meeting
+    like a box standing against a sofa), positive on a convex one (a box's own edge), ~0 on a flat surface.
+    Yields (slice of i, slice of j, value) per axis; pairs without two valid normals are 0.
+    Shape: (h, w, 3) x2, (h, w) bool -> values (h - k, w) and (h, w - k) float32."""
+    for axis in (0, 1):
+        sl_i = [slice(None), slice(None)]
+        sl_j = [slice(None), slice(None)]
+        sl_i[axis] = slice(0, -step_px)
+        sl_j[axis] = slice(step_px, None)
+        sl_i, sl_j = tuple(sl_i), tuple(sl_j)
+        d = points[sl_j] - points[sl_i]
+        d /= np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-6)
+        value = np.einsum("hwc,hwc->hw", d, normals[sl_j] - normals[sl_i])
+        yield sl_i, sl_j, np.where(normal_valid[sl_i] & normal_valid[sl_j], value, 0.0).astype(np.float32)
 
 
 def fill_depth_speckles(z: np.ndarray, valid: np.ndarray, window_px: int = 5, edge_ratio: float = 0.04,
