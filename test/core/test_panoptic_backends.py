@@ -71,6 +71,8 @@ def test_registry_and_unknown_backend(space):
     for bad in ({"island_min_size_m": 2.0}, {"island_max_rest_above": 1.5}, {"island_max_convex_ratio": 0}):
         with pytest.raises(ValueError, match="island"):
             make_backend("geometric", space, **bad)
+    with pytest.raises(ValueError, match="wall_front"):
+        make_backend("geometric", space, wall_front_min_px=0)
     be = make_backend("oracle", space)
     assert be.name == "oracle" and be.label_space is space
 

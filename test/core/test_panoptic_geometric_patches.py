@@ -263,3 +263,22 @@ def test_groups_stacked_on_one_footprint_are_one_object():
     kept = labels.copy()
     join_stacked(cfg, kept, {2}, P, labels > 0, np.array([0.0, 0.0, 1.0]), 50)   # a support: skipped
     assert (kept == labels).all()
+
+
+def test_a_lamp_inside_a_far_walls_tolerance_is_not_wall(space):
+    # at 4.5 m the wall plane takes everything within 18 cm; a lamp 12 cm in front of it stands out of the noise
+    from metric_semantic_slam.core.depth_confidence import nguyen_sigma_m
+    be = GeometricBackend(space)
+    rng = np.random.default_rng(3)
+    z = np.full((80, 100), 4.5, np.float32)
+    sigma = float(nguyen_sigma_m(4.5))
+    offset = rng.normal(0.0, sigma, z.shape).astype(np.float32)
+    lamp = np.zeros(z.shape, bool)
+    lamp[30:60, 40:48] = True
+    inliers = np.ones(z.shape, bool)
+    assert not be._in_front_of_wall(inliers, offset, z, 20).any()          # the noise of a plain wall
+    near = be._in_front_of_wall(inliers, np.where(lamp, offset + 0.12, offset), z, 20)
+    # the lamp, and a few noise pixels of the wall touching it
+    assert near[lamp].mean() > 0.9 and near[~lamp].sum() < 0.1 * lamp.sum()
+    # 4 cm in front is within the noise there: wall
+    assert not be._in_front_of_wall(inliers, np.where(lamp, offset + 0.04, offset), z, 20)[lamp].any()
