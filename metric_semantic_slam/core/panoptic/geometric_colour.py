@@ -225,13 +225,13 @@ def _islands(cfg: GeometricConfig, parts: list, own: np.ndarray, region: np.ndar
     out = []
     n_region = int(region.sum())
     with_depth = Pc[..., 2] > 0
-    close, ring = np.ones((5, 5), np.uint8), np.ones((3, 3), np.uint8)
+    k5, k3 = np.ones((5, 5), np.uint8), np.ones((3, 3), np.uint8)
     for _, part, area, _ in parts:
         # the mode map lends a part's hue to grey pixels up to 3 px around it (a book's white print); an island
         # keeps those inside the outline of its own coloured pixels and 1 px around (its edge, mixed pixels),
         # not a ring of what it stands against
-        core = cv2.morphologyEx((part & own).astype(np.uint8), cv2.MORPH_CLOSE, close)
-        part = part & cv2.dilate(core, ring).astype(bool)
+        core = cv2.morphologyEx((part & own).astype(np.uint8), cv2.MORPH_CLOSE, k5)
+        part = part & cv2.dilate(core, k3).astype(bool)
         area = int(np.count_nonzero(part))
         if area > cfg.island_max_fraction * n_region or area == 0:
             continue
