@@ -1,6 +1,7 @@
 """The geometric backend's colour stage (issue #6): upright strips of distinct colour side by side are cut out
-of one object piece (books in a row, flush, no depth step), and flat blobs of another colour out of what they lie
-on (a book on a table); textures, large sheets, ragged patches and one-hue pieces are not."""
+of one object piece (books in a row, flush, no depth step), flat blobs of another colour out of what they lie
+on (a book on a table), and compact islands of one hue out of what they stand against (a box against a sofa);
+textures, large sheets, ragged patches, one-hue pieces, a pot under its foliage and a cabinet's lit face are not."""
 from __future__ import annotations
 
 import numpy as np
@@ -166,7 +167,7 @@ def test_a_box_against_a_sofa_of_another_colour_is_cut_out():
     ring = np.zeros(z.shape, bool)
     ring[29:61, 29:71] = True                       # the box and 1 px around it (mixed edge pixels)
     assert ids == [6] and (out[box] == 6).mean() > 0.95 and (out[~ring] == 5).all()
-    assert _islands(z, inst, color, colour_islands=True, island_max_size_m=0.2)[1] == []   # 27 cm long
+    assert _islands(z, inst, color, island_max_size_m=0.2)[1] == []   # it is 27 cm long
 
 
 def test_a_pot_under_its_foliage_stays_with_it_but_not_one_beside_it():

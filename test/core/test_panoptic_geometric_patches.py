@@ -1,5 +1,5 @@
-"""The geometric backend's horizontal patches (what stands on a surface vs. what belongs to it) and its
-screen finder, on ray-cast box scenes (issue #6)."""
+"""The geometric backend's horizontal patches (what stands on a surface vs. what belongs to it), its screen
+finder, thin pieces, stacked groups and objects inside a far wall's tolerance (issue #6)."""
 from __future__ import annotations
 
 import numpy as np
