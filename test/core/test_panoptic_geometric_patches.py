@@ -168,7 +168,6 @@ def test_a_slab_a_few_cm_in_front_of_a_panel_is_cut_off_it_by_the_noise_model(sp
     assert _best_iou(merged.instance, inst == 2) < 0.5
 
 
-
 def test_a_pole_two_pixels_wide_is_an_instance(space):
     # a lamp-like pole, 2.2 cm thick (2 px at its distance) in front of the back wall: depth steps on
     # both sides of every pixel, so it has no core to grow from; it is found as a thin piece of its own
@@ -194,7 +193,6 @@ def test_thin_pieces_keep_what_stands_in_front_of_its_surroundings():
     next_id, ids = GeometricBackend._thin_pieces(rest, lab, 2, 30, z, np.ones(z.shape, bool), 0.05)
     assert ids == [2] and next_id == 3
     assert (lab[10:50, 20:22] == 2).all() and (lab[30:32, 40:75] == 0).all() and (lab[0:5] == 1).all()
-
 
 
 def test_a_screen_in_a_thin_frame_with_depth_is_one_instance(space):

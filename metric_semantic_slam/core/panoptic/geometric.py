@@ -306,6 +306,19 @@ def _pixels_at(count_320x240: int, h: int, w: int) -> int:
     return max(4, int(round(count_320x240 * (w * h) / (320.0 * 240.0))))
 
 
+def _component_crops(mask: np.ndarray, min_px: int, margin_px: int):
+    """The connected parts (8-neighbours) of ``mask`` with at least ``min_px`` pixels, each as (box, part): the
+    slices of its bounding box grown by ``margin_px`` (room for a ring around it) and its (bool) mask in them.
+    Shape: (h, w) bool."""
+    _, lab, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    for j in np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= min_px):
+        if j == 0:
+            continue
+        x, y, bw, bh = (int(v) for v in stats[j, :4])
+        box = (slice(max(0, y - margin_px), y + bh + margin_px), slice(max(0, x - margin_px), x + bw + margin_px))
+        yield box, lab[box] == j
+
+
 def _histogram_peaks(values: np.ndarray, bin_m: float, min_count: int, max_peaks: int) -> list[float]:
     """Centers of the largest peaks of a 1D histogram (non-maximum suppressed over +-3 bins)."""
     if len(values) < min_count or min_count <= 0:
@@ -401,15 +414,8 @@ class GeometricBackend:
         Shape: (h, w) bool, (h, w) meters towards the camera from the plane, (h, w) meters -> (h, w) bool."""
         cfg = self.config
         sigma = nguyen_sigma_m(np.maximum(z, 0.3))
-        ahead = (inliers & (offset_m > sigma)).astype(np.uint8)
         out = np.zeros(inliers.shape, bool)
-        k, lab, stats, _ = cv2.connectedComponentsWithStats(ahead, connectivity=8)
-        for j in np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= min_px):
-            if j == 0:
-                continue
-            x, y, bw, bh = (int(v) for v in stats[j, :4])
-            box = (slice(max(0, y - 3), y + bh + 3), slice(max(0, x - 3), x + bw + 3))
-            group = lab[box] == j
+        for box, group in _component_crops(inliers & (offset_m > sigma), min_px, margin_px=3):
             # a step out of the wall around it, not a stretch of wall off the fitted plane (a real wall warps
             # towards the image border): measured against the inliers just around the group
             ring = cv2.dilate(group.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool) & ~group \
@@ -559,8 +565,11 @@ class GeometricBackend:
                         # a screen's bezel returns depth only as a thin frame (a piece of its own): one object
                         near = cv2.dilate(region.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
                         for t in np.unique(inst[near & ~region]):
-                            if int(t) in thin and (near & (inst == t)).sum() >= 0.5 * (inst == t).sum():
-                                region = region | (inst == t)
+                            if int(t) not in thin:
+                                continue
+                            piece = inst == t
+                            if (near & piece).sum() >= 0.5 * piece.sum():
+                                region = region | piece
                     sem[region] = obj_id
                     inst[region] = next_id
                     classes[next_id] = obj_id
@@ -592,20 +601,14 @@ class GeometricBackend:
         ``min_step_m`` nearer than the median of the valid pixels around it): the line where a wall meets
         the floor or another wall is left over too, but at the depth of its surroundings.
         Shape: (h, w) bool, (h, w) int32, int, int, (h, w) float32 m, (h, w) bool."""
-        k, lab, stats, _ = cv2.connectedComponentsWithStats(rest.astype(np.uint8), connectivity=8)
         ids: list[int] = []
-        for j in np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= min_px):
-            if j == 0:
-                continue
-            x, y, bw, bh = (int(v) for v in stats[j, :4])
-            y0, y1, x0, x1 = max(0, y - 3), y + bh + 3, max(0, x - 3), x + bw + 3
-            piece = lab[y0:y1, x0:x1] == j
+        for box, piece in _component_crops(rest, min_px, margin_px=3):
             ring = cv2.dilate(piece.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) & ~piece \
-                & valid[y0:y1, x0:x1] & ~rest[y0:y1, x0:x1]
-            zz = z[y0:y1, x0:x1]
+                & valid[box] & ~rest[box]
+            zz = z[box]
             if ring.sum() < 4 or np.median(zz[piece]) > np.median(zz[ring]) - min_step_m:
                 continue
-            lab_ids[y0:y1, x0:x1][piece] = next_id
+            lab_ids[box][piece] = next_id
             ids.append(next_id)
             next_id += 1
         return next_id, ids

@@ -170,21 +170,32 @@ def _flat_blobs(cfg: GeometricConfig, parts: list, dominant: int, n_region: int,
     for k, part, area, _ in parts:
         if k == dominant or area > 0.5 * n_region:
             continue
-        has_depth = part & (Pc[..., 2] > 0)
-        if has_depth.sum() < 0.5 * area:
+        X = _points_with_depth(part, area, Pc)
+        if X is None:
             continue
-        X = Pc[has_depth]
         lo, hi = np.percentile(X @ up32, [5, 95])
         if hi - lo > cfg.flat_max_thickness_m:
             continue
         (_, (rw, rh), _) = cv2.minAreaRect(np.ascontiguousarray(X @ E, np.float32))
         if not cfg.flat_min_area_m2 <= rw * rh <= cfg.flat_max_area_m2:
             continue
-        contours, _ = cv2.findContours(part.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        hull = cv2.convexHull(max(contours, key=cv2.contourArea))
-        if area >= cfg.flat_min_solidity * max(cv2.contourArea(hull), 1.0):
+        if area >= cfg.flat_min_solidity * _hull_area(part):
             blobs.append(part)
     return blobs
+
+
+def _points_with_depth(part: np.ndarray, area: int, Pc: np.ndarray) -> np.ndarray | None:
+    """The points of a part's pixels with depth, or None when fewer than half of its ``area`` pixels have one
+    (no shape to judge). Shape: (h, w) bool, (h, w, 3) points (z = 0: no depth) -> (n, 3)."""
+    has_depth = part & (Pc[..., 2] > 0)
+    return Pc[has_depth] if has_depth.sum() >= 0.5 * area else None
+
+
+def _hull_area(part: np.ndarray) -> float:
+    """Area (pixels, at least 1) of the convex hull of a part's largest outline: its solidity's denominator.
+    Shape: (h, w) bool."""
+    contours, _ = cv2.findContours(part.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return max(cv2.contourArea(cv2.convexHull(max(contours, key=cv2.contourArea))), 1.0)
 
 
 def _crease_map(P: np.ndarray, n: np.ndarray, nok: np.ndarray, step_px: int) -> np.ndarray:
@@ -235,10 +246,9 @@ def _islands(cfg: GeometricConfig, parts: list, own: np.ndarray, region: np.ndar
         area = int(np.count_nonzero(part))
         if area > cfg.island_max_fraction * n_region or area == 0:
             continue
-        has_depth = part & with_depth
-        if has_depth.sum() < 0.5 * area:
+        X = _points_with_depth(part, area, Pc)
+        if X is None:
             continue
-        X = Pc[has_depth]
         heights = X @ up32
         lo, hi = np.percentile(heights, [5, 95])
         if not cfg.island_min_height_m <= hi - lo <= cfg.island_max_height_m:
@@ -246,9 +256,7 @@ def _islands(cfg: GeometricConfig, parts: list, own: np.ndarray, region: np.ndar
         (_, (rw, rh), _) = cv2.minAreaRect(np.ascontiguousarray(X @ E, np.float32))
         if not cfg.island_min_size_m <= max(rw, rh) <= cfg.island_max_size_m:
             continue
-        contours, _ = cv2.findContours(part.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        hull = cv2.convexHull(max(contours, key=cv2.contourArea))
-        if area < cfg.island_min_solidity * max(cv2.contourArea(hull), 1.0):
+        if area < cfg.island_min_solidity * _hull_area(part):
             continue
         rest = region & ~part & with_depth
         if rest.any() and np.mean(Pc[rest] @ up32 > np.percentile(heights, 90)) >= cfg.island_max_rest_above:

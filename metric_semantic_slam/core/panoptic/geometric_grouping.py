@@ -31,7 +31,8 @@ from .geometric_depth import floor_basis
 if TYPE_CHECKING:  # only for annotations: geometric.py imports this module
     from .geometric import GeometricConfig
 
-__all__ = ["horizontal_patches", "coplanar_pairs", "join_at_patches", "join_stacked", "label_pixels"]
+__all__ = ["horizontal_patches", "coplanar_pairs", "join_at_patches", "join_stacked", "label_pixels",
+           "touching_labels"]
 
 
 def _quantile(a: np.ndarray, q: float) -> float:
@@ -178,37 +179,24 @@ def join_at_patches(cfg: GeometricConfig, lab_ids: np.ndarray, items: list[tuple
         return parent
     E = floor_basis(up)                                        # (3, 2) floor-plane basis
     grow = cfg.patch_footprint_margin_m
-    h_img, w_img = lab_ids.shape
-    # pixel lists of every label at once (one sort instead of a full-image scan per neighbour)
-    flat = lab_ids.ravel()
-    order = np.argsort(flat, kind="stable")
-    starts = np.searchsorted(flat[order], np.arange(len(parent) + 1))
+    pixels = dict(label_pixels(lab_ids))    # every label's pixels from one sort, not a scan per neighbour
     Pf = P.reshape(-1, 3)
     Hf = height.ravel()
     for pid, _, h_p, _ in sorted(items, key=lambda t: -t[2]):
-        idx_p = order[starts[pid]:starts[pid + 1]]     # the patch's pixels (grown like every piece)
-        if len(idx_p) < 5:
+        idx_p = pixels.get(pid)                          # the patch's pixels (grown like every piece)
+        if idx_p is None or len(idx_p) < 5:
             continue
-        ys, xs = np.divmod(idx_p, w_img)
         sub = idx_p[::max(1, len(idx_p) // 3000)]        # the rectangle of 3000 points is the same
         (cx, cy), (rw, rh), ang = cv2.minAreaRect((Pf[sub] @ E).astype(np.float32))
         a = np.deg2rad(ang)
         axes = np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]], np.float32)  # rows: rect axes
         half = np.array([rw, rh], np.float32) / 2
-        y0, y1 = max(0, ys.min() - 2), min(h_img, ys.max() + 3)
-        x0, x1 = max(0, xs.min() - 2), min(w_img, xs.max() + 3)
-        crop = lab_ids[y0:y1, x0:x1]
-        own = crop == pid
-        ring = cv2.dilate(own.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) & ~own
-        neighbours = np.unique(crop[ring])
         zp = _quantile(z.ravel()[sub], 0.5)
         margin = max(0.02, cfg.patch_step_sigmas * float(nguyen_sigma_m(zp)))
-        for o in neighbours:
-            o = int(o)
-            if o == 0 or o == pid or find(o) == find(pid):
+        for o in touching_labels(lab_ids, pid, idx_p):
+            if find(o) == find(pid):
                 continue
-            n_o = int(starts[o + 1] - starts[o])
-            idx_o = order[starts[o]:starts[o + 1]:max(1, n_o // 2000)]   # fractions: 2000 points do
+            idx_o = pixels[o][::max(1, len(pixels[o]) // 2000)]   # fractions: 2000 points do
             ho = Hf[idx_o]
             loc = ((Pf[idx_o] @ E) - np.array([cx, cy], np.float32)) @ axes.T   # rectangle coordinates
             inside = np.all(np.abs(loc) <= half + grow, axis=1)
@@ -235,6 +223,16 @@ def join_at_patches(cfg: GeometricConfig, lab_ids: np.ndarray, items: list[tuple
     for i in range(len(parent)):
         parent[i] = find(i)
     return parent
+
+
+def touching_labels(labels: np.ndarray, label: int, idx: np.ndarray) -> list[int]:
+    """The labels other than ``label`` and 0 within 2 px of its pixels ``idx`` (flat indices into ``labels``),
+    ascending. Shape: (h, w) int labels, (n,) int64."""
+    ys, xs = np.divmod(idx, labels.shape[1])
+    crop = labels[max(0, ys.min() - 2):ys.max() + 3, max(0, xs.min() - 2):xs.max() + 3]
+    own = crop == label
+    ring = cv2.dilate(own.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) & ~own
+    return [int(j) for j in np.unique(crop[ring]) if j != 0]
 
 
 def label_pixels(labels: np.ndarray):
@@ -264,7 +262,6 @@ def join_stacked(cfg: GeometricConfig, labels: np.ndarray, skip: set[int], P: np
     Shape: (h, w) int labels (0 = none), (h, w, 3) points, (h, w) bool, (3,) unit up vector."""
     E = floor_basis(up)
     up32 = up.astype(np.float32)
-    w_img = labels.shape[1]
     Pf, vf = P.reshape(-1, 3), valid.ravel()
     boxes, pixels = {}, {}
     for i, idx in label_pixels(labels):
@@ -287,14 +284,8 @@ def join_stacked(cfg: GeometricConfig, labels: np.ndarray, skip: set[int], P: np
             a = parent[a]
         return a
 
-    kernel = np.ones((5, 5), np.uint8)
     for i, (ri, lo_i, hi_i) in boxes.items():
-        ys, xs = np.divmod(pixels[i], w_img)
-        y0, y1, x0, x1 = max(0, ys.min() - 2), ys.max() + 3, max(0, xs.min() - 2), xs.max() + 3
-        crop = labels[y0:y1, x0:x1]
-        ring = cv2.dilate((crop == i).astype(np.uint8), kernel).astype(bool)
-        for j in np.unique(crop[ring]):
-            j = int(j)
+        for j in touching_labels(labels, i, pixels[i]):
             if j <= i or j not in boxes:
                 continue
             rj, lo_j, hi_j = boxes[j]
