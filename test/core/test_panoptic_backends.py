@@ -73,6 +73,9 @@ def test_registry_and_unknown_backend(space):
             make_backend("geometric", space, **bad)
     with pytest.raises(ValueError, match="wall_front"):
         make_backend("geometric", space, wall_front_min_px=0)
+    for bad in ({"colour_growth_delta": -1.0}, {"colour_growth_max_ratio": -0.5}):
+        with pytest.raises(ValueError, match="colour_growth"):
+            make_backend("geometric", space, **bad)
     be = make_backend("oracle", space)
     assert be.name == "oracle" and be.label_space is space
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from metric_semantic_slam.core.panoptic.geometric import GeometricConfig
-from metric_semantic_slam.core.panoptic.geometric_colour import split_colour
+from metric_semantic_slam.core.panoptic.geometric_colour import grow_by_colour, split_colour
 from metric_semantic_slam.core.panoptic.geometric_depth import depth_normals
 
 FX = 262.5
@@ -123,6 +123,18 @@ def test_a_book_lying_on_a_table_is_cut_out_by_its_colour():
     assert ids == [6] and (out[book] == 6).all() and (out[~book & (out > 0)] == 5).all()
 
 
+def test_a_book_on_a_grey_cabinet_is_cut_out_though_its_hue_is_the_only_one():
+    book = np.zeros((60, 80), bool)
+    book[30:50, 20:45] = True
+    inst, color, P = _table(book, 0.78)
+    color[(inst == 5) & ~book] = 128            # a grey top: the book's is the only hue mode
+    out, ids = _flats(inst, color, P)
+    assert ids == [6] and (out[book] == 6).all()
+    assert (out == 6).sum() <= 1.2 * book.sum()  # the book and its edge, not the grey the mode map lends around it
+    color[inst == 5] = RED                       # a red top with nothing on it: its one hue is all of it
+    assert _flats(inst, color, P)[1] == []
+
+
 def test_flat_blobs_are_not_upright_things_large_sheets_or_ragged_patches():
     book = np.zeros((60, 80), bool)
     book[30:50, 20:45] = True
@@ -201,3 +213,28 @@ def test_the_lit_front_of_a_cabinet_is_a_face_not_an_object():
     z[25:55, 20:44] = 2.3
     z[25:55, 44:84] = np.linspace(2.3, 1.8, 41, dtype=np.float32)[1:]
     assert len(_islands(z, inst, color)[1]) == 1
+
+
+def test_colour_growth_takes_an_objects_dropouts_of_its_colour_only():
+    wall, obj = 2, 20
+    sem = np.full((40, 40), wall, np.uint16)
+    inst = np.zeros((40, 40), np.uint16)
+    color = np.full((40, 40, 3), 200, np.uint8)                  # a light grey wall
+    sem[5:10, 10:30], inst[5:10, 10:30], color[5:10, 10:30] = obj, 7, WOOD        # a table top
+    sem[10:35, 14:17], color[10:35, 14:17] = 0, WOOD            # its leg, no depth: unlabelled
+    sem[20:30, 17:25] = 0                                        # a dropout of the wall beside the leg
+    grow_by_colour(sem, inst, color, 8.0, 40, 2.0)
+    # all of it but the bottom corners, where the 3x3 median takes the wall's colour
+    assert (inst[10:34, 14:17] == 7).all() and (sem[10:34, 14:17] == obj).all()
+    assert (sem[20:30, 17:25] == 0).all()                         # wall-coloured: not the table's
+
+
+def test_colour_growth_is_bounded_by_the_instances_own_size():
+    # a 2 x 2 crumb of wall edge left as an object inside a large depth hole of its own colour: no stuff pixel
+    # borders the hole's inner pixels, so only the size bound keeps it from taking the whole hole
+    sem = np.zeros((30, 30), np.uint16)
+    inst = np.zeros((30, 30), np.uint16)
+    color = np.full((30, 30, 3), 200, np.uint8)
+    sem[14:16, 14:16], inst[14:16, 14:16] = 20, 9
+    grow_by_colour(sem, inst, color, 8.0, 40, 2.0)
+    assert (inst == 9).sum() == 4 + 8

@@ -1,5 +1,6 @@
 """The geometric backend's horizontal patches (what stands on a surface vs. what belongs to it), its screen
-finder, thin pieces, stacked groups and objects inside a far wall's tolerance (issue #6)."""
+finder, thin pieces, stacked groups, objects inside a far wall's tolerance and legs grown back by colour
+(issue #6)."""
 from __future__ import annotations
 
 import numpy as np
@@ -103,6 +104,21 @@ def test_screen_joined_to_other_dropouts_by_a_thin_line_is_found(space):
     res = _predict(space, d, cam, g, color=color)
     assert _best_iou(res.instance, screen) > 0.8
     assert (res.instance[other] == 0).mean() > 0.9    # the bright hole is not an object
+
+
+def test_table_legs_without_depth_join_the_top_by_their_colour(space):
+    top = (np.array([-0.5, 2.2, 0.70]), np.array([0.5, 2.8, 0.74]), 1)
+    legs = [(np.array([x, y, 0.0]), np.array([x + 0.05, y + 0.05, 0.70]), 2) for x in (-0.48, 0.43)
+            for y in (2.22, 2.73)]
+    depth, inst, cam, g = cast_boxes([top] + legs)
+    color = np.full(depth.shape + (3,), 170, np.uint8)              # grey floor and wall
+    color[inst == 1] = (160, 110, 60)                               # a wooden top
+    color[inst == 2] = (150, 104, 58)                               # legs, a little in shadow
+    depth[inst == 2] = 0.0                                          # dark wood: the legs' depth drops out
+    table = inst > 0
+    assert (inst == 2).sum() > 0.25 * table.sum()
+    assert _best_iou(_predict(space, depth, cam, g, color=color, colour_growth_delta=0.0).instance, table) < 0.75
+    assert _best_iou(_predict(space, depth, cam, g, color=color).instance, table) > 0.9
 
 
 def test_fragments_of_one_plane_across_a_dropout_band_are_one_instance(space):
@@ -214,7 +230,7 @@ def test_a_screen_in_a_thin_frame_with_depth_is_one_instance(space):
     color[monitor] = 15
     for thin, one in (({7}, True), (set(), False)):
         s, i, classes = sem.copy(), inst.copy(), {7: obj}
-        be._fill_holes(s, i, classes, color, ~glass, 30, thin)
+        be._screens(s, i, classes, color, ~glass, 30, thin)
         assert (i[glass] > 0).all() and (s[glass] == obj).all()
         assert (len(np.unique(i[monitor])) == 1) == one
 

@@ -53,12 +53,11 @@ pixels wide and the labels are scaled back with nearest-neighbour):
    books on a board) stays apart. Each group is an instance of class ``object`` (``object_class``, id 20 in
    the indoor space), or ``table`` when it holds a support surface; unlabelled pixels within ``fill_px`` of an
    object (depth dropouts at its silhouette, dark parts) take that object's label;
-7. **holes** (``_fill_holes``): dark pixels without depth, opened so thin dark bridges do not join them, form
+7. **screens** (``_screens``): dark pixels without depth, opened so thin dark bridges do not join them, form
    blobs; a blob of uniform lightness is a screen (TV / monitor glass, a black sofa return no depth): a new
-   ``object`` instance, joined with the thin pieces that frame it (a bezel); any other unlabelled region
-   framed (>= ``wall_hole_frame``) by wall is wall; everything else without a label is unknown (0). Inside
-   walls, a differently colored region ringed by depth dropouts (``door_max_ring_dropout``) is a furniture
-   back, not a door or window;
+   ``object`` instance, joined with the thin pieces that frame it (a bezel). Inside walls, a differently
+   colored region ringed by depth dropouts (``door_max_ring_dropout``) is a furniture back, not a door or
+   window;
 8. **colour parts** (``colour_strips``, ``flat_blobs``, ``colour_islands``, :mod:`.geometric_colour`): inside an
    object instance, upright strips of distinct hue standing side by side (books in a row, flush with the shelf
    front: one flat depth block) become instances of their own, and inside any instance so do flat compact blobs
@@ -67,7 +66,13 @@ pixels wide and the labels are scaled back with nearest-neighbour):
    convex object); textures, large sheets and pieces of one hue throughout are not cut;
 9. **stacked groups** (``join_stacked`` in :mod:`.geometric_grouping`): object instances touching in the image
    whose floor footprints coincide (IoU >= ``stack_min_footprint_iou``) and that lie one above the other are
-   one object (a bookshelf's compartments, cut apart by its boards).
+   one object (a bookshelf's compartments, cut apart by its boards);
+10. **colour growth** (``grow_by_colour`` in :mod:`.geometric_colour`): object instances grow into the
+   unlabelled pixels of their own colour (Lab distance < ``colour_growth_delta`` to the neighbour they grow
+   from, no wall or floor neighbour nearer in colour, at most ``colour_growth_max_ratio`` times their size):
+   a table's dark legs and a lamp's pole, whose depth drops out, join the top or the shade; then any
+   unlabelled region framed (>= ``wall_hole_frame``) by wall is wall (``_wall_holes``), and everything else
+   without a label is unknown (0).
 
 Limits (see ``benchmarks/bench_panoptic.py`` for numbers): objects with little depth (thin lamp poles, metal
 table legs, desks seen edge-on whose depth drops out at their edges) are missed or cut; touching objects at the
@@ -81,8 +86,8 @@ off it; doors / windows are only found when their color differs and they have an
 Code layout: steps 1-2 (normals, speckle fill, up estimate) are in :mod:`.geometric_depth`, the grouping of
 step 6 (patches, coplanar fragments, joins at patches) in :mod:`.geometric_grouping`; this module holds the
 configuration, the plane stages, the object cuts and the hole filling, and re-exports ``depth_normals``,
-``estimate_up`` and ``fill_depth_speckles``; step 8 is in :mod:`.geometric_colour`, step 9 in
-:mod:`.geometric_grouping`.
+``estimate_up`` and ``fill_depth_speckles``; steps 8 and 10 (the growth) are in :mod:`.geometric_colour`, step
+9 in :mod:`.geometric_grouping`.
 """
 from __future__ import annotations
 
@@ -94,7 +99,7 @@ import numpy as np
 from ..camera import PinholeCamera
 from ..depth_confidence import nguyen_sigma_m
 from ..labels import LabelSpace
-from .geometric_colour import split_colour
+from .geometric_colour import grow_by_colour, split_colour
 from .geometric_depth import creases, depth_normals, estimate_up, fill_depth_speckles, norm3
 from .geometric_grouping import coplanar_pairs, horizontal_patches, join_at_patches, join_stacked
 from .types import PanopticInput, PanopticResult, validate_input
@@ -255,6 +260,14 @@ class GeometricConfig:
     wall_front_min_m: float = 0.05
     wall_front_min_px: int = 20
     """... and such a group has at least this many pixels (at 320x240)."""
+    colour_growth_delta: float = 8.0
+    """Object instances grow into unlabelled pixels of their colour (Lab distance below this to a neighbour
+    of the instance, and no nearer stuff neighbour; ``geometric_colour.grow_by_colour``): a table's legs or a
+    lamp's pole, whose depth drops out. 0 disables; needs the color image."""
+    colour_growth_px: int = 40
+    """... at most this many pixels from where the instance was (at 320 px width)."""
+    colour_growth_max_ratio: float = 2.0
+    """... and by at most this many times its own pixel count."""
     wall_hole_frame: float = 0.9
     """Unlabelled holes whose outline is at least this fraction wall become wall (above 1 disables)."""
     screen_objects: bool = True
@@ -299,6 +312,8 @@ class GeometricConfig:
             raise ValueError("strip_saturation_min must be in [0, 255] and strip_saturated_fraction in [0, 1]")
         if not (0 < self.strip_min_height_m <= self.strip_max_height_m and self.strip_max_width_m > 0):
             raise ValueError("strips need 0 < strip_min_height_m <= strip_max_height_m and strip_max_width_m > 0")
+        if self.colour_growth_delta < 0 or self.colour_growth_px < 0 or self.colour_growth_max_ratio < 0:
+            raise ValueError("colour_growth_delta, colour_growth_px and colour_growth_max_ratio must be >= 0")
 
 
 def _pixels_at(count_320x240: int, h: int, w: int) -> int:
@@ -526,22 +541,18 @@ class GeometricBackend:
             return False
         return float(np.median(grad[border])) > self.config.door_edge_contrast
 
-    def _fill_holes(self, sem: np.ndarray, inst: np.ndarray, classes: dict[int, int], color: np.ndarray | None,
-                    valid: np.ndarray, min_px: int, thin: set[int] = frozenset()) -> None:
-        """Label the unlabelled regions (no depth, noisy crumbs) by their surroundings and color, in place.
-
-        Screens first: the unlabelled pixels without depth whose color is dark (Lab lightness <=
-        ``screen_max_lightness``), opened with a 3x3 square so that thin dark bridges (depth dropouts along
-        dark furniture edges, table legs) do not join them to other holes; each blob of at least ``min_px``
-        pixels with a uniform lightness (10-90 % spread <= ``screen_max_spread``) is a screen (a TV or
-        monitor returns no depth from its glass, a black sofa none from its fabric): a new object instance
-        (grown back into the dark pixels the opening removed). Then any other hole whose outline is at
-        least ``wall_hole_frame`` wall pixels (the image border does not count) lies inside a wall: wall.
-        Shape: (h, w) uint16 x2, (h, w, 3) uint8 RGB or None, (h, w) bool.
+    def _screens(self, sem: np.ndarray, inst: np.ndarray, classes: dict[int, int], color: np.ndarray,
+                 valid: np.ndarray, min_px: int, thin: set[int] = frozenset()) -> None:
+        """Screens among the unlabelled regions (no depth, noisy crumbs), in place: the unlabelled pixels
+        without depth whose color is dark (Lab lightness <= ``screen_max_lightness``), opened with a 3x3
+        square so that thin dark bridges (depth dropouts along dark furniture edges, table legs) do not join
+        them to other holes; each blob of at least ``min_px`` pixels with a uniform lightness (10-90 % spread
+        <= ``screen_max_spread``) is a screen (a TV or monitor returns no depth from its glass, a black sofa
+        none from its fabric): a new object instance (grown back into the dark pixels the opening removed).
+        Shape: (h, w) uint16 x2, (h, w, 3) uint8 RGB, (h, w) bool.
         """
         cfg = self.config
-        wall_id = self._ids["wall"]
-        if color is not None and cfg.screen_objects:
+        if cfg.screen_objects:
             if self._lab is None:
                 self._lab = cv2.cvtColor(color, cv2.COLOR_RGB2LAB).astype(np.float32)
             L = self._lab[..., 0] * (100.0 / 255.0)
@@ -574,6 +585,11 @@ class GeometricBackend:
                     inst[region] = next_id
                     classes[next_id] = obj_id
                     next_id += 1
+
+    def _wall_holes(self, sem: np.ndarray, inst: np.ndarray) -> None:
+        """Unlabelled regions whose outline is at least ``wall_hole_frame`` wall pixels (the image border does
+        not count) lie inside a wall: wall, in place. Shape: (h, w) uint16 x2."""
+        wall_id = self._ids["wall"]
         unl = (sem == 0).astype(np.uint8)
         k, lab, stats, _ = cv2.connectedComponentsWithStats(unl, connectivity=8)
         if k <= 1:
@@ -583,7 +599,7 @@ class GeometricBackend:
         ring = (unl == 0) & (grown > 0)
         total = np.bincount(grown[ring], minlength=k)
         walls = np.bincount(grown[ring & (sem == wall_id)], minlength=k)
-        wall_ok = (total > 0) & (walls >= cfg.wall_hole_frame * np.maximum(total, 1))
+        wall_ok = (total > 0) & (walls >= self.config.wall_hole_frame * np.maximum(total, 1))
         wall_ok[0] = False
         hole = wall_ok[lab]
         sem[hole] = wall_id
@@ -901,7 +917,8 @@ class GeometricBackend:
         if cfg.fill_px > 0:
             self._fill_unlabelled(sem, inst, cfg.fill_px * w / 320.0)
         thin_roots = {int(root[t]) for t in thin_ids if int(root[t]) == t}
-        self._fill_holes(sem, inst, classes, color, valid, min_px, thin_roots)
+        if color is not None:
+            self._screens(sem, inst, classes, color, valid, min_px, thin_roots)
         if (cfg.colour_strips or cfg.flat_blobs or cfg.colour_islands) and color is not None:
             _, colour_ids = split_colour(
                 cfg, inst, {i for i, c in classes.items() if c == obj_cls} if cfg.colour_strips else set(),
@@ -913,6 +930,10 @@ class GeometricBackend:
         if cfg.stack_min_footprint_iou > 0:
             join_stacked(cfg, inst, {i for i, c in classes.items() if c != obj_cls}, P, valid_obj, up,
                          _pixels_at(cfg.stack_min_px, h, w))
+        if color is not None and cfg.colour_growth_delta > 0:
+            grow_by_colour(sem, inst, color, cfg.colour_growth_delta, int(round(cfg.colour_growth_px * w / 320.0)),
+                           cfg.colour_growth_max_ratio)
+        self._wall_holes(sem, inst)
         # ids that lost all pixels to nothing cannot happen (components are non-empty), but keep it exact
         present = set(np.unique(inst).tolist()) - {0}
         classes = {i: c for i, c in classes.items() if i in present}

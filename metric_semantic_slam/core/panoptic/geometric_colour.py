@@ -17,7 +17,8 @@ mode of the nearest saturated pixel within 3 px, so a striped book is one strip,
 
 The same hue modes find **flat blobs** (``flat_blobs``): a book or a magazine lying on a table is as flat as
 the table top, but of another colour; a compact part of a mode other than the instance's own, thin along
-gravity and of book-to-poster size, becomes an instance of its own (:func:`_flat_blobs`).
+gravity and of book-to-poster size, becomes an instance of its own (:func:`_flat_blobs`). In an instance with
+a single hue mode (a red book on a grey cabinet) any part of it may be a blob (:func:`_one_hue_blobs`).
 
 Last, **islands** (``colour_islands``): what is left of an instance may still hold a compact part of one hue
 that is an object of its own standing against it: a box in a bookshelf's compartment or against a sofa of
@@ -26,6 +27,10 @@ fabric have none). An island must be box-to-furniture sized and solid in the ima
 alone: a part with the rest of the instance all above it (a plant's pot under its foliage) and a part folded
 onto the rest at convex creases (the lit front of a cabinet: one object's face, not a thing against it;
 :func:`_islands`).
+
+Separately, after every other stage, **colour growth** (:func:`grow_by_colour`) lets object instances take the
+unlabelled pixels of their own colour next to them: the legs of a dark wooden table lose their depth and are
+left unlabelled by the depth stages, though they continue the top.
 
 Frames and units: arrays at processing resolution, (h, w); points in the camera optical frame in meters,
 ``up`` a unit vector in that frame, ``fx`` the focal length in pixels at that resolution. Hue is OpenCV's
@@ -38,13 +43,13 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from .geometric_depth import creases, floor_basis
+from .geometric_depth import creases, floor_basis, norm3
 from .geometric_grouping import label_pixels
 
 if TYPE_CHECKING:  # only for annotations: geometric.py imports this module
     from .geometric import GeometricConfig
 
-__all__ = ["split_colour"]
+__all__ = ["grow_by_colour", "split_colour"]
 
 _HUE_BIN = 5            # hue histogram bin (OpenCV units, 10 degrees)
 _MODE_SEPARATION = 4    # bins (40 degrees) between two hue modes
@@ -236,13 +241,8 @@ def _islands(cfg: GeometricConfig, parts: list, own: np.ndarray, region: np.ndar
     out = []
     n_region = int(region.sum())
     with_depth = Pc[..., 2] > 0
-    k5, k3 = np.ones((5, 5), np.uint8), np.ones((3, 3), np.uint8)
     for _, part, area, _ in parts:
-        # the mode map lends a part's hue to grey pixels up to 3 px around it (a book's white print); an island
-        # keeps those inside the outline of its own coloured pixels and 1 px around (its edge, mixed pixels),
-        # not a ring of what it stands against
-        core = cv2.morphologyEx((part & own).astype(np.uint8), cv2.MORPH_CLOSE, k5)
-        part = part & cv2.dilate(core, k3).astype(bool)
+        part = _coloured_outline(part, own)
         area = int(np.count_nonzero(part))
         if area > cfg.island_max_fraction * n_region or area == 0:
             continue
@@ -265,6 +265,31 @@ def _islands(cfg: GeometricConfig, parts: list, own: np.ndarray, region: np.ndar
             continue
         out.append(part)
     return out
+
+
+def _coloured_outline(part: np.ndarray, own: np.ndarray) -> np.ndarray:
+    """A part cut down to the outline of its own coloured pixels (closed over 5 px) and 1 px around it (its edge,
+    mixed pixels): the mode map lends a part's hue to grey pixels up to 3 px around it (a book's white print),
+    and on a small island or blob that ring of what it stands against would weigh as much as the part.
+    Shape: (h, w) bool x2 -> (h, w) bool."""
+    core = cv2.morphologyEx((part & own).astype(np.uint8), cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
+    return part & cv2.dilate(core, np.ones((3, 3), np.uint8)).astype(bool)
+
+
+def _one_hue_blobs(cfg: GeometricConfig, hsv: np.ndarray, saturated: np.ndarray, region: np.ndarray, Pc: np.ndarray,
+                   E: np.ndarray, up32: np.ndarray, min_px: int) -> list[np.ndarray]:
+    """Flat blobs (:func:`_flat_blobs`) in an instance with a single hue mode: a red book lying on a grey
+    cabinet. The instance has no hue of its own to tell apart, so any part may be a blob (at most half the
+    instance: a coloured table's own mode is all of it), cut down to its coloured outline
+    (:func:`_coloured_outline`). Shape: crops (h, w, 3) uint8 HSV, (h, w) bool x2, (h, w, 3) points, (3, 2), (3,)."""
+    one = _mode_map(hsv, saturated, region, min_px, min_modes=1)
+    if one is None:
+        return []
+    parts = []
+    for k, part, _, bh in _parts(*one, min_px, cfg.strip_saturated_fraction):
+        part = _coloured_outline(part, one[1])
+        parts.append((k, part, int(np.count_nonzero(part)), bh))
+    return _flat_blobs(cfg, parts, 0, int(region.sum()), Pc, E, up32)
 
 
 def _island_candidates(cfg: GeometricConfig, hsv: np.ndarray, saturated: np.ndarray, left: np.ndarray, modes,
@@ -340,6 +365,8 @@ def split_colour(cfg: GeometricConfig, inst: np.ndarray, strip_ids: set[int], fl
             rest = [p for p in parts if not any(p[1] is c for c in cut)]
             dominant = int(np.argmax(np.bincount(modes[0].ravel(), minlength=modes[2] + 1)[1:])) + 1
             cut += _flat_blobs(cfg, rest, dominant, len(idx), Pc, E, up32)
+        if iid in flat_ids and modes is None:
+            cut += _one_hue_blobs(cfg, hsv[y0:y1, x0:x1], saturated[y0:y1, x0:x1], region, Pc, E, up32, min_px)
         for part in cut:
             crop[part] = next_id
             new_ids.append(next_id)
@@ -356,3 +383,83 @@ def split_colour(cfg: GeometricConfig, inst: np.ndarray, strip_ids: set[int], fl
             new_ids.append(next_id)
             next_id += 1
     return next_id, new_ids
+
+
+_NEIGHBOURS_8 = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
+
+
+def grow_by_colour(sem: np.ndarray, inst: np.ndarray, color_rgb: np.ndarray, max_delta: float,
+                   iterations: int, max_ratio: float) -> None:
+    """Grow object instances into unlabelled pixels (``sem == 0``) of their colour, in place.
+
+    A table's dark wooden legs or a lamp's pole lose most of their depth (dark material, all depth edge), so
+    the depth stages leave them unlabelled, although they continue the top's or shade's colour. A seeded
+    region growing on colour (Adams and Bischof 1994, done in parallel steps): in each of ``iterations``
+    steps, an unlabelled pixel next to an object takes the instance (and class) of its most similar labelled
+    8-neighbour when that neighbour belongs to an object, their Lab colours (median of 3x3, lightness on a
+    0-100 scale) differ by less than ``max_delta``, and no labelled stuff neighbour (wall, floor) is more
+    similar: stuff does not grow, but a dropout by a wall that looks like the wall is not taken. An instance
+    takes at most ``max_ratio`` times its own pixel count, its most similar candidates first: a crumb of wall
+    edge left as an object must not flood a whole depth hole of the wall's colour, where no stuff pixel
+    borders the inner pixels to compete.
+    Shape: (h, w) uint16 x2, (h, w, 3) uint8 RGB."""
+    h, w = sem.shape
+    lab = cv2.medianBlur(cv2.cvtColor(color_rgb, cv2.COLOR_RGB2LAB), 3).astype(np.float32)
+    lab[..., 0] *= 100.0 / 255.0
+    # colour distance of every pixel to each of its 8 neighbours, once (inf across the image border); the
+    # labels are padded by 1 px so that a neighbour is a fixed offset in the flat padded index
+    lab_pad = cv2.copyMakeBorder(lab, 1, 1, 1, 1, cv2.BORDER_REPLICATE)
+    dist = np.full((len(_NEIGHBOURS_8), h * w), np.inf, np.float32)
+    for k, (dy, dx) in enumerate(_NEIGHBOURS_8):
+        d = norm3(lab_pad[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] - lab)
+        inside = np.zeros((h, w), bool)
+        inside[max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)] = True
+        dist[k] = np.where(inside, d, np.inf).ravel()
+    inst_pad = np.pad(inst, 1).ravel()
+    stuff_pad = np.pad((sem > 0) & (inst == 0), 1).ravel()
+    offsets = [dy * (w + 2) + dx for dy, dx in _NEIGHBOURS_8]
+    labelled = sem > 0
+    allowance = np.floor(max_ratio * np.bincount(inst.ravel(), minlength=int(inst.max()) + 1)).astype(np.int64)
+    taken = np.zeros((h, w), np.uint8)
+    kernel = np.ones((3, 3), np.uint8)
+    front = ~labelled & cv2.dilate((inst > 0).astype(np.uint8), kernel).astype(bool)
+    for _ in range(iterations):
+        f = np.flatnonzero(front)
+        if len(f) == 0:
+            break
+        fp = (f // w + 1) * (w + 2) + f % w + 1                 # the same pixels in the padded image
+        best_obj = np.full(len(f), np.inf, np.float32)
+        best_stuff = np.full(len(f), np.inf, np.float32)
+        src = np.zeros(len(f), np.int64)
+        for k, off in enumerate(offsets):
+            d = dist[k, f]
+            q = fp + off
+            is_obj = inst_pad[q] > 0
+            better = is_obj & (d < best_obj)
+            best_obj[better] = d[better]
+            src[better] = q[better]
+            better = stuff_pad[q] & (d < best_stuff)
+            best_stuff[better] = d[better]
+        take = (best_obj < max_delta) & (best_obj <= best_stuff)
+        if not take.any():
+            break
+        # the most similar first, while the instance's allowance lasts
+        cand = np.flatnonzero(take)
+        ids = inst_pad[src[cand]]
+        order = np.lexsort((best_obj[cand], ids))
+        cand, ids = cand[order], ids[order]
+        _, first, group = np.unique(ids, return_index=True, return_inverse=True)
+        keep = np.arange(len(cand)) - first[group] < allowance[ids]
+        allowance -= np.bincount(ids[keep], minlength=len(allowance))
+        cand, ids = cand[keep], ids[keep]
+        if len(cand) == 0:
+            break
+        # copy after choosing all: a pixel taken in this step is no source for another in the same step
+        new = f[cand]
+        np.put(inst, new, ids)
+        np.put(sem, new, sem.ravel()[(src[cand] // (w + 2) - 1) * w + src[cand] % (w + 2) - 1])
+        inst_pad[fp[cand]] = ids
+        np.put(labelled, new, True)
+        taken[:] = 0
+        np.put(taken, new, 1)
+        front = ~labelled & cv2.dilate(taken, kernel).astype(bool)
