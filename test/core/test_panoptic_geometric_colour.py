@@ -223,7 +223,7 @@ def test_colour_growth_takes_an_objects_dropouts_of_its_colour_only():
     sem[5:10, 10:30], inst[5:10, 10:30], color[5:10, 10:30] = obj, 7, WOOD        # a table top
     sem[10:35, 14:17], color[10:35, 14:17] = 0, WOOD            # its leg, no depth: unlabelled
     sem[20:30, 17:25] = 0                                        # a dropout of the wall beside the leg
-    grow_by_colour(sem, inst, color, 8.0, 40, 2.0)
+    grow_by_colour(sem, inst, color, 8.0, 40, 2.0, 20.0)
     # all of it but the bottom corners, where the 3x3 median takes the wall's colour
     assert (inst[10:34, 14:17] == 7).all() and (sem[10:34, 14:17] == obj).all()
     assert (sem[20:30, 17:25] == 0).all()                         # wall-coloured: not the table's
@@ -236,5 +236,19 @@ def test_colour_growth_is_bounded_by_the_instances_own_size():
     inst = np.zeros((30, 30), np.uint16)
     color = np.full((30, 30, 3), 200, np.uint8)
     sem[14:16, 14:16], inst[14:16, 14:16] = 20, 9
-    grow_by_colour(sem, inst, color, 8.0, 40, 2.0)
+    grow_by_colour(sem, inst, color, 8.0, 40, 2.0, 20.0)
     assert (inst == 9).sum() == 4 + 8
+
+
+def test_colour_growth_keeps_to_the_instances_own_colour():
+    # a blue book lying on an unlabelled wooden table top (its depth filled by nothing), with a 1 px edge of
+    # wood-coloured mixed pixels kept in the book's instance: the edge leads nowhere, the book's mean is blue
+    sem = np.zeros((30, 40), np.uint16)
+    inst = np.zeros((30, 40), np.uint16)
+    color = np.full((30, 40, 3), WOOD, np.uint8)
+    sem[10:20, 10:25], inst[10:20, 10:25] = 20, 6
+    color[11:19, 11:24] = BOOK_BLUE
+    grow_by_colour(sem, inst, color, 8.0, 40, 2.0, 20.0)
+    assert (inst == 6).sum() == 10 * 15
+    grow_by_colour(sem, inst, color, 8.0, 40, 2.0, 1000.0)       # without the mean's bound it spreads
+    assert (inst == 6).sum() > 10 * 15 + 100

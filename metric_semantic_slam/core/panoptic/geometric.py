@@ -67,12 +67,15 @@ pixels wide and the labels are scaled back with nearest-neighbour):
 9. **stacked groups** (``join_stacked`` in :mod:`.geometric_grouping`): object instances touching in the image
    whose floor footprints coincide (IoU >= ``stack_min_footprint_iou``) and that lie one above the other are
    one object (a bookshelf's compartments, cut apart by its boards);
-10. **colour growth** (``grow_by_colour`` in :mod:`.geometric_colour`): object instances grow into the
-   unlabelled pixels of their own colour (Lab distance < ``colour_growth_delta`` to the neighbour they grow
-   from, no wall or floor neighbour nearer in colour, at most ``colour_growth_max_ratio`` times their size):
-   a table's dark legs and a lamp's pole, whose depth drops out, join the top or the shade; then any
-   unlabelled region framed (>= ``wall_hole_frame``) by wall is wall (``_wall_holes``), and everything else
-   without a label is unknown (0).
+10. **colour growth** (``grow_by_colour`` in :mod:`.geometric_colour`): the pixels that step 6 gave to the
+   nearest object by distance (``fill_px``; they shaped the colour parts) are given back, except inside
+   colour parts, and object instances grow into the unlabelled pixels of their own colour (Lab distance <
+   ``colour_growth_delta`` to the neighbour they grow from and < ``colour_growth_mean_delta`` to their mean
+   colour, no wall or floor neighbour nearer in colour, at most ``colour_growth_max_ratio`` times their
+   size): a table's dark legs and a lamp's pole, whose depth drops out, join the top or the shade, and a
+   dropout at a silhouette goes to the object whose colour it has, not to the nearest; then any unlabelled
+   region framed (>= ``wall_hole_frame``) by wall is wall (``_wall_holes``), and everything else without a
+   label is unknown (0).
 
 Limits (see ``benchmarks/bench_panoptic.py`` for numbers): objects with little depth (thin lamp poles, metal
 table legs, desks seen edge-on whose depth drops out at their edges) are missed or cut; touching objects at the
@@ -266,6 +269,9 @@ class GeometricConfig:
     lamp's pole, whose depth drops out. 0 disables; needs the color image."""
     colour_growth_px: int = 40
     """... at most this many pixels from where the instance was (at 320 px width)."""
+    colour_growth_mean_delta: float = 20.0
+    """... and a pixel it takes lies within this Lab distance of the instance's mean colour (a book's mixed edge
+    pixels must not lead it into the table it lies on)."""
     colour_growth_max_ratio: float = 2.0
     """... and by at most this many times its own pixel count."""
     wall_hole_frame: float = 0.9
@@ -312,8 +318,10 @@ class GeometricConfig:
             raise ValueError("strip_saturation_min must be in [0, 255] and strip_saturated_fraction in [0, 1]")
         if not (0 < self.strip_min_height_m <= self.strip_max_height_m and self.strip_max_width_m > 0):
             raise ValueError("strips need 0 < strip_min_height_m <= strip_max_height_m and strip_max_width_m > 0")
-        if self.colour_growth_delta < 0 or self.colour_growth_px < 0 or self.colour_growth_max_ratio < 0:
-            raise ValueError("colour_growth_delta, colour_growth_px and colour_growth_max_ratio must be >= 0")
+        if min(self.colour_growth_delta, self.colour_growth_px, self.colour_growth_mean_delta,
+               self.colour_growth_max_ratio) < 0:
+            raise ValueError("colour_growth_delta, colour_growth_px, colour_growth_mean_delta and "
+                             "colour_growth_max_ratio must be >= 0")
 
 
 def _pixels_at(count_320x240: int, h: int, w: int) -> int:
@@ -914,11 +922,14 @@ class GeometricBackend:
         inst[m] = final[m].astype(np.uint16)
         for i in np.unique(final[m]):
             classes[int(i)] = sup_cls if int(i) in support_roots else obj_cls
+        unlabelled = sem == 0
         if cfg.fill_px > 0:
             self._fill_unlabelled(sem, inst, cfg.fill_px * w / 320.0)
+        filled = unlabelled & (sem > 0)
         thin_roots = {int(root[t]) for t in thin_ids if int(root[t]) == t}
         if color is not None:
             self._screens(sem, inst, classes, color, valid, min_px, thin_roots)
+        colour_ids: list[int] = []
         if (cfg.colour_strips or cfg.flat_blobs or cfg.colour_islands) and color is not None:
             _, colour_ids = split_colour(
                 cfg, inst, {i for i, c in classes.items() if c == obj_cls} if cfg.colour_strips else set(),
@@ -931,8 +942,12 @@ class GeometricBackend:
             join_stacked(cfg, inst, {i for i, c in classes.items() if c != obj_cls}, P, valid_obj, up,
                          _pixels_at(cfg.stack_min_px, h, w))
         if color is not None and cfg.colour_growth_delta > 0:
+            # the pixels given by distance shaped the colour parts; outside those parts, colour decides them now
+            filled &= ~np.isin(inst, colour_ids)
+            sem[filled] = 0
+            inst[filled] = 0
             grow_by_colour(sem, inst, color, cfg.colour_growth_delta, int(round(cfg.colour_growth_px * w / 320.0)),
-                           cfg.colour_growth_max_ratio)
+                           cfg.colour_growth_max_ratio, cfg.colour_growth_mean_delta)
         self._wall_holes(sem, inst)
         # ids that lost all pixels to nothing cannot happen (components are non-empty), but keep it exact
         present = set(np.unique(inst).tolist()) - {0}

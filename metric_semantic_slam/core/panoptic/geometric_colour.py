@@ -389,7 +389,7 @@ _NEIGHBOURS_8 = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (
 
 
 def grow_by_colour(sem: np.ndarray, inst: np.ndarray, color_rgb: np.ndarray, max_delta: float,
-                   iterations: int, max_ratio: float) -> None:
+                   iterations: int, max_ratio: float, max_mean_delta: float) -> None:
     """Grow object instances into unlabelled pixels (``sem == 0``) of their colour, in place.
 
     A table's dark wooden legs or a lamp's pole lose most of their depth (dark material, all depth edge), so
@@ -397,8 +397,10 @@ def grow_by_colour(sem: np.ndarray, inst: np.ndarray, color_rgb: np.ndarray, max
     region growing on colour (Adams and Bischof 1994, done in parallel steps): in each of ``iterations``
     steps, an unlabelled pixel next to an object takes the instance (and class) of its most similar labelled
     8-neighbour when that neighbour belongs to an object, their Lab colours (median of 3x3, lightness on a
-    0-100 scale) differ by less than ``max_delta``, and no labelled stuff neighbour (wall, floor) is more
-    similar: stuff does not grow, but a dropout by a wall that looks like the wall is not taken. An instance
+    0-100 scale) differ by less than ``max_delta``, the pixel lies within ``max_mean_delta`` of the instance's
+    mean colour (as in the original method: a book's edge pixels, mixed with the table's colour, must not lead
+    it into the table), and no labelled stuff neighbour (wall, floor) is more similar: stuff does not grow, but
+    a dropout by a wall that looks like the wall is not taken. An instance
     takes at most ``max_ratio`` times its own pixel count, its most similar candidates first: a crumb of wall
     edge left as an object must not flood a whole depth hole of the wall's colour, where no stuff pixel
     borders the inner pixels to compete.
@@ -419,7 +421,11 @@ def grow_by_colour(sem: np.ndarray, inst: np.ndarray, color_rgb: np.ndarray, max
     stuff_pad = np.pad((sem > 0) & (inst == 0), 1).ravel()
     offsets = [dy * (w + 2) + dx for dy, dx in _NEIGHBOURS_8]
     labelled = sem > 0
-    allowance = np.floor(max_ratio * np.bincount(inst.ravel(), minlength=int(inst.max()) + 1)).astype(np.int64)
+    lab_flat = lab.reshape(-1, 3)
+    size = np.bincount(inst.ravel(), minlength=int(inst.max()) + 1)
+    mean_lab = np.stack([np.bincount(inst.ravel(), weights=lab_flat[:, c], minlength=len(size))
+                         for c in range(3)], axis=1).astype(np.float32) / np.maximum(size, 1)[:, None]
+    allowance = np.floor(max_ratio * size).astype(np.int64)
     taken = np.zeros((h, w), np.uint8)
     kernel = np.ones((3, 3), np.uint8)
     front = ~labelled & cv2.dilate((inst > 0).astype(np.uint8), kernel).astype(bool)
@@ -441,6 +447,7 @@ def grow_by_colour(sem: np.ndarray, inst: np.ndarray, color_rgb: np.ndarray, max
             better = stuff_pad[q] & (d < best_stuff)
             best_stuff[better] = d[better]
         take = (best_obj < max_delta) & (best_obj <= best_stuff)
+        take &= norm3(lab_flat[f] - mean_lab[inst_pad[src]]) < max_mean_delta
         if not take.any():
             break
         # the most similar first, while the instance's allowance lasts
