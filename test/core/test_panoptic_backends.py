@@ -76,6 +76,8 @@ def test_registry_and_unknown_backend(space):
     for bad in ({"colour_growth_delta": -1.0}, {"colour_growth_max_ratio": -0.5}):
         with pytest.raises(ValueError, match="colour_growth"):
             make_backend("geometric", space, **bad)
+    with pytest.raises(ValueError, match="lab_island"):
+        make_backend("geometric", space, lab_island_distance=-1.0)
     be = make_backend("oracle", space)
     assert be.name == "oracle" and be.label_space is space
 

@@ -1,7 +1,9 @@
 """The geometric backend's colour stage (issue #6): upright strips of distinct colour side by side are cut out
 of one object piece (books in a row, flush, no depth step), flat blobs of another colour out of what they lie
-on (a book on a table), and compact islands of one hue out of what they stand against (a box against a sofa);
-textures, large sheets, ragged patches, one-hue pieces, a pot under its foliage and a cabinet's lit face are not."""
+on (a book on a table), and compact islands of one hue or of another colour out of what they stand against (a
+box against a sofa, a cardboard box in a shelf of its hue); textures, large sheets, ragged patches, thin strips,
+one-hue pieces, a pot under its foliage and a cabinet's lit face are not. Last, colour growth: objects take the
+unlabelled pixels of their own colour next to them."""
 from __future__ import annotations
 
 import numpy as np
@@ -180,6 +182,41 @@ def test_a_box_against_a_sofa_of_another_colour_is_cut_out():
     ring[29:61, 29:71] = True                       # the box and 1 px around it (mixed edge pixels)
     assert ids == [6] and (out[box] == 6).mean() > 0.95 and (out[~ring] == 5).all()
     assert _islands(z, inst, color, island_max_size_m=0.2)[1] == []   # it is 27 cm long
+
+
+SHELF_WOOD, CARDBOARD = (90, 45, 30), (165, 120, 75)     # 14 degrees of hue apart: one hue mode
+
+
+def _box_in_a_shelf(width: int = 100):
+    """The sofa scene's geometry (a box 25 cm in front of a back 2 m away, its right side receding to it) in a
+    dark red-brown shelf, the box cardboard: hues too close for two modes, colours far apart."""
+    z = np.full((80, width), 2.0, np.float32)
+    box = np.zeros(z.shape, bool)
+    box[30:60, 30:70] = True
+    z[30:60, 30:60] = 1.75
+    z[30:60, 60:70] = np.linspace(1.75, 2.0, 11, dtype=np.float32)[1:]
+    color = np.full(z.shape + (3,), SHELF_WOOD, np.uint8)
+    color[box] = CARDBOARD
+    return z, np.full(z.shape, 5, np.uint16), color, box
+
+
+def test_a_box_of_the_shelfs_hue_is_cut_out_by_its_colour():
+    z, inst, color, box = _box_in_a_shelf()
+    assert _islands(z, inst, color, lab_islands=False)[1] == []       # no second hue mode
+    out, ids = _islands(z, inst, color)
+    assert ids == [6] and (out[box] == 6).mean() > 0.95
+
+
+def test_a_thin_strip_of_another_colour_is_no_lab_island():
+    # a 6 px (4.5 cm) band of cardboard colour up the shelf, receding like the box's side: a lit edge, not a thing
+    z, inst, color, _ = _box_in_a_shelf(width=320)
+    color[:] = SHELF_WOOD
+    strip = np.zeros(z.shape, bool)
+    strip[20:70, 100:106] = True
+    z[20:70, 100:106] = np.linspace(1.6, 2.0, 50, dtype=np.float32)[:, None]
+    color[strip] = CARDBOARD
+    assert _islands(z, inst, color)[1] == []
+    assert len(_islands(z, inst, color, lab_island_min_radius_px=0.0)[1]) == 1
 
 
 def test_a_pot_under_its_foliage_stays_with_it_but_not_one_beside_it():

@@ -63,7 +63,9 @@ pixels wide and the labels are scaled back with nearest-neighbour):
    front: one flat depth block) become instances of their own, and inside any instance so do flat compact blobs
    of another hue (a book lying on a table), then compact islands of one hue in what is left (a box against a
    sofa or in a dark shelf, a plant's foliage on a dark table; not a pot under its foliage nor one face of a
-   convex object); textures, large sheets and pieces of one hue throughout are not cut;
+   convex object), then, with the same tests, islands of another colour by Lab distance with lightness at low
+   weight (``lab_islands``: a cardboard box in a red-brown shelf, hues too close for two modes); textures,
+   large sheets, thin strips and pieces of one colour throughout are not cut;
 9. **stacked groups** (``join_stacked`` in :mod:`.geometric_grouping`): object instances touching in the image
    whose floor footprints coincide (IoU >= ``stack_min_footprint_iou``) and that lie one above the other are
    one object (a bookshelf's compartments, cut apart by its boards);
@@ -234,6 +236,19 @@ class GeometricConfig:
     island_max_convex_ratio: float = 2.0
     """No island when convex creases outnumber concave ones along its outline by this factor: it is a face
     of one object, folded round a convex edge (a cabinet's lit front), not something standing against it."""
+    lab_islands: bool = True
+    """After the hue islands, cut islands of another colour by Lab distance (a tan box in a dark red-brown shelf,
+    a dark green plant on a dark table: hues too close or too dark for a mode; ``geometric_colour``), with the
+    same shape tests as the hue islands. Needs the color image and ``colour_islands``."""
+    lab_island_distance: float = 6.0
+    lab_island_lightness_weight: float = 0.2
+    """A pixel is of another colour than its instance when farther than ``lab_island_distance`` from the
+    instance's median Lab colour, lightness (0-100) weighted by ``lab_island_lightness_weight``: a lit and a
+    shaded face of one object differ mostly in lightness (the side of tum_fr3_cabinet's cabinet)."""
+    lab_island_min_px: int = 96
+    lab_island_min_radius_px: float = 4.0
+    """A Lab island has at least this many pixels (at 320x240) and fits a disc of this radius (at 320 px width):
+    not a lit edge strip (the top of a monitor)."""
     fill_px: float = 4.0
     """Unlabelled pixels (no depth, tiny fragments) take the nearest object instance within this many pixels
     (at 320 px width; 0 disables). An extrapolation for the 2D output: depth-less pixels are not mapped."""
@@ -318,6 +333,10 @@ class GeometricConfig:
             raise ValueError("strip_saturation_min must be in [0, 255] and strip_saturated_fraction in [0, 1]")
         if not (0 < self.strip_min_height_m <= self.strip_max_height_m and self.strip_max_width_m > 0):
             raise ValueError("strips need 0 < strip_min_height_m <= strip_max_height_m and strip_max_width_m > 0")
+        if min(self.lab_island_distance, self.lab_island_lightness_weight, self.lab_island_min_px,
+               self.lab_island_min_radius_px) < 0:
+            raise ValueError("lab_island_distance, lab_island_lightness_weight, lab_island_min_px and "
+                             "lab_island_min_radius_px must be >= 0")
         if min(self.colour_growth_delta, self.colour_growth_px, self.colour_growth_mean_delta,
                self.colour_growth_max_ratio) < 0:
             raise ValueError("colour_growth_delta, colour_growth_px, colour_growth_mean_delta and "

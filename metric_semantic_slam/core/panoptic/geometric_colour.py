@@ -26,7 +26,11 @@ another colour, a plant's foliage on a dark side table. One hue mode is enough h
 fabric have none). An island must be box-to-furniture sized and solid in the image, and two shapes are left
 alone: a part with the rest of the instance all above it (a plant's pot under its foliage) and a part folded
 onto the rest at convex creases (the lit front of a cabinet: one object's face, not a thing against it;
-:func:`_islands`).
+:func:`_islands`). Hue misses some: a cardboard box in a red-brown shelf is 14 degrees of hue from it, a dark
+green plant on a dark table too dark for a hue. So, with the same tests, what is left of the instance also
+yields **Lab islands**: parts farther from the instance's median colour in Lab, lightness at low weight (light and
+shade change lightness more than a material's colour), large and thick enough not to be a lit edge strip
+(:func:`_lab_island_candidates`).
 
 Separately, after every other stage, **colour growth** (:func:`grow_by_colour`) lets object instances take the
 unlabelled pixels of their own colour next to them: the legs of a dark wooden table lose their depth and are
@@ -308,6 +312,38 @@ def _island_candidates(cfg: GeometricConfig, hsv: np.ndarray, saturated: np.ndar
     return list(_parts(*one_mode, min_px, cfg.island_own_fraction)), one_mode[1], left
 
 
+def _lab_image(color_rgb: np.ndarray, lightness_weight: float) -> np.ndarray:
+    """Lab colour with the lightness (0-100) weighted by ``lightness_weight``, 3x3 median-filtered (texture and
+    noise). Shape: (h, w, 3) uint8 RGB -> (h, w, 3) float32."""
+    lab = cv2.cvtColor(color_rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
+    lab[..., 0] *= 100.0 / 255.0 * lightness_weight
+    return cv2.medianBlur(lab, 3)
+
+
+def _lab_island_candidates(cfg: GeometricConfig, lab: np.ndarray, left: np.ndarray, min_px: int, min_radius: float):
+    """Islands by colour distance rather than hue: a tan box in a dark red-brown shelf, a dark green plant on a
+    dark wooden table have hues less than a mode apart (or too dark to have one), but another colour. The parts
+    (4-connected, opened over 3x3) of what is left of an instance (``left``) farther than
+    ``lab_island_distance`` from its median colour in Lab with lightness at ``lab_island_lightness_weight``
+    (light and shade change lightness, a material's colour less), of at least ``min_px`` pixels and
+    ``min_radius`` pixels thick (the largest disc inside: not a lit edge strip), for :func:`_islands`: returns
+    (parts, those pixels, left), or None. Shape: crops (h, w, 3) float32 from :func:`_lab_image`, (h, w) bool."""
+    if np.count_nonzero(left) < 3 * min_px:
+        return None
+    median = np.median(lab[left], axis=0)
+    far = left & (norm3(lab - median) > cfg.lab_island_distance)
+    far = cv2.morphologyEx(far.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(far, connectivity=4)
+    parts = []
+    for j in range(1, n):
+        if stats[j, cv2.CC_STAT_AREA] < min_px:
+            continue
+        part = labels == j
+        if cv2.distanceTransform(np.pad(part, 1).astype(np.uint8), cv2.DIST_L2, 3).max() >= min_radius:
+            parts.append((1, part, int(stats[j, cv2.CC_STAT_AREA]), int(stats[j, cv2.CC_STAT_HEIGHT])))
+    return (parts, far.astype(bool), left) if parts else None
+
+
 def _lazy_folds(P: np.ndarray, normals: tuple[np.ndarray, np.ndarray], box: tuple[int, int, int, int],
                 step_px: int):
     """A function giving the fold values (:func:`_crease_map`) of the crop ``box`` = (y0, y1, x0, x1), computed
@@ -345,6 +381,9 @@ def split_colour(cfg: GeometricConfig, inst: np.ndarray, strip_ids: set[int], fl
     if normals is None:
         island_ids = frozenset()
     w_img = inst.shape[1]
+    lab = _lab_image(color_rgb, cfg.lab_island_lightness_weight) if cfg.lab_islands and island_ids else None
+    lab_min_px = max(min_px, round(cfg.lab_island_min_px * min_px / cfg.strip_min_px))
+    lab_min_radius = cfg.lab_island_min_radius_px * w_img / 320.0
     new_ids: list[int] = []
     for iid, idx in label_pixels(inst):
         if (iid not in strip_ids and iid not in flat_ids and iid not in island_ids) or len(idx) < 3 * min_px:
@@ -375,10 +414,17 @@ def split_colour(cfg: GeometricConfig, inst: np.ndarray, strip_ids: set[int], fl
             continue
         candidates = _island_candidates(cfg, hsv[y0:y1, x0:x1], saturated[y0:y1, x0:x1], crop == iid, modes, parts,
                                         bool(cut), min_px)
-        if candidates is None:
-            continue
         folds = _lazy_folds(P, normals, (y0, y1, x0, x1), cfg.normal_step_px)
-        for part in _islands(cfg, *candidates, Pc, E, up32, folds, min_px):
+        islands = _islands(cfg, *candidates, Pc, E, up32, folds, min_px) if candidates is not None else []
+        for part in islands:
+            crop[part] = next_id
+            new_ids.append(next_id)
+            next_id += 1
+        if lab is None:
+            continue
+        left = crop == iid
+        candidates = _lab_island_candidates(cfg, lab[y0:y1, x0:x1], left, lab_min_px, lab_min_radius)
+        for part in _islands(cfg, *candidates, Pc, E, up32, folds, min_px) if candidates is not None else []:
             crop[part] = next_id
             new_ids.append(next_id)
             next_id += 1
