@@ -454,15 +454,12 @@ def grow_by_colour(sem: np.ndarray, inst: np.ndarray, color_rgb: np.ndarray, max
     h, w = sem.shape
     lab = cv2.medianBlur(cv2.cvtColor(color_rgb, cv2.COLOR_RGB2LAB), 3).astype(np.float32)
     lab[..., 0] *= 100.0 / 255.0
-    # colour distance of every pixel to each of its 8 neighbours, once (inf across the image border); the
-    # labels are padded by 1 px so that a neighbour is a fixed offset in the flat padded index
-    lab_pad = cv2.copyMakeBorder(lab, 1, 1, 1, 1, cv2.BORDER_REPLICATE)
-    dist = np.full((len(_NEIGHBOURS_8), h * w), np.inf, np.float32)
+    # colour distance of every pixel to each of its 8 neighbours, once (NaN across the image border, which no
+    # comparison passes); the labels are padded by 1 px so that a neighbour is a fixed offset in the flat index
+    lab_pad = cv2.copyMakeBorder(lab, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=(np.nan,) * 3)
+    dist = np.empty((len(_NEIGHBOURS_8), h * w), np.float32)
     for k, (dy, dx) in enumerate(_NEIGHBOURS_8):
-        d = norm3(lab_pad[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] - lab)
-        inside = np.zeros((h, w), bool)
-        inside[max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)] = True
-        dist[k] = np.where(inside, d, np.inf).ravel()
+        dist[k] = norm3(lab_pad[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] - lab).ravel()
     inst_pad = np.pad(inst, 1).ravel()
     stuff_pad = np.pad((sem > 0) & (inst == 0), 1).ravel()
     offsets = [dy * (w + 2) + dx for dy, dx in _NEIGHBOURS_8]
