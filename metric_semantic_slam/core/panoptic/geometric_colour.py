@@ -446,10 +446,9 @@ def grow_by_colour(sem: np.ndarray, inst: np.ndarray, color_rgb: np.ndarray, max
     0-100 scale) differ by less than ``max_delta``, the pixel lies within ``max_mean_delta`` of the instance's
     mean colour (as in the original method: a book's edge pixels, mixed with the table's colour, must not lead
     it into the table), and no labelled stuff neighbour (wall, floor) is more similar: stuff does not grow, but
-    a dropout by a wall that looks like the wall is not taken. An instance
-    takes at most ``max_ratio`` times its own pixel count, its most similar candidates first: a crumb of wall
-    edge left as an object must not flood a whole depth hole of the wall's colour, where no stuff pixel
-    borders the inner pixels to compete.
+    a dropout by a wall that looks like the wall is not taken. An instance takes at most ``max_ratio`` times
+    its own pixel count, its most similar candidates first: a crumb of wall edge left as an object must not
+    flood a whole depth hole of the wall's colour, where no stuff pixel borders the inner pixels to compete.
     Shape: (h, w) uint16 x2, (h, w, 3) uint8 RGB."""
     h, w = sem.shape
     lab = cv2.medianBlur(cv2.cvtColor(color_rgb, cv2.COLOR_RGB2LAB), 3).astype(np.float32)
