@@ -451,8 +451,7 @@ def grow_by_colour(sem: np.ndarray, inst: np.ndarray, color_rgb: np.ndarray, max
     flood a whole depth hole of the wall's colour, where no stuff pixel borders the inner pixels to compete.
     Shape: (h, w) uint16 x2, (h, w, 3) uint8 RGB."""
     h, w = sem.shape
-    lab = cv2.medianBlur(cv2.cvtColor(color_rgb, cv2.COLOR_RGB2LAB), 3).astype(np.float32)
-    lab[..., 0] *= 100.0 / 255.0
+    lab = _lab_image(color_rgb, 1.0)
     # colour distance of every pixel to each of its 8 neighbours, once (NaN across the image border, which no
     # comparison passes); the labels are padded by 1 px so that a neighbour is a fixed offset in the flat index
     lab_pad = cv2.copyMakeBorder(lab, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=(np.nan,) * 3)
