@@ -3,13 +3,15 @@ of one object piece (books in a row, flush, no depth step), flat blobs of anothe
 on (a book on a table), and compact islands of one hue or of another colour out of what they stand against (a
 box against a sofa, a cardboard box in a shelf of its hue); textures, large sheets, ragged patches, thin strips,
 one-hue pieces, a pot under its foliage and a cabinet's lit face are not. Last, colour growth: objects take the
-unlabelled pixels of their own colour next to them."""
+unlabelled pixels of their own colour next to them; and parts of one hue in what is still unlabelled (books in a
+dark shelf without depth) become objects, but not a hole of the surrounding stuff's colour."""
 from __future__ import annotations
 
 import numpy as np
 
 from metric_semantic_slam.core.panoptic.geometric import GeometricConfig
-from metric_semantic_slam.core.panoptic.geometric_colour import grow_by_colour, split_colour
+from metric_semantic_slam.core.panoptic.geometric_colour import (_lab_image, depth_margin, grow_by_colour, split_colour,
+                                                                  unlabelled_colour_parts)
 from metric_semantic_slam.core.panoptic.geometric_depth import depth_normals
 
 FX = 262.5
@@ -289,3 +291,61 @@ def test_colour_growth_keeps_to_the_instances_own_colour():
     assert (inst == 6).sum() == 10 * 15
     grow_by_colour(sem, inst, color, 8.0, 40, 2.0, 1000.0)       # without the mean's bound it spreads
     assert (inst == 6).sum() > 10 * 15 + 100
+
+
+def _unlabelled_region():
+    """A wall (id 2, light grey) with an unlabelled hole (a dark shelf without depth) holding a red and a blue
+    book, 6 x 24 px each, and a 2 x 2 red speck; every pixel has depth but the hole."""
+    h, w = 60, 80
+    sem = np.full((h, w), 2, np.uint16)
+    inst = np.zeros((h, w), np.uint16)
+    color = np.full((h, w, 3), 200, np.uint8)
+    sem[15:50, 10:60], color[15:50, 10:60] = 0, (45, 32, 25)
+    books = [np.zeros((h, w), bool) for _ in range(2)]
+    books[0][20:44, 20:26], books[1][20:44, 30:36] = True, True
+    color[books[0]], color[books[1]] = RED, BLUE
+    color[30:32, 50:52] = RED
+    valid = sem > 0
+    return sem, inst, color, valid, books
+
+
+def _unlabelled_parts(sem, inst, color, valid, **cfg):
+    return unlabelled_colour_parts(GeometricConfig(**cfg), sem, inst, color, _lab_image(color, 1.0), valid,
+                                   12, 24, 3000, 1, 20)
+
+
+def test_parts_of_one_hue_in_what_is_unlabelled_become_objects():
+    sem, inst, color, valid, books = _unlabelled_region()
+    _, new = _unlabelled_parts(sem, inst, color, valid)
+    assert len(new) == 2                                                   # the books, not the speck
+    for book in books:
+        ids, n = np.unique(inst[book], return_counts=True)
+        assert ids[np.argmax(n)] in new and n.max() > 0.9 * book.sum() and (sem[book] == 20).mean() > 0.9
+    assert (inst[30:32, 50:52] == 0).all()
+
+
+def test_an_unlabelled_part_of_the_surrounding_stuffs_colour_or_at_the_sensors_margin_is_none():
+    # a wooden floor (saturated brown) with a hole of its own colour: floor, not an object
+    sem = np.full((40, 40), 1, np.uint16)
+    inst = np.zeros((40, 40), np.uint16)
+    color = np.full((40, 40, 3), WOOD, np.uint8)
+    sem[10:30, 10:30] = 0
+    valid = sem > 0
+    assert _unlabelled_parts(sem.copy(), inst.copy(), color, valid)[1] == []
+    assert len(_unlabelled_parts(sem.copy(), inst.copy(), color, valid, unlabelled_parts_stuff_distance=0.0)[1]) == 1
+    # the books reaching the rows without depth at the top of the image (a real sensor's frame)
+    sem, inst, color, valid, _ = _unlabelled_region()
+    sem[:20], color[:20, 20:26], color[:20, 30:36] = 0, RED, BLUE
+    valid[:3] = False
+    assert _unlabelled_parts(sem, inst, color, valid)[1] == []
+
+
+def test_the_depth_margin_is_the_frame_of_outer_rows_and_columns_without_depth():
+    valid = np.ones((30, 40), bool)
+    valid[:3] = False
+    valid[:, -2:] = False
+    valid[10] = False                                 # a row without depth inside the image is no margin
+    valid[:, 0] = np.arange(30) % 2 == 0              # half valid: no margin either
+    expected = np.zeros_like(valid)
+    expected[:3], expected[:, -2:] = True, True
+    assert np.array_equal(depth_margin(valid), expected)

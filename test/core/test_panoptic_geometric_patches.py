@@ -1,6 +1,6 @@
 """The geometric backend's horizontal patches (what stands on a surface vs. what belongs to it), its screen
-finder, thin pieces, stacked groups, objects inside a far wall's tolerance and legs grown back by colour
-(issue #6)."""
+finder, thin pieces, stacked groups, objects inside a far wall's tolerance, legs grown back by colour and books
+without depth found by their colour (issue #6)."""
 from __future__ import annotations
 
 import numpy as np
@@ -296,3 +296,18 @@ def test_a_lamp_inside_a_far_walls_tolerance_is_not_wall(space):
     assert near[lamp].mean() > 0.9 and near[~lamp].sum() < 0.1 * lamp.sum()
     # 4 cm in front is within the noise there: wall
     assert not be._in_front_of_wall(inliers, np.where(lamp, offset + 0.04, offset), z, 20)[lamp].any()
+
+
+def test_books_without_depth_are_found_by_their_colour(space):
+    # two books standing on a cabinet, their depth lost (a dark shelf's dropouts): no depth stage sees them
+    cabinet = (np.array([-0.5, 2.5, 0.0]), np.array([0.5, 2.9, 0.8]), 1)
+    books = [(np.array([x, 2.6, 0.8]), np.array([x + 0.06, 2.82, 1.05]), 2 + k) for k, x in enumerate((-0.2, -0.1))]
+    depth, inst, cam, g = cast_boxes([cabinet] + books)
+    color = np.full(depth.shape + (3,), 170, np.uint8)
+    color[inst == 1] = (120, 120, 125)
+    color[inst == 2], color[inst == 3] = (180, 40, 40), (215, 180, 50)     # too light for a screen
+    depth[inst >= 2] = 0.0
+    for iid in (2, 3):
+        assert (inst == iid).sum() > 100
+        assert _best_iou(_predict(space, depth, cam, g, color=color, unlabelled_parts=False).instance, inst == iid) < 0.5
+        assert _best_iou(_predict(space, depth, cam, g, color=color).instance, inst == iid) > 0.7

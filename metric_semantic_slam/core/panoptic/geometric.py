@@ -76,8 +76,12 @@ pixels wide and the labels are scaled back with nearest-neighbour):
    colour, no wall or floor neighbour nearer in colour, at most ``colour_growth_max_ratio`` times their
    size): a table's dark legs and a lamp's pole, whose depth drops out, join the top or the shade, and a
    dropout at a silhouette goes to the object whose colour it has, not to the nearest; then any unlabelled
-   region framed (>= ``wall_hole_frame``) by wall is wall (``_wall_holes``), and everything else without a
-   label is unknown (0).
+   region framed (>= ``wall_hole_frame``) by wall is wall (``_wall_holes``);
+11. **unlabelled colour parts** (``unlabelled_colour_parts`` in :mod:`.geometric_colour`): in what is still
+   unlabelled, compact parts of one hue (``unlabelled_parts_*``) become objects: books in a dark shelf, or lying
+   flat on a far desk, whose depth drops out; not a part of the colour of the wall / floor around it, nor one
+   reaching the rows and columns without depth round a real sensor's image. Everything else without a label is
+   unknown (0).
 
 Limits (see ``benchmarks/bench_panoptic.py`` for numbers): objects with little depth (thin lamp poles, metal
 table legs, desks seen edge-on whose depth drops out at their edges) are missed or cut; touching objects at the
@@ -86,13 +90,14 @@ to wood of its hue; cutting at every colour edge was tried and shatters striped 
 books themselves); on real frames the strips also cut a coloured upright edge off an object (the wooden rim of
 an opened case, a face) and the islands a coloured part (of a pen holder, a strip of a door); a patch's rim rule
 can take in an object standing along a whole side of a small support; a person's arm in front of the body is cut
-off it; doors / windows are only found when their color differs and they have an edge against the wall.
+off it; the unlabelled colour parts also take a coloured spot without depth that is no object (by a drawer's
+handle, at a monitor's edge: 2 parts in 50 real frames); doors / windows are only found when their color differs and they have an edge against the wall.
 
 Code layout: steps 1-2 (normals, speckle fill, up estimate) are in :mod:`.geometric_depth`, the grouping of
 step 6 (patches, coplanar fragments, joins at patches) in :mod:`.geometric_grouping`; this module holds the
 configuration, the plane stages, the object cuts and the hole filling, and re-exports ``depth_normals``,
-``estimate_up`` and ``fill_depth_speckles``; steps 8 and 10 (the growth) are in :mod:`.geometric_colour`, step
-9 in :mod:`.geometric_grouping`.
+``estimate_up`` and ``fill_depth_speckles``; steps 8, 10 (the growth) and 11 are in :mod:`.geometric_colour`,
+step 9 in :mod:`.geometric_grouping`.
 """
 from __future__ import annotations
 
@@ -104,7 +109,7 @@ import numpy as np
 from ..camera import PinholeCamera
 from ..depth_confidence import nguyen_sigma_m
 from ..labels import LabelSpace
-from .geometric_colour import grow_by_colour, split_colour
+from .geometric_colour import _lab_image, grow_by_colour, split_colour, unlabelled_colour_parts
 from .geometric_depth import creases, depth_normals, estimate_up, fill_depth_speckles, norm3
 from .geometric_grouping import coplanar_pairs, horizontal_patches, join_at_patches, join_stacked
 from .types import PanopticInput, PanopticResult, validate_input
@@ -289,10 +294,20 @@ class GeometricConfig:
     pixels must not lead it into the table it lies on)."""
     colour_growth_max_ratio: float = 2.0
     """... and by at most this many times its own pixel count."""
+    unlabelled_parts: bool = True
+    """Parts of one hue in what is left unlabelled become object instances (books in a dark shelf or lying flat on
+    a far desk, whose depth drops out; ``geometric_colour.unlabelled_colour_parts``). Needs the color image."""
+    unlabelled_parts_min_px: int = 24
+    unlabelled_parts_max_px: int = 3000
+    """... with this many pixels (at 320x240)"""
+    unlabelled_parts_min_solidity: float = 0.6
+    """... filling this fraction of their convex hull"""
+    unlabelled_parts_stuff_distance: float = 10.0
+    """... and farther than this (Lab) in mean colour from the wall / floor / ceiling pixels around them."""
     wall_hole_frame: float = 0.9
     """Unlabelled holes whose outline is at least this fraction wall become wall (above 1 disables)."""
     screen_objects: bool = True
-    """Dark uniform depth-less holes become object instances (screens), see ``_fill_holes``."""
+    """Dark uniform depth-less holes become object instances (screens), see ``_screens``."""
     screen_max_lightness: float = 35.0
     screen_max_spread: float = 15.0
     """Lab lightness (0-100) median and 10-90 % spread of a screen hole."""
@@ -341,6 +356,10 @@ class GeometricConfig:
                self.colour_growth_max_ratio) < 0:
             raise ValueError("colour_growth_delta, colour_growth_px, colour_growth_mean_delta and "
                              "colour_growth_max_ratio must be >= 0")
+        if not (1 <= self.unlabelled_parts_min_px <= self.unlabelled_parts_max_px
+                and 0.0 <= self.unlabelled_parts_min_solidity <= 1.0 and self.unlabelled_parts_stuff_distance >= 0):
+            raise ValueError("unlabelled parts need 1 <= unlabelled_parts_min_px <= unlabelled_parts_max_px, "
+                             "unlabelled_parts_min_solidity in [0, 1] and unlabelled_parts_stuff_distance >= 0")
 
 
 def _pixels_at(count_320x240: int, h: int, w: int) -> int:
@@ -960,14 +979,23 @@ class GeometricBackend:
         if cfg.stack_min_footprint_iou > 0:
             join_stacked(cfg, inst, {i for i, c in classes.items() if c != obj_cls}, P, valid_obj, up,
                          _pixels_at(cfg.stack_min_px, h, w))
+        lab = _lab_image(color, 1.0) if color is not None and (cfg.colour_growth_delta > 0 or
+                                                                cfg.unlabelled_parts) else None
         if color is not None and cfg.colour_growth_delta > 0:
             # the pixels given by distance shaped the colour parts; outside those parts, colour decides them now
             filled &= ~np.isin(inst, colour_ids)
             sem[filled] = 0
             inst[filled] = 0
             grow_by_colour(sem, inst, color, cfg.colour_growth_delta, int(round(cfg.colour_growth_px * w / 320.0)),
-                           cfg.colour_growth_max_ratio, cfg.colour_growth_mean_delta)
+                           cfg.colour_growth_max_ratio, cfg.colour_growth_mean_delta, lab)
         self._wall_holes(sem, inst)
+        if color is not None and cfg.unlabelled_parts:
+            _, new_ids = unlabelled_colour_parts(
+                cfg, sem, inst, color, lab, valid, _pixels_at(cfg.strip_min_px, h, w),
+                _pixels_at(cfg.unlabelled_parts_min_px, h, w), _pixels_at(cfg.unlabelled_parts_max_px, h, w),
+                max(classes, default=0) + 1, obj_cls)
+            for i in new_ids:
+                classes[i] = obj_cls
         # ids that lost all pixels to nothing cannot happen (components are non-empty), but keep it exact
         present = set(np.unique(inst).tolist()) - {0}
         classes = {i: c for i, c in classes.items() if i in present}

@@ -34,7 +34,9 @@ shade change lightness more than a material's colour), large and thick enough no
 
 Separately, after every other stage, **colour growth** (:func:`grow_by_colour`) lets object instances take the
 unlabelled pixels of their own colour next to them: the legs of a dark wooden table lose their depth and are
-left unlabelled by the depth stages, though they continue the top.
+left unlabelled by the depth stages, though they continue the top. What is still unlabelled then may hold
+**unlabelled colour parts** (:func:`unlabelled_colour_parts`): books in a dark shelf whose depth drops out, a book
+lying flat on a far desk (a band a few pixels tall, all depth edge) are parts of one hue there.
 
 Frames and units: arrays at processing resolution, (h, w); points in the camera optical frame in meters,
 ``up`` a unit vector in that frame, ``fx`` the focal length in pixels at that resolution. Hue is OpenCV's
@@ -53,7 +55,7 @@ from .geometric_grouping import label_pixels
 if TYPE_CHECKING:  # only for annotations: geometric.py imports this module
     from .geometric import GeometricConfig
 
-__all__ = ["grow_by_colour", "split_colour"]
+__all__ = ["depth_margin", "grow_by_colour", "split_colour", "unlabelled_colour_parts"]
 
 _HUE_BIN = 5            # hue histogram bin (OpenCV units, 10 degrees)
 _MODE_SEPARATION = 4    # bins (40 degrees) between two hue modes
@@ -435,7 +437,7 @@ _NEIGHBOURS_8 = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (
 
 
 def grow_by_colour(sem: np.ndarray, inst: np.ndarray, color_rgb: np.ndarray, max_delta: float,
-                   iterations: int, max_ratio: float, max_mean_delta: float) -> None:
+                   iterations: int, max_ratio: float, max_mean_delta: float, lab: np.ndarray | None = None) -> None:
     """Grow object instances into unlabelled pixels (``sem == 0``) of their colour, in place.
 
     A table's dark wooden legs or a lamp's pole lose most of their depth (dark material, all depth edge), so
@@ -449,9 +451,11 @@ def grow_by_colour(sem: np.ndarray, inst: np.ndarray, color_rgb: np.ndarray, max
     a dropout by a wall that looks like the wall is not taken. An instance takes at most ``max_ratio`` times
     its own pixel count, its most similar candidates first: a crumb of wall edge left as an object must not
     flood a whole depth hole of the wall's colour, where no stuff pixel borders the inner pixels to compete.
+    ``lab``: ``_lab_image(color_rgb, 1.0)`` when the caller has it already.
     Shape: (h, w) uint16 x2, (h, w, 3) uint8 RGB."""
     h, w = sem.shape
-    lab = _lab_image(color_rgb, 1.0)
+    if lab is None:
+        lab = _lab_image(color_rgb, 1.0)
     # colour distance of every pixel to each of its 8 neighbours, once (NaN across the image border, which no
     # comparison passes); the labels are padded by 1 px so that a neighbour is a fixed offset in the flat index
     lab_pad = cv2.copyMakeBorder(lab, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=(np.nan,) * 3)
@@ -511,3 +515,73 @@ def grow_by_colour(sem: np.ndarray, inst: np.ndarray, color_rgb: np.ndarray, max
         taken[:] = 0
         np.put(taken, new, 1)
         front = ~labelled & cv2.dilate(taken, kernel).astype(bool)
+
+
+def unlabelled_colour_parts(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, color_rgb: np.ndarray,
+                            lab: np.ndarray, valid: np.ndarray, strip_min_px: int, min_px: int, max_px: int,
+                            next_id: int, object_class: int) -> tuple[int, list[int]]:
+    """Object instances from parts of one hue in what every other stage left unlabelled (``sem == 0``), in place;
+    returns the next free id and the new ids.
+
+    Books in a dark shelf lose most of their depth (dark wood around them, all edges), and a book lying flat on
+    a far desk is a band a few pixels tall, all depth edge: no depth stage makes a piece of them, and colour
+    growth has no instance of their colour to start from. Every 8-connected unlabelled region of at least
+    3 ``strip_min_px`` pixels is split into hue-mode parts as the strips are (:func:`_mode_map` with one mode
+    allowed, :func:`_parts`, cut to their coloured outline): a part of ``min_px`` to ``max_px`` pixels that fills
+    ``unlabelled_parts_min_solidity`` of its convex hull is an object, unless its mean colour lies within
+    ``unlabelled_parts_stuff_distance`` (Lab) of the wall / floor / ceiling pixels around it (a wooden floor
+    whose depth dropped out at a chair's foot is floor), nor when it reaches the frame of rows and columns
+    without depth that a real sensor leaves round the image (:func:`depth_margin`: a wooden door at the top of a
+    TUM frame). ``lab``: ``_lab_image(color_rgb, 1.0)``; ``valid``: which pixels have depth.
+    Shape: (h, w) uint16 x2, (h, w, 3) uint8 RGB, (h, w, 3) float32, (h, w) bool."""
+    h, w = sem.shape
+    sensor_margin = cv2.dilate(depth_margin(valid).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    hsv = cv2.cvtColor(color_rgb, cv2.COLOR_RGB2HSV)
+    saturated = (hsv[..., 1] >= cfg.strip_saturation_min) & (hsv[..., 2] >= _VALUE_MIN)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats((sem == 0).astype(np.uint8), connectivity=8)
+    stuff = (sem > 0) & (inst == 0)
+    kernel = np.ones((5, 5), np.uint8)
+    new_ids: list[int] = []
+    for j in np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= 3 * strip_min_px):
+        if j == 0:
+            continue
+        x, y, bw, bh = stats[j, :4]
+        # the crop with a 2 px margin, for the ring of stuff around a part
+        y0, y1, x0, x1 = max(0, y - 2), min(h, y + bh + 2), max(0, x - 2), min(w, x + bw + 2)
+        region = labels[y0:y1, x0:x1] == j
+        modes = _mode_map(hsv[y0:y1, x0:x1], saturated[y0:y1, x0:x1], region, strip_min_px, min_modes=1)
+        if modes is None:
+            continue
+        for _, part, _, _ in _parts(*modes, strip_min_px, cfg.strip_saturated_fraction):
+            part = _coloured_outline(part, modes[1]) & region
+            area = int(np.count_nonzero(part))
+            if not min_px <= area <= max_px or area < cfg.unlabelled_parts_min_solidity * _hull_area(part):
+                continue
+            if np.any(part & sensor_margin[y0:y1, x0:x1]):
+                continue
+            ring = cv2.dilate(part.astype(np.uint8), kernel).astype(bool) & stuff[y0:y1, x0:x1]
+            crop = lab[y0:y1, x0:x1]
+            if np.count_nonzero(ring) >= 3 and \
+                    norm3(crop[part].mean(axis=0) - crop[ring].mean(axis=0)) < cfg.unlabelled_parts_stuff_distance:
+                continue
+            inst[y0:y1, x0:x1][part] = next_id
+            sem[y0:y1, x0:x1][part] = object_class
+            new_ids.append(next_id)
+            next_id += 1
+    return next_id, new_ids
+
+
+def depth_margin(valid: np.ndarray, max_fraction: float = 0.05) -> np.ndarray:
+    """The frame of outer rows and columns without depth (fewer than ``max_fraction`` valid pixels each, counted
+    from each side inwards) that a real sensor leaves round the image (TUM's Kinect: ~8 rows at the top and the
+    right; the simulator: none). Shape: (h, w) bool -> (h, w) bool."""
+    margin = np.zeros_like(valid)
+    rows, cols = valid.mean(axis=1), valid.mean(axis=0)
+    for line, frac, n in ((lambda k: (slice(k, k + 1), slice(None)), rows, len(rows)),
+                          (lambda k: (slice(None), slice(k, k + 1)), cols, len(cols))):
+        for order in (range(n), range(n - 1, -1, -1)):
+            for k in order:
+                if frac[k] >= max_fraction:
+                    break
+                margin[line(k)] = True
+    return margin
