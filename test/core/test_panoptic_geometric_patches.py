@@ -1,6 +1,6 @@
 """The geometric backend's horizontal patches (what stands on a surface vs. what belongs to it), its screen
-finder, thin pieces, stacked groups, objects inside a far wall's tolerance, legs grown back by colour and books
-without depth found by their colour (issue #6)."""
+finder, thin pieces, stacked groups, objects inside a far wall's tolerance, legs grown back by colour, legs whose
+depth is a sparse scatter joined as poles, and books without depth found by their colour (issue #6)."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,6 +10,7 @@ from metric_semantic_slam.core.camera import PinholeCamera
 from metric_semantic_slam.core.labels import load_label_space
 from metric_semantic_slam.core.panoptic import PanopticInput, make_backend
 from metric_semantic_slam.core.panoptic.geometric import GeometricBackend, GeometricConfig
+from metric_semantic_slam.core.panoptic.geometric_grouping import join_poles
 
 
 @pytest.fixture(scope="module")
@@ -311,3 +312,49 @@ def test_books_without_depth_are_found_by_their_colour(space):
         assert (inst == iid).sum() > 100
         assert _best_iou(_predict(space, depth, cam, g, color=color, unlabelled_parts=False).instance, inst == iid) < 0.5
         assert _best_iou(_predict(space, depth, cam, g, color=color).instance, inst == iid) > 0.7
+
+
+def _desk_with_sparse_legs(leg_colour=(140, 142, 148)):
+    """A wooden desk top on four metal legs whose depth is 70 % dropped (all depth edge), seen from a little above
+    its top: the legs are most of it."""
+    top = (np.array([-0.6, 2.0, 0.70]), np.array([0.6, 2.6, 0.74]), 1)
+    legs = [(np.array([x, y, 0.0]), np.array([x + 0.05, y + 0.05, 0.70]), 2) for x in (-0.585, 0.535)
+            for y in (2.015, 2.535)]
+    depth, inst, cam, g = cast_boxes([top] + legs, pitch_deg=15.0, cam_z=0.95)
+    color = np.full(depth.shape + (3,), 200, np.uint8)
+    color[inst == 1], color[inst == 2] = (160, 110, 60), leg_colour
+    drop = (inst == 2) & (np.random.default_rng(1).random(depth.shape) < 0.7)
+    depth[drop] = 0.0
+    return depth, inst, cam, g, color
+
+
+def test_legs_whose_depth_is_a_sparse_scatter_join_the_top_they_hold(space):
+    depth, inst, cam, g, color = _desk_with_sparse_legs()
+    table = inst > 0
+    assert (inst == 2).sum() > 0.5 * table.sum()
+    assert _best_iou(_predict(space, depth, cam, g, color=color, pole_cell_m=0.0).instance, table) < 0.45
+    assert _best_iou(_predict(space, depth, cam, g, color=color).instance, table) > 0.5
+
+
+def test_a_pole_joins_only_what_rests_on_its_top():
+    # a pole of scattered points (half its pixels) 5-66 cm above the floor, under a panel's lower edge
+    cfg = GeometricConfig()
+    h, w = 60, 60
+    up = np.array([0.0, -1.0, 0.0])                          # height = P . up = -y
+    labels = np.zeros((h, w), np.int32)
+    P = np.zeros((h, w, 3), np.float32)
+    pole = np.zeros((h, w), bool)
+    rows = np.arange(14, 50)
+    pole[rows, 30] = np.random.default_rng(0).random(len(rows)) < 0.5
+    pole[14, 30] = True                                       # its top touches the panel's edge in the image
+    P[pole] = np.stack([np.zeros(pole.sum()), -(0.05 + (49 - np.nonzero(pole)[0]) * 0.017), np.full(pole.sum(), 2.0)], 1)
+    panel = np.zeros((h, w), bool)
+    panel[5:14, 22:39] = True
+    labels[panel] = 7
+    xs = np.linspace(-0.2, 0.2, 17, dtype=np.float32)[None, :].repeat(9, 0)
+    for underside_m, joined in ((0.66, True), (0.95, False)):
+        hs = underside_m + np.linspace(0.2, 0.0, 9, dtype=np.float32)[:, None].repeat(17, 1)
+        P[panel] = np.stack([xs.ravel(), -hs.ravel(), np.full(xs.size, 2.0)], 1)
+        out = join_poles(cfg, labels, pole | panel, P, P @ up.astype(np.float32), up, 0.0, set())
+        assert (out[pole] == (7 if joined else 0)).all()
+        assert (out[panel] == 7).all()

@@ -50,9 +50,11 @@ pixels wide and the labels are scaled back with nearest-neighbour):
    surface, a piece below it within its footprint carries it (legs, a cabinet's front, a box's sides) and
    joins it, a piece above it along (almost) a whole side of its footprint rectangle is its rim (a backrest, a
    sofa's arms, a shelf's sides) and joins it, and a piece standing on it (a monitor, a plant, a box on a box,
-   books on a board) stays apart. Each group is an instance of class ``object`` (``object_class``, id 20 in
-   the indoor space), or ``table`` when it holds a support surface; unlabelled pixels within ``fill_px`` of an
-   object (depth dropouts at its silhouette, dark parts) take that object's label;
+   books on a board) stays apart. What is left of a leg or a lamp's pole (its depth a sparse scatter) is found as
+   an upright pole on a floor-plane grid and joins the instance resting on its top (``join_poles``). Each group
+   is an instance of class ``object`` (``object_class``, id 20 in the indoor space), or ``table`` when it holds
+   a support surface; unlabelled pixels within ``fill_px`` of an object (depth dropouts at its silhouette, dark
+   parts) take that object's label;
 7. **screens** (``_screens``): dark pixels without depth, opened so thin dark bridges do not join them, form
    blobs; a blob of uniform lightness is a screen (TV / monitor glass, a black sofa return no depth): a new
    ``object`` instance, joined with the thin pieces that frame it (a bezel). Inside walls, a differently
@@ -91,7 +93,8 @@ books themselves); on real frames the strips also cut a coloured upright edge of
 an opened case, a face) and the islands a coloured part (of a pen holder, a strip of a door); a patch's rim rule
 can take in an object standing along a whole side of a small support; a person's arm in front of the body is cut
 off it; the unlabelled colour parts also take a coloured spot without depth that is no object (by a drawer's
-handle, at a monitor's edge: 2 parts in 50 real frames); doors / windows are only found when their color differs and they have an edge against the wall.
+handle, at a monitor's edge: 2 parts in 50 real frames), and a vertical edge (a curtain's, a whiteboard's) can
+pass for a pole under a piece at its top (2 of 50 real frames); doors / windows are only found when their color differs and they have an edge against the wall.
 
 Code layout: steps 1-2 (normals, speckle fill, up estimate) are in :mod:`.geometric_depth`, the grouping of
 step 6 (patches, coplanar fragments, joins at patches) in :mod:`.geometric_grouping`; this module holds the
@@ -111,7 +114,7 @@ from ..depth_confidence import nguyen_sigma_m
 from ..labels import LabelSpace
 from .geometric_colour import _lab_image, grow_by_colour, split_colour, unlabelled_colour_parts
 from .geometric_depth import creases, depth_normals, estimate_up, fill_depth_speckles, norm3
-from .geometric_grouping import coplanar_pairs, horizontal_patches, join_at_patches, join_stacked
+from .geometric_grouping import coplanar_pairs, horizontal_patches, join_at_patches, join_poles, join_stacked
 from .types import PanopticInput, PanopticResult, validate_input
 
 __all__ = ["GeometricConfig", "GeometricBackend", "estimate_up", "depth_normals", "fill_depth_speckles"]
@@ -177,6 +180,19 @@ class GeometricConfig:
     """Pieces that are fragments of one plane less than this many pixels apart (at processing resolution)
     are merged (``coplanar_pairs``; 0 disables)."""
     coplanar_max_deg: float = 10.0
+    pole_cell_m: float = 0.03
+    """Upright poles (a table's legs, a lamp's pole: depth all edge, left a sparse scatter) are found on a floor-plane
+    grid of cells this wide and joined to what rests on them (``geometric_grouping.join_poles``; 0 disables;
+    needs a floor)."""
+    pole_min_points: int = 8
+    pole_min_span_m: float = 0.25
+    """A pole cell's 3x3 neighbourhood holds at least ``pole_min_points`` points spanning this much height."""
+    pole_max_width_m: float = 0.10
+    """A pole is at most this wide on the floor plane (5-95 %)."""
+    pole_join_height_m: float = 0.10
+    """A pole joins an instance whose lowest points (5 %) are within this of its top (95 %) ..."""
+    pole_footprint_margin_m: float = 0.10
+    """... and whose footprint rectangle, grown by this, holds it."""
     grow_iterations: int = 3
     """Pixels of object material left between components (cuts, tiny fragments) join a neighbour
     component within this many 3x3 dilation steps."""
@@ -356,6 +372,9 @@ class GeometricConfig:
                self.colour_growth_max_ratio) < 0:
             raise ValueError("colour_growth_delta, colour_growth_px, colour_growth_mean_delta and "
                              "colour_growth_max_ratio must be >= 0")
+        if min(self.pole_cell_m, self.pole_min_points, self.pole_min_span_m, self.pole_max_width_m,
+               self.pole_join_height_m, self.pole_footprint_margin_m) < 0:
+            raise ValueError("pole_* parameters must be >= 0")
         if not (1 <= self.unlabelled_parts_min_px <= self.unlabelled_parts_max_px
                 and 0.0 <= self.unlabelled_parts_min_solidity <= 1.0 and self.unlabelled_parts_stuff_distance >= 0):
             raise ValueError("unlabelled parts need 1 <= unlabelled_parts_min_px <= unlabelled_parts_max_px, "
@@ -950,6 +969,8 @@ class GeometricBackend:
         pairs = coplanar_pairs(cfg, lab_ids, P, {i for i, _, _, _ in items}) if cfg.coplanar_gap_px > 0 else []
         root = join_at_patches(cfg, lab_ids, items, P, height, up, z, next_id, pairs)
         final = root[lab_ids]
+        if cfg.pole_cell_m > 0 and floor_h is not None:
+            final = join_poles(cfg, final, obj, P, height, up, floor_h, {int(root[t]) for t in thin_ids})
         support_roots = {int(root[sid]) for sid, _, _, big in items if big}
         obj_cls = self._ids["object"]
         sup_cls = self._ids["support"]

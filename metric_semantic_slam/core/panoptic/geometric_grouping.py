@@ -10,7 +10,9 @@ walls or support surfaces) into pieces at depth discontinuities and concave crea
 3. joins pieces at each patch or support surface (``join_at_patches``): what carries it (legs, a cabinet's
    front) and its rim (a backrest, a shelf's sides) join it, what stands on it (a monitor, books) stays
    apart; returns the union-find root of every piece id;
-4. joins finished instances stacked on one footprint (``join_stacked``: a bookshelf's compartments).
+4. joins upright poles left without a piece to what they hold up (``join_poles``: a table's legs, whose depth
+   is a sparse scatter, to its top);
+5. joins finished instances stacked on one footprint (``join_stacked``: a bookshelf's compartments).
 
 Frames and units: every array is at processing resolution, (h, w) per pixel, in the camera optical frame
 (x right, y down, z forward), meters: ``P`` (h, w, 3) back-projected points, ``z`` (h, w) depth,
@@ -31,7 +33,7 @@ from .geometric_depth import floor_basis
 if TYPE_CHECKING:  # only for annotations: geometric.py imports this module
     from .geometric import GeometricConfig
 
-__all__ = ["horizontal_patches", "coplanar_pairs", "join_at_patches", "join_stacked", "label_pixels",
+__all__ = ["horizontal_patches", "coplanar_pairs", "join_at_patches", "join_poles", "join_stacked", "label_pixels",
            "touching_labels"]
 
 
@@ -303,3 +305,92 @@ def join_stacked(cfg: GeometricConfig, labels: np.ndarray, skip: set[int], P: np
         r = find(i)
         if r != i:
             np.put(labels, pixels[i], r)           # flat indices, in place whatever the memory layout
+
+
+def join_poles(cfg: GeometricConfig, labels: np.ndarray, material: np.ndarray, P: np.ndarray, height: np.ndarray,
+               up: np.ndarray, floor_h: float, thin_ids: set[int]) -> np.ndarray:
+    """Join upright poles to what they hold up: a table's legs to its top, a floor lamp's pole to its shade, a
+    chair's legs to its seat. Returns new labels; ``labels`` is not changed.
+
+    A leg a few centimetres thick loses most of its depth (all depth edge: the sensor drops edge pixels), so
+    what is left of it is a scatter of pixels too sparse to form a piece, or a thin piece of its own
+    (``thin_ids``). In 3D the scatter is still a pole: its points drop onto one spot of the floor plane while
+    spanning a height range. The object ``material`` not in a piece (or in a thin piece) above the floor is
+    binned on the floor plane in cells of ``pole_cell_m``; cells whose 3x3 neighbourhood holds at least
+    ``pole_min_points`` points spanning at least ``pole_min_span_m`` in height are pole cells, and connected
+    pole cells one pole, at most ``pole_max_width_m`` across (5-95 %; a shelf's side panel seen along its
+    depth is wider). A pole joins the first instance within 3 px of it in the image whose lowest points (5 %)
+    lie within ``pole_join_height_m`` of the pole's top (95 %) and whose floor footprint (minimum-area
+    rectangle, grown by ``pole_footprint_margin_m``) holds the pole, and that has at least half as many pixels
+    as the pole's points (else it is a crumb at the top of a curtain's edge): that instance's underside rests on it.
+    Its pixels, and the thin pieces among them entirely, take that instance's label; a pole holding nothing
+    stays as it was. Shape: (h, w) int labels (0 = none), (h, w) bool, (h, w, 3) points, (h, w) heights along
+    ``up`` (m), (3,) unit vector; ``floor_h``: the floor's height on that axis."""
+    cand = material & ((labels == 0) | np.isin(labels, list(thin_ids))) & (height > floor_h + 0.03)
+    if np.count_nonzero(cand) < cfg.pole_min_points:
+        return labels
+    E = floor_basis(up)
+    ys, xs = np.nonzero(cand)
+    X = P[ys, xs] @ E                                   # (n, 2) floor-plane coordinates
+    H = height[ys, xs] - floor_h                        # (n,) meters above the floor
+    cell = np.floor(X / cfg.pole_cell_m).astype(np.int64)
+    cell -= cell.min(axis=0)
+    gw, gh = (int(v) + 1 for v in cell.max(axis=0))
+    if gw * gh > 4_000_000:                              # points kilometres apart: no floor-plane grid
+        return labels
+    flat = cell[:, 0] * gh + cell[:, 1]
+    count = np.bincount(flat, minlength=gw * gh).reshape(gw, gh).astype(np.float32)
+    top = np.full(gw * gh, -np.inf, np.float32)
+    bottom = np.full(gw * gh, np.inf, np.float32)
+    np.maximum.at(top, flat, H)
+    np.minimum.at(bottom, flat, H)
+    k = np.ones((3, 3), np.uint8)
+    count3 = cv2.filter2D(count, -1, k.astype(np.float32), borderType=cv2.BORDER_CONSTANT)
+    top3 = cv2.dilate(top.reshape(gw, gh), k, borderType=cv2.BORDER_CONSTANT, borderValue=-np.inf)
+    bottom3 = cv2.erode(bottom.reshape(gw, gh), k, borderType=cv2.BORDER_CONSTANT, borderValue=np.inf)
+    pole_cells = (count > 0) & (count3 >= cfg.pole_min_points) & (top3 - bottom3 >= cfg.pole_min_span_m)
+    n_poles, pole_of_cell = cv2.connectedComponents(pole_cells.astype(np.uint8), connectivity=8)
+    if n_poles <= 1:
+        return labels
+    pole = pole_of_cell.ravel()[flat]                    # (n,) pole id of every candidate point (0: none)
+    out = labels.copy()
+    pixels = dict(label_pixels(labels))
+    Pf, Hf = P.reshape(-1, 3), height.ravel() - floor_h
+    underside: dict[int, tuple] = {}                      # instance -> (lowest height, rectangle), on demand
+    h, w = labels.shape
+    for j in range(1, n_poles):
+        sel = pole == j
+        if np.count_nonzero(sel) < cfg.pole_min_points:
+            continue
+        width = np.percentile(X[sel], 95, axis=0) - np.percentile(X[sel], 5, axis=0)
+        if width.max() > cfg.pole_max_width_m:
+            continue
+        py, px = ys[sel], xs[sel]
+        pole_top = _quantile(H[sel], 0.95)
+        spot = np.median(X[sel], axis=0)
+        y0, y1, x0, x1 = max(0, py.min() - 3), min(h, py.max() + 4), max(0, px.min() - 3), min(w, px.max() + 4)
+        mark = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        mark[py - y0, px - x0] = 1
+        near = cv2.dilate(mark, np.ones((7, 7), np.uint8)).astype(bool)
+        crop = labels[y0:y1, x0:x1]
+        for a in np.unique(crop[near & (crop > 0)]).tolist():
+            if a in thin_ids or len(pixels[a]) < 0.5 * len(py):   # a crumb on a curtain's edge holds up nothing
+                continue
+            if a not in underside:
+                idx = pixels[a]
+                sub = idx[::max(1, len(idx) // 2000)]
+                rect = cv2.minAreaRect(np.ascontiguousarray(Pf[sub] @ E, np.float32))
+                underside[a] = (_quantile(Hf[sub], 0.05), rect)
+            lowest, ((cx, cy), (rw, rh), ang) = underside[a]
+            if abs(lowest - pole_top) > cfg.pole_join_height_m:
+                continue
+            t = np.deg2rad(ang)
+            axes = np.array([[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]], np.float32)
+            loc = (spot - np.array([cx, cy], np.float32)) @ axes.T
+            if np.all(np.abs(loc) <= np.array([rw, rh], np.float32) / 2 + cfg.pole_footprint_margin_m):
+                out[py, px] = a
+                for t_id in np.unique(labels[py, px]).tolist():
+                    if t_id in thin_ids:
+                        np.put(out, pixels[t_id], a)
+                break
+    return out
