@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from metric_semantic_slam.core.panoptic.geometric import GeometricConfig
-from metric_semantic_slam.core.panoptic.geometric_colour import (_lab_image, depth_margin, grow_by_colour, split_colour,
+from metric_semantic_slam.core.panoptic.geometric_colour import (depth_margin, grow_by_colour, lab_image, split_colour,
                                                                   unlabelled_colour_parts)
 from metric_semantic_slam.core.panoptic.geometric_depth import depth_normals
 
@@ -310,7 +310,7 @@ def _unlabelled_region():
 
 
 def _unlabelled_parts(sem, inst, color, valid, **cfg):
-    return unlabelled_colour_parts(GeometricConfig(**cfg), sem, inst, color, _lab_image(color, 1.0), valid,
+    return unlabelled_colour_parts(GeometricConfig(**cfg), sem, inst, color, lab_image(color, 1.0), valid,
                                    12, 24, 3000, 1, 20)
 
 

@@ -93,8 +93,9 @@ books themselves); on real frames the strips also cut a coloured upright edge of
 an opened case, a face) and the islands a coloured part (of a pen holder, a strip of a door); a patch's rim rule
 can take in an object standing along a whole side of a small support; a person's arm in front of the body is cut
 off it; the unlabelled colour parts also take a coloured spot without depth that is no object (by a drawer's
-handle, at a monitor's edge: 2 parts in 50 real frames), and a vertical edge (a curtain's, a whiteboard's) can
-pass for a pole under a piece at its top (2 of 50 real frames); doors / windows are only found when their color differs and they have an edge against the wall.
+handle, at a monitor's edge: 2 parts in 50 real frames), and a vertical edge (of a whiteboard, a wall) can pass for
+a pole under a piece at its top (3DMatch and ICL frames); doors / windows are only found when their color differs
+and they have an edge against the wall.
 
 Code layout: steps 1-2 (normals, speckle fill, up estimate) are in :mod:`.geometric_depth`, the grouping of
 step 6 (patches, coplanar fragments, joins at patches) in :mod:`.geometric_grouping`; this module holds the
@@ -112,7 +113,7 @@ import numpy as np
 from ..camera import PinholeCamera
 from ..depth_confidence import nguyen_sigma_m
 from ..labels import LabelSpace
-from .geometric_colour import _lab_image, grow_by_colour, split_colour, unlabelled_colour_parts
+from .geometric_colour import grow_by_colour, lab_image, split_colour, unlabelled_colour_parts
 from .geometric_depth import creases, depth_normals, estimate_up, fill_depth_speckles, norm3
 from .geometric_grouping import coplanar_pairs, horizontal_patches, join_at_patches, join_poles, join_stacked
 from .types import PanopticInput, PanopticResult, validate_input
@@ -1000,7 +1001,7 @@ class GeometricBackend:
         if cfg.stack_min_footprint_iou > 0:
             join_stacked(cfg, inst, {i for i, c in classes.items() if c != obj_cls}, P, valid_obj, up,
                          _pixels_at(cfg.stack_min_px, h, w))
-        lab = _lab_image(color, 1.0) if color is not None and (cfg.colour_growth_delta > 0 or
+        lab = lab_image(color, 1.0) if color is not None and (cfg.colour_growth_delta > 0 or
                                                                 cfg.unlabelled_parts) else None
         if color is not None and cfg.colour_growth_delta > 0:
             # the pixels given by distance shaped the colour parts; outside those parts, colour decides them now

@@ -55,7 +55,7 @@ from .geometric_grouping import label_pixels
 if TYPE_CHECKING:  # only for annotations: geometric.py imports this module
     from .geometric import GeometricConfig
 
-__all__ = ["depth_margin", "grow_by_colour", "split_colour", "unlabelled_colour_parts"]
+__all__ = ["depth_margin", "grow_by_colour", "lab_image", "split_colour", "unlabelled_colour_parts"]
 
 _HUE_BIN = 5            # hue histogram bin (OpenCV units, 10 degrees)
 _MODE_SEPARATION = 4    # bins (40 degrees) between two hue modes
@@ -314,7 +314,7 @@ def _island_candidates(cfg: GeometricConfig, hsv: np.ndarray, saturated: np.ndar
     return list(_parts(*one_mode, min_px, cfg.island_own_fraction)), one_mode[1], left
 
 
-def _lab_image(color_rgb: np.ndarray, lightness_weight: float) -> np.ndarray:
+def lab_image(color_rgb: np.ndarray, lightness_weight: float) -> np.ndarray:
     """Lab colour with the lightness (0-100) weighted by ``lightness_weight``, 3x3 median-filtered (texture and
     noise). Shape: (h, w, 3) uint8 RGB -> (h, w, 3) float32."""
     lab = cv2.cvtColor(color_rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
@@ -329,7 +329,7 @@ def _lab_island_candidates(cfg: GeometricConfig, lab: np.ndarray, left: np.ndarr
     ``lab_island_distance`` from its median colour in Lab with lightness at ``lab_island_lightness_weight``
     (light and shade change lightness, a material's colour less), of at least ``min_px`` pixels and
     ``min_radius`` pixels thick (the largest disc inside: not a lit edge strip), for :func:`_islands`: returns
-    (parts, those pixels, left), or None. Shape: crops (h, w, 3) float32 from :func:`_lab_image`, (h, w) bool."""
+    (parts, those pixels, left), or None. Shape: crops (h, w, 3) float32 from :func:`lab_image`, (h, w) bool."""
     if np.count_nonzero(left) < 3 * min_px:
         return None
     median = np.median(lab[left], axis=0)
@@ -383,7 +383,7 @@ def split_colour(cfg: GeometricConfig, inst: np.ndarray, strip_ids: set[int], fl
     if normals is None:
         island_ids = frozenset()
     w_img = inst.shape[1]
-    lab = _lab_image(color_rgb, cfg.lab_island_lightness_weight) if cfg.lab_islands and island_ids else None
+    lab = lab_image(color_rgb, cfg.lab_island_lightness_weight) if cfg.lab_islands and island_ids else None
     lab_min_px = max(min_px, round(cfg.lab_island_min_px * min_px / cfg.strip_min_px))
     lab_min_radius = cfg.lab_island_min_radius_px * w_img / 320.0
     new_ids: list[int] = []
@@ -451,11 +451,11 @@ def grow_by_colour(sem: np.ndarray, inst: np.ndarray, color_rgb: np.ndarray, max
     a dropout by a wall that looks like the wall is not taken. An instance takes at most ``max_ratio`` times
     its own pixel count, its most similar candidates first: a crumb of wall edge left as an object must not
     flood a whole depth hole of the wall's colour, where no stuff pixel borders the inner pixels to compete.
-    ``lab``: ``_lab_image(color_rgb, 1.0)`` when the caller has it already.
+    ``lab``: ``lab_image(color_rgb, 1.0)`` when the caller has it already.
     Shape: (h, w) uint16 x2, (h, w, 3) uint8 RGB."""
     h, w = sem.shape
     if lab is None:
-        lab = _lab_image(color_rgb, 1.0)
+        lab = lab_image(color_rgb, 1.0)
     # colour distance of every pixel to each of its 8 neighbours, once (NaN across the image border, which no
     # comparison passes); the labels are padded by 1 px so that a neighbour is a fixed offset in the flat index
     lab_pad = cv2.copyMakeBorder(lab, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=(np.nan,) * 3)
@@ -532,7 +532,7 @@ def unlabelled_colour_parts(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndar
     ``unlabelled_parts_stuff_distance`` (Lab) of the wall / floor / ceiling pixels around it (a wooden floor
     whose depth dropped out at a chair's foot is floor), nor when it reaches the frame of rows and columns
     without depth that a real sensor leaves round the image (:func:`depth_margin`: a wooden door at the top of a
-    TUM frame). ``lab``: ``_lab_image(color_rgb, 1.0)``; ``valid``: which pixels have depth.
+    TUM frame). ``lab``: ``lab_image(color_rgb, 1.0)``; ``valid``: which pixels have depth.
     Shape: (h, w) uint16 x2, (h, w, 3) uint8 RGB, (h, w, 3) float32, (h, w) bool."""
     h, w = sem.shape
     sensor_margin = cv2.dilate(depth_margin(valid).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)

@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # only for annotations: geometric.py imports this module
     from .geometric import GeometricConfig
 
 __all__ = ["horizontal_patches", "coplanar_pairs", "join_at_patches", "join_poles", "join_stacked", "label_pixels",
-           "touching_labels"]
+           "rectangle_coordinates", "touching_labels"]
 
 
 def _quantile(a: np.ndarray, q: float) -> float:
@@ -189,10 +189,7 @@ def join_at_patches(cfg: GeometricConfig, lab_ids: np.ndarray, items: list[tuple
         if idx_p is None or len(idx_p) < 5:
             continue
         sub = idx_p[::max(1, len(idx_p) // 3000)]        # the rectangle of 3000 points is the same
-        (cx, cy), (rw, rh), ang = cv2.minAreaRect((Pf[sub] @ E).astype(np.float32))
-        a = np.deg2rad(ang)
-        axes = np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]], np.float32)  # rows: rect axes
-        half = np.array([rw, rh], np.float32) / 2
+        rect = cv2.minAreaRect((Pf[sub] @ E).astype(np.float32))
         zp = _quantile(z.ravel()[sub], 0.5)
         margin = max(0.02, cfg.patch_step_sigmas * float(nguyen_sigma_m(zp)))
         for o in touching_labels(lab_ids, pid, idx_p):
@@ -200,7 +197,7 @@ def join_at_patches(cfg: GeometricConfig, lab_ids: np.ndarray, items: list[tuple
                 continue
             idx_o = pixels[o][::max(1, len(pixels[o]) // 2000)]   # fractions: 2000 points do
             ho = Hf[idx_o]
-            loc = ((Pf[idx_o] @ E) - np.array([cx, cy], np.float32)) @ axes.T   # rectangle coordinates
+            loc, half = rectangle_coordinates(rect, Pf[idx_o] @ E)
             inside = np.all(np.abs(loc) <= half + grow, axis=1)
             base = ho <= _quantile(ho, 0.25)
             if np.mean(ho < h_p + margin) >= cfg.patch_below_fraction:
@@ -225,6 +222,16 @@ def join_at_patches(cfg: GeometricConfig, lab_ids: np.ndarray, items: list[tuple
     for i in range(len(parent)):
         parent[i] = find(i)
     return parent
+
+
+def rectangle_coordinates(rect, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Floor-plane points ``xy`` in the frame of a rotated rectangle ``rect`` (``cv2.minAreaRect``'s ((cx, cy),
+    (w, h), degrees)): coordinates along its two axes from its centre, and its half sides along them (a point is
+    inside when both coordinates are within them). Shape: (n, 2) float32 -> (n, 2), (2,)."""
+    (cx, cy), (rw, rh), ang = rect
+    a = np.deg2rad(ang)
+    axes = np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]], np.float32)  # rows: the rectangle's axes
+    return (xy - np.array([cx, cy], np.float32)) @ axes.T, np.array([rw, rh], np.float32) / 2
 
 
 def touching_labels(labels: np.ndarray, label: int, idx: np.ndarray) -> list[int]:
@@ -381,13 +388,11 @@ def join_poles(cfg: GeometricConfig, labels: np.ndarray, material: np.ndarray, P
                 sub = idx[::max(1, len(idx) // 2000)]
                 rect = cv2.minAreaRect(np.ascontiguousarray(Pf[sub] @ E, np.float32))
                 underside[a] = (_quantile(Hf[sub], 0.05), rect)
-            lowest, ((cx, cy), (rw, rh), ang) = underside[a]
+            lowest, rect = underside[a]
             if abs(lowest - pole_top) > cfg.pole_join_height_m:
                 continue
-            t = np.deg2rad(ang)
-            axes = np.array([[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]], np.float32)
-            loc = (spot - np.array([cx, cy], np.float32)) @ axes.T
-            if np.all(np.abs(loc) <= np.array([rw, rh], np.float32) / 2 + cfg.pole_footprint_margin_m):
+            loc, half = rectangle_coordinates(rect, spot[None])
+            if np.all(np.abs(loc) <= half + cfg.pole_footprint_margin_m):
                 out[py, px] = a
                 for t_id in np.unique(labels[py, px]).tolist():
                     if t_id in thin_ids:
