@@ -10,7 +10,7 @@ from metric_semantic_slam.core.camera import PinholeCamera
 from metric_semantic_slam.core.labels import load_label_space
 from metric_semantic_slam.core.panoptic import PanopticInput, make_backend
 from metric_semantic_slam.core.panoptic.geometric import GeometricBackend, GeometricConfig
-from metric_semantic_slam.core.panoptic.geometric_grouping import join_poles
+from metric_semantic_slam.core.panoptic.geometric_grouping import join_poles, split_set_back_fronts
 
 
 @pytest.fixture(scope="module")
@@ -360,3 +360,45 @@ def test_a_pole_joins_only_what_rests_on_its_top():
         out = join_poles(cfg, labels, pole | panel, P, P @ up.astype(np.float32), up, 0.0, set())
         assert (out[pole] == (7 if joined else 0)).all()
         assert (out[panel] == 7).all()
+
+
+def _two_fronts(upper_z_m: float):
+    """One piece (id 1) of two fronts facing the camera, 40 x 20 px each, one above the other: the lower at 2 m,
+    the upper at ``upper_z_m`` (camera frame, y down; height = -y)."""
+    h, w = 50, 40
+    labels = np.zeros((h, w), np.int32)
+    labels[5:45] = 1
+    rows = np.arange(h, dtype=np.float32)[:, None].repeat(w, 1)
+    P = np.zeros((h, w, 3), np.float32)
+    P[..., 0] = np.arange(w, dtype=np.float32)[None, :] * 0.01
+    P[..., 1] = (rows - 45) * 0.01                             # 1 cm a row, rising upwards
+    P[..., 2] = np.where(rows < 25, upper_z_m, 2.0)
+    normals = np.zeros((h, w, 3), np.float32)
+    normals[..., 2] = -1.0
+    up = np.array([0.0, -1.0, 0.0])
+    return labels, P, normals, P @ up.astype(np.float32), up
+
+
+def test_two_fronts_are_split_when_the_upper_one_is_set_back():
+    cfg = GeometricConfig()
+    for upper_z_m, split in ((2.10, True), (1.90, False), (2.55, False)):   # set back, standing out, a sofa's back
+        labels, P, normals, height, up = _two_fronts(upper_z_m)
+        out, n, pairs = split_set_back_fronts(cfg, labels, 2, P, normals, np.ones(labels.shape, bool), height, up, 40)
+        if split:
+            assert n == 3 and pairs == [(2, 1)]
+            assert (out[5:25] == 2).all() and (out[25:45] == 1).all()
+        else:
+            assert n == 2 and pairs == [] and np.array_equal(out, labels)
+
+
+def test_a_box_on_a_bigger_box_set_back_is_its_own_instance(space):
+    # the low box's top shows only as an 8 cm strip in front of the top box, whose sides join the two fronts; the
+    # footprints overlap as much as a bookshelf's compartments do (IoU 0.67), which must not join them again
+    low = (np.array([-0.25, 2.6, 0.0]), np.array([0.25, 3.0, 0.4]), 1)
+    top = (np.array([-0.21, 2.68, 0.4]), np.array([0.21, 3.0, 0.65]), 2)
+    depth, inst, cam, g = cast_boxes([low, top])
+    color = np.full(depth.shape + (3,), 200, np.uint8)
+    color[inst > 0] = (150, 110, 70)                                  # both cardboard
+    assert _best_iou(_predict(space, depth, cam, g, color=color, setback_min_step_m=0.0).instance, inst == 2) < 0.5
+    res = _predict(space, depth, cam, g, color=color)
+    assert _best_iou(res.instance, inst == 2) > 0.7 and _best_iou(res.instance, inst == 1) > 0.8

@@ -115,7 +115,8 @@ from ..depth_confidence import nguyen_sigma_m
 from ..labels import LabelSpace
 from .geometric_colour import grow_by_colour, lab_image, split_colour, unlabelled_colour_parts
 from .geometric_depth import creases, depth_normals, estimate_up, fill_depth_speckles, norm3
-from .geometric_grouping import coplanar_pairs, horizontal_patches, join_at_patches, join_poles, join_stacked
+from .geometric_grouping import (coplanar_pairs, horizontal_patches, join_at_patches, join_poles, join_stacked,
+                                 split_set_back_fronts)
 from .types import PanopticInput, PanopticResult, validate_input
 
 __all__ = ["GeometricConfig", "GeometricBackend", "estimate_up", "depth_normals", "fill_depth_speckles"]
@@ -194,6 +195,16 @@ class GeometricConfig:
     """A pole joins an instance whose lowest points (5 %) are within this of its top (95 %) ..."""
     pole_footprint_margin_m: float = 0.10
     """... and whose footprint rectangle, grown by this, holds it."""
+    setback_min_step_m: float = 0.05
+    """A piece whose front is two fronts at least this far apart, one above the other, the upper one set back (a box
+    on a bigger box) is split between them (``geometric_grouping.split_set_back_fronts``; 0 disables) ..."""
+    setback_max_step_m: float = 0.35
+    """... when the upper one is at most this far behind (a sofa's backrest is 50-60 cm behind its seat's front) ..."""
+    setback_min_share: float = 0.15
+    setback_max_height_overlap: float = 0.3
+    """... each holds this share of the front, and their heights (10-90 %) overlap by at most this of the shorter."""
+    setback_min_px: int = 40
+    """Pieces with fewer front pixels with a reliable normal (at 320x240) are not looked at."""
     grow_iterations: int = 3
     """Pixels of object material left between components (cuts, tiny fragments) join a neighbour
     component within this many 3x3 dilation steps."""
@@ -373,6 +384,10 @@ class GeometricConfig:
                self.colour_growth_max_ratio) < 0:
             raise ValueError("colour_growth_delta, colour_growth_px, colour_growth_mean_delta and "
                              "colour_growth_max_ratio must be >= 0")
+        if not (0 <= self.setback_min_step_m <= self.setback_max_step_m and 0 <= self.setback_min_share <= 0.5
+                and self.setback_max_height_overlap >= 0 and self.setback_min_px >= 1):
+            raise ValueError("set-back fronts need 0 <= setback_min_step_m <= setback_max_step_m, setback_min_share in "
+                             "[0, 0.5], setback_max_height_overlap >= 0 and setback_min_px >= 1")
         if min(self.pole_cell_m, self.pole_min_points, self.pole_min_span_m, self.pole_max_width_m,
                self.pole_join_height_m, self.pole_footprint_margin_m) < 0:
             raise ValueError("pole_* parameters must be >= 0")
@@ -941,6 +956,11 @@ class GeometricBackend:
         k, lab, stats, _ = cv2.connectedComponentsWithStats(core.astype(np.uint8), connectivity=4)
         min_px = _pixels_at(cfg.min_object_px, h, w)
         keep = stats[:, cv2.CC_STAT_AREA] >= min_px
+        set_back: list[tuple[int, int]] = []
+        if cfg.setback_min_step_m > 0:
+            lab, k, set_back = split_set_back_fronts(cfg, lab, k, P, n, nok, height, up,
+                                                     _pixels_at(cfg.setback_min_px, h, w))
+            keep = np.bincount(lab.ravel(), minlength=k) >= min_px
         keep[0] = False
         ids = np.zeros(k, np.int64)
         ids[keep] = np.arange(next_id, next_id + int(keep.sum()))
@@ -970,6 +990,7 @@ class GeometricBackend:
         pairs = coplanar_pairs(cfg, lab_ids, P, {i for i, _, _, _ in items}) if cfg.coplanar_gap_px > 0 else []
         root = join_at_patches(cfg, lab_ids, items, P, height, up, z, next_id, pairs)
         final = root[lab_ids]
+        apart = {(int(root[ids[a]]), int(root[ids[b]])) for a, b in set_back if ids[a] and ids[b]}
         if cfg.pole_cell_m > 0 and floor_h is not None:
             final = join_poles(cfg, final, obj, P, height, up, floor_h, {int(root[t]) for t in thin_ids})
         support_roots = {int(root[sid]) for sid, _, _, big in items if big}
@@ -1000,7 +1021,7 @@ class GeometricBackend:
                 classes[i] = obj_cls
         if cfg.stack_min_footprint_iou > 0:
             join_stacked(cfg, inst, {i for i, c in classes.items() if c != obj_cls}, P, valid_obj, up,
-                         _pixels_at(cfg.stack_min_px, h, w))
+                         _pixels_at(cfg.stack_min_px, h, w), apart)
         lab = lab_image(color, 1.0) if color is not None and (cfg.colour_growth_delta > 0 or
                                                                 cfg.unlabelled_parts) else None
         if color is not None and cfg.colour_growth_delta > 0:

@@ -3,6 +3,8 @@
 The object stage of :mod:`.geometric` cuts the object material (valid pixels not taken by floor, ceiling,
 walls or support surfaces) into pieces at depth discontinuities and concave creases. This module
 
+0. splits pieces whose front is two fronts one above the other, the upper one set back (``split_set_back_fronts``:
+   a box stacked on a bigger box);
 1. finds small horizontal up-facing planar patches in that material (``horizontal_patches``: a cabinet
    top, a shelf board, a box top, a chair seat), which the caller cuts out as pieces of their own;
 2. pairs pieces that are fragments of one plane a few pixels apart (``coplanar_pairs``: a shelf's back
@@ -34,7 +36,7 @@ if TYPE_CHECKING:  # only for annotations: geometric.py imports this module
     from .geometric import GeometricConfig
 
 __all__ = ["horizontal_patches", "coplanar_pairs", "join_at_patches", "join_poles", "join_stacked", "label_pixels",
-           "rectangle_coordinates", "touching_labels"]
+           "rectangle_coordinates", "split_set_back_fronts", "touching_labels"]
 
 
 def _quantile(a: np.ndarray, q: float) -> float:
@@ -257,7 +259,7 @@ def label_pixels(labels: np.ndarray):
 
 
 def join_stacked(cfg: GeometricConfig, labels: np.ndarray, skip: set[int], P: np.ndarray, valid: np.ndarray,
-                 up: np.ndarray, min_px: int) -> None:
+                 up: np.ndarray, min_px: int, apart: set[tuple[int, int]] = frozenset()) -> None:
     """Join groups stacked on the same footprint, in place in ``labels``: a bookshelf's compartments, which
     its boards cut apart, or a cabinet's drawers.
 
@@ -267,7 +269,8 @@ def join_stacked(cfg: GeometricConfig, labels: np.ndarray, skip: set[int], P: np
     their height ranges overlap by less than ``stack_max_height_overlap`` of the shorter one: one stands on
     or hangs under the other within the same outline. Things standing on a support have a far smaller
     footprint than it (a monitor on a desk, a plant on a side table, books on a board), and a chair under a
-    desk a far smaller one. ``skip``: ids left as they are (support surfaces).
+    desk a far smaller one. ``skip``: ids left as they are (support surfaces); ``apart``: pairs of ids not joined
+    to each other directly (two fronts split by ``split_set_back_fronts``).
     Shape: (h, w) int labels (0 = none), (h, w, 3) points, (h, w) bool, (3,) unit up vector."""
     E = floor_basis(up)
     up32 = up.astype(np.float32)
@@ -306,6 +309,8 @@ def join_stacked(cfg: GeometricConfig, labels: np.ndarray, skip: set[int], P: np
             inter = cv2.contourArea(pts) if pts is not None and len(pts) >= 3 else 0.0
             iou = inter / (area_i + area_j - inter)
             height_overlap = max(0.0, min(hi_i, hi_j) - max(lo_i, lo_j)) / shorter
+            if (i, j) in apart or (j, i) in apart:
+                continue
             if iou >= cfg.stack_min_footprint_iou and height_overlap < cfg.stack_max_height_overlap:
                 parent[find(j)] = find(i)
     for i in boxes:
@@ -399,3 +404,72 @@ def join_poles(cfg: GeometricConfig, labels: np.ndarray, material: np.ndarray, P
                         np.put(out, pixels[t_id], a)
                 break
     return out
+
+
+def split_set_back_fronts(cfg: GeometricConfig, labels: np.ndarray, n_labels: int, P: np.ndarray,
+                          normals: np.ndarray, normal_ok: np.ndarray, height: np.ndarray, up: np.ndarray,
+                          min_px: int) -> tuple[np.ndarray, int, list[tuple[int, int]]]:
+    """Split pieces whose front is two fronts one above the other, the upper one set back: a box stacked on a
+    bigger box (the low box's top face shows between the two fronts, but their sides join them into one piece
+    where the top face is too narrow to cut them). Returns new labels (ids 1.. as given, new ones from
+    ``n_labels``) and their count + 1.
+
+    In a piece, the pixels within 25 degrees of the mean normal of its sideways-facing pixels (normal within
+    ``vertical_deg`` of horizontal, reliable; at least ``min_px`` of them) are its front; their distances from the camera along that normal, binned by 2 cm,
+    have two peaks at least ``setback_min_step_m`` apart, each with ``setback_min_share`` of the front. When the
+    two groups' heights (10-90 %) overlap by at most ``setback_max_height_overlap`` of the shorter and the upper
+    group is the farther one by at most ``setback_max_step_m``, the piece is split halfway between them: what
+    is above becomes a piece of its own. An upper front standing out (a shirt over the legs) is left, and so is
+    a backrest far behind a seat's front (a sofa's, 50-60 cm). Also returns the (upper, lower) label pairs split,
+    which ``join_stacked`` must not join again (their footprints often overlap as a bookshelf's compartments do).
+    Shape: (h, w) int labels, (h, w, 3) points and normals, (h, w) bool, (h, w) heights along ``up`` (m), (3,)
+    unit vector."""
+    out = labels.copy()
+    pairs: list[tuple[int, int]] = []
+    flat_out = out.reshape(-1)
+    Pf, nf, okf, Hf = P.reshape(-1, 3), normals.reshape(-1, 3), normal_ok.ravel(), height.ravel()
+    up32 = up.astype(np.float32)
+    vertical = okf & (np.abs(nf @ up32) < np.sin(np.deg2rad(cfg.vertical_deg)))
+    bin_m = 0.02
+    for i, idx in label_pixels(labels):
+        if i == 0 or len(idx) < 2 * min_px:
+            continue
+        iv = idx[vertical[idx]]
+        if len(iv) < min_px:
+            continue
+        normal = nf[iv].mean(axis=0)
+        normal /= max(float(np.linalg.norm(normal)), 1e-9)
+        front = iv[nf[iv] @ normal > np.cos(np.deg2rad(25.0))]
+        if len(front) < min_px:
+            continue
+        dist = -(Pf[front] @ normal)                  # normals face the camera: P . n < 0
+        bins = np.floor((dist - dist.min()) / bin_m).astype(np.int64)
+        counts = np.convolve(np.bincount(bins), np.ones(3), mode="same")
+        first = int(np.argmax(counts))
+        reach = int(np.ceil(cfg.setback_min_step_m / bin_m))
+        rest = counts.copy()
+        rest[max(0, first - reach + 1):first + reach] = 0
+        second = int(np.argmax(rest))
+        if min(counts[first], rest[second]) < cfg.setback_min_share * len(front):
+            continue
+        # each peak's distance: the median of the points in its three bins (the smoothing can move it by one)
+        d1 = float(np.median(dist[np.abs(bins - first) <= 1]))
+        d2 = float(np.median(dist[np.abs(bins - second) <= 1]))
+        half_step = 0.5 * abs(d2 - d1)
+        h1 = Hf[front[np.abs(dist - d1) < half_step]]
+        h2 = Hf[front[np.abs(dist - d2) < half_step]]
+        if len(h1) == 0 or len(h2) == 0:
+            continue
+        (lo1, hi1), (lo2, hi2) = np.percentile(h1, [10, 90]), np.percentile(h2, [10, 90])
+        overlap = max(0.0, min(hi1, hi2) - max(lo1, lo2)) / max(1e-3, min(hi1 - lo1, hi2 - lo2))
+        if np.median(h1) < np.median(h2):             # 1: the upper group
+            (d1, lo1, hi1), (d2, lo2, hi2) = (d2, lo2, hi2), (d1, lo1, hi1)
+        if overlap > cfg.setback_max_height_overlap or not 0 < d1 - d2 <= cfg.setback_max_step_m:
+            continue
+        above = idx[Hf[idx] > 0.5 * (lo1 + hi2)]
+        if min(len(above), len(idx) - len(above)) < min_px:
+            continue
+        flat_out[above] = n_labels
+        pairs.append((n_labels, int(i)))
+        n_labels += 1
+    return out, n_labels, pairs
