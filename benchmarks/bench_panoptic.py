@@ -28,12 +28,12 @@ added after the eval seeds showed a person, plants and beds cut, which only remo
 were not looked at while choosing until the colour growth and Lab islands (2026-11-26, session 14), when they
 served as a second check (recall 0.752 there, 0.692 on 7, 8, 9). In session 15 (same day) failure images of 7, 8, 9
 were looked at too (the unlabelled colour parts came from books missing there; their parameters were set once, not
-swept): recall 0.797 / 0.765 / 0.733 on 5, 6, 11 / 12, 13, 14 / 7, 8, 9 after it.
+swept): recall 0.801 / 0.765 / 0.748 on 5, 6, 11 / 12, 13, 14 / 7, 8, 9 after it.
 
 Why an object is not recalled is printed per class (``miss_kind``: merged with its neighbours, split into pieces,
 missing, or partial). ``--depth gt`` gives the backends the simulator's noise-free depth instead of the simulated
 sensor's (a diagnostic, no targets checked): what geometry allows with perfect depth. For ``geometric`` it is
-not more (recall 0.662 vs 0.797 on seeds 5, 6, 11; 0.614 vs 0.733 on 7, 8, 9): the misses are objects that touch
+not more (recall 0.662 vs 0.797 on seeds 5, 6, 11; 0.614 vs 0.733 on 7, 8, 9, before the set-back fronts): the misses are objects that touch
 others with no depth step between them (books of one colour side by side; boxes on a board; things on a table),
 which noise-free depth joins even more often (depth dropouts at their edges had cut some apart).
 
