@@ -42,7 +42,9 @@ pixels wide and the labels are scaled back with nearest-neighbour):
    box against a sofa; convex box edges do not cut; near range only); small **horizontal up-facing patches**
    (``horizontal_patches``: >= ``patch_min_area_m2``, flat within the depth noise: a cabinet top, a shelf
    board, a box top, a chair seat) are cut out as pieces of their own; the rest splits into 4-connected
-   components of at least ``min_object_px``. Cut pixels and tiny fragments join a neighbouring piece; what is
+   components of at least ``min_object_px``, and one whose front is two fronts one above the other, the upper
+   one set back (a box stacked on a bigger box, joined by the boxes' sides), is split between them
+   (``split_set_back_fronts``). Cut pixels and tiny fragments join a neighbouring piece; what is
    left of them in 8-connected parts of at least ``thin_min_px`` standing in front of their surroundings is a
    thin piece (a table leg, a lamp pole, a desk top seen edge-on: all depth edge, with no core to grow from;
    ``_thin_pieces``). Then pieces are grouped (``join_at_patches``): fragments of one plane a few pixels apart
@@ -70,7 +72,7 @@ pixels wide and the labels are scaled back with nearest-neighbour):
    large sheets, thin strips and pieces of one colour throughout are not cut;
 9. **stacked groups** (``join_stacked`` in :mod:`.geometric_grouping`): object instances touching in the image
    whose floor footprints coincide (IoU >= ``stack_min_footprint_iou``) and that lie one above the other are
-   one object (a bookshelf's compartments, cut apart by its boards);
+   one object (a bookshelf's compartments, cut apart by its boards), but not two set-back fronts split in step 6;
 10. **colour growth** (``grow_by_colour`` in :mod:`.geometric_colour`): the pixels that step 6 gave to the
    nearest object by distance (``fill_px``; they shaped the colour parts) are given back, except inside
    colour parts, and object instances grow into the unlabelled pixels of their own colour (Lab distance <
