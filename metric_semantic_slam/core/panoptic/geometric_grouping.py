@@ -419,9 +419,10 @@ def split_set_back_fronts(cfg: GeometricConfig, labels: np.ndarray, n_labels: in
     camera along that normal, binned by 2 cm, have two peaks at least ``setback_min_step_m`` apart, each with
     ``setback_min_share`` of the front. When the two groups' heights (10-90 %) overlap by at most
     ``setback_max_height_overlap`` of the shorter and the upper group is the farther one by at most
-    ``setback_max_step_m``, the piece is split halfway between them: what is above becomes a piece of its own. An upper front standing out (a shirt over the legs) is left, and so is
-    a backrest far behind a seat's front (a sofa's, 50-60 cm). Also returns the (upper, lower) label pairs split,
-    which ``join_stacked`` must not join again (their footprints often overlap as a bookshelf's compartments do).
+    ``setback_max_step_m``, the piece is split halfway between them: what is above becomes a piece of its own.
+    An upper front standing out (a shirt over the legs) is left, and so is a backrest far behind a seat's front (a
+    sofa's, 50-60 cm). Also returns the (upper, lower) label pairs split, which ``join_stacked`` must not join
+    again (their footprints often overlap as a bookshelf's compartments do).
     Shape: (h, w) int labels, (h, w, 3) points and normals, (h, w) bool, (h, w) heights along ``up`` (m), (3,)
     unit vector."""
     out = labels.copy()
