@@ -117,8 +117,8 @@ from ..depth_confidence import nguyen_sigma_m
 from ..labels import LabelSpace
 from .geometric_colour import grow_by_colour, lab_image, split_colour, unlabelled_colour_parts
 from .geometric_depth import creases, depth_normals, estimate_up, fill_depth_speckles, norm3
-from .geometric_grouping import (coplanar_pairs, horizontal_patches, join_at_patches, join_poles, join_stacked,
-                                 split_set_back_fronts)
+from .geometric_grouping import (component_crops, coplanar_pairs, horizontal_patches, join_at_patches, join_poles,
+                                 join_stacked, split_set_back_fronts)
 from .types import PanopticInput, PanopticResult, validate_input
 
 __all__ = ["GeometricConfig", "GeometricBackend", "estimate_up", "depth_normals", "fill_depth_speckles"]
@@ -404,19 +404,6 @@ def _pixels_at(count_320x240: int, h: int, w: int) -> int:
     return max(4, int(round(count_320x240 * (w * h) / (320.0 * 240.0))))
 
 
-def _component_crops(mask: np.ndarray, min_px: int, margin_px: int):
-    """The connected parts (8-neighbours) of ``mask`` with at least ``min_px`` pixels, each as (box, part): the
-    slices of its bounding box grown by ``margin_px`` (room for a ring around it) and its (bool) mask in them.
-    Shape: (h, w) bool."""
-    _, lab, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    for j in np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= min_px):
-        if j == 0:
-            continue
-        x, y, bw, bh = (int(v) for v in stats[j, :4])
-        box = (slice(max(0, y - margin_px), y + bh + margin_px), slice(max(0, x - margin_px), x + bw + margin_px))
-        yield box, lab[box] == j
-
-
 def _histogram_peaks(values: np.ndarray, bin_m: float, min_count: int, max_peaks: int) -> list[float]:
     """Centers of the largest peaks of a 1D histogram (non-maximum suppressed over +-3 bins)."""
     if len(values) < min_count or min_count <= 0:
@@ -513,7 +500,7 @@ class GeometricBackend:
         cfg = self.config
         sigma = nguyen_sigma_m(np.maximum(z, 0.3))
         out = np.zeros(inliers.shape, bool)
-        for box, group in _component_crops(inliers & (offset_m > sigma), min_px, margin_px=3):
+        for box, group in component_crops(inliers & (offset_m > sigma), min_px, margin_px=3):
             # a step out of the wall around it, not a stretch of wall off the fitted plane (a real wall warps
             # towards the image border): measured against the inliers just around the group
             ring = cv2.dilate(group.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool) & ~group \
@@ -701,7 +688,7 @@ class GeometricBackend:
         the floor or another wall is left over too, but at the depth of its surroundings.
         Shape: (h, w) bool, (h, w) int32, int, int, (h, w) float32 m, (h, w) bool."""
         ids: list[int] = []
-        for box, piece in _component_crops(rest, min_px, margin_px=3):
+        for box, piece in component_crops(rest, min_px, margin_px=3):
             ring = cv2.dilate(piece.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) & ~piece \
                 & valid[box] & ~rest[box]
             zz = z[box]
@@ -1024,19 +1011,19 @@ class GeometricBackend:
         if cfg.stack_min_footprint_iou > 0:
             join_stacked(cfg, inst, {i for i, c in classes.items() if c != obj_cls}, P, valid_obj, up,
                          _pixels_at(cfg.stack_min_px, h, w), apart)
-        lab = lab_image(color, 1.0) if color is not None and (cfg.colour_growth_delta > 0 or
-                                                                cfg.unlabelled_parts) else None
+        lab_colour = lab_image(color, 1.0) if color is not None and (cfg.colour_growth_delta > 0 or
+                                                                       cfg.unlabelled_parts) else None
         if color is not None and cfg.colour_growth_delta > 0:
             # the pixels given by distance shaped the colour parts; outside those parts, colour decides them now
             filled &= ~np.isin(inst, colour_ids)
             sem[filled] = 0
             inst[filled] = 0
             grow_by_colour(sem, inst, color, cfg.colour_growth_delta, int(round(cfg.colour_growth_px * w / 320.0)),
-                           cfg.colour_growth_max_ratio, cfg.colour_growth_mean_delta, lab)
+                           cfg.colour_growth_max_ratio, cfg.colour_growth_mean_delta, lab_colour)
         self._wall_holes(sem, inst)
         if color is not None and cfg.unlabelled_parts:
             _, new_ids = unlabelled_colour_parts(
-                cfg, sem, inst, color, lab, valid, _pixels_at(cfg.strip_min_px, h, w),
+                cfg, sem, inst, color, lab_colour, valid, _pixels_at(cfg.strip_min_px, h, w),
                 _pixels_at(cfg.unlabelled_parts_min_px, h, w), _pixels_at(cfg.unlabelled_parts_max_px, h, w),
                 max(classes, default=0) + 1, obj_cls)
             for i in new_ids:

@@ -50,7 +50,7 @@ import cv2
 import numpy as np
 
 from .geometric_depth import creases, floor_basis, norm3
-from .geometric_grouping import label_pixels
+from .geometric_grouping import component_crops, label_pixels
 
 if TYPE_CHECKING:  # only for annotations: geometric.py imports this module
     from .geometric import GeometricConfig
@@ -314,6 +314,13 @@ def _island_candidates(cfg: GeometricConfig, hsv: np.ndarray, saturated: np.ndar
     return list(_parts(*one_mode, min_px, cfg.island_own_fraction)), one_mode[1], left
 
 
+def _hsv_saturated(cfg: GeometricConfig, color_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The HSV image and which pixels' hue counts: saturation >= ``strip_saturation_min`` and value >=
+    ``_VALUE_MIN``. Shape: (h, w, 3) uint8 RGB -> (h, w, 3) uint8, (h, w) bool."""
+    hsv = cv2.cvtColor(color_rgb, cv2.COLOR_RGB2HSV)
+    return hsv, (hsv[..., 1] >= cfg.strip_saturation_min) & (hsv[..., 2] >= _VALUE_MIN)
+
+
 def lab_image(color_rgb: np.ndarray, lightness_weight: float) -> np.ndarray:
     """Lab colour with the lightness (0-100) weighted by ``lightness_weight``, 3x3 median-filtered (texture and
     noise). Shape: (h, w, 3) uint8 RGB -> (h, w, 3) float32."""
@@ -376,8 +383,7 @@ def split_colour(cfg: GeometricConfig, inst: np.ndarray, strip_ids: set[int], fl
 
     Shape: (h, w) uint16 instance ids, (h, w, 3) uint8 RGB, (h, w, 3) float32 points in the camera frame
     (meters, z = 0 where there is no depth), (3,) unit up vector, normals (h, w, 3) float32 and (h, w) bool."""
-    hsv = cv2.cvtColor(color_rgb, cv2.COLOR_RGB2HSV)
-    saturated = (hsv[..., 1] >= cfg.strip_saturation_min) & (hsv[..., 2] >= _VALUE_MIN)
+    hsv, saturated = _hsv_saturated(cfg, color_rgb)
     E = floor_basis(up)
     up32 = up.astype(np.float32)
     if normals is None:
@@ -534,22 +540,14 @@ def unlabelled_colour_parts(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndar
     without depth that a real sensor leaves round the image (:func:`depth_margin`: a wooden door at the top of a
     TUM frame). ``lab``: ``lab_image(color_rgb, 1.0)``; ``valid``: which pixels have depth.
     Shape: (h, w) uint16 x2, (h, w, 3) uint8 RGB, (h, w, 3) float32, (h, w) bool."""
-    h, w = sem.shape
     sensor_margin = cv2.dilate(depth_margin(valid).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-    hsv = cv2.cvtColor(color_rgb, cv2.COLOR_RGB2HSV)
-    saturated = (hsv[..., 1] >= cfg.strip_saturation_min) & (hsv[..., 2] >= _VALUE_MIN)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats((sem == 0).astype(np.uint8), connectivity=8)
+    hsv, saturated = _hsv_saturated(cfg, color_rgb)
     stuff = (sem > 0) & (inst == 0)
     kernel = np.ones((5, 5), np.uint8)
     new_ids: list[int] = []
-    for j in np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= 3 * strip_min_px):
-        if j == 0:
-            continue
-        x, y, bw, bh = stats[j, :4]
-        # the crop with a 2 px margin, for the ring of stuff around a part
-        y0, y1, x0, x1 = max(0, y - 2), min(h, y + bh + 2), max(0, x - 2), min(w, x + bw + 2)
-        region = labels[y0:y1, x0:x1] == j
-        modes = _mode_map(hsv[y0:y1, x0:x1], saturated[y0:y1, x0:x1], region, strip_min_px, min_modes=1)
+    # each region with a 2 px margin, for the ring of stuff around a part
+    for box, region in component_crops(sem == 0, 3 * strip_min_px, margin_px=2):
+        modes = _mode_map(hsv[box], saturated[box], region, strip_min_px, min_modes=1)
         if modes is None:
             continue
         for _, part, _, _ in _parts(*modes, strip_min_px, cfg.strip_saturated_fraction):
@@ -557,15 +555,15 @@ def unlabelled_colour_parts(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndar
             area = int(np.count_nonzero(part))
             if not min_px <= area <= max_px or area < cfg.unlabelled_parts_min_solidity * _hull_area(part):
                 continue
-            if np.any(part & sensor_margin[y0:y1, x0:x1]):
+            if np.any(part & sensor_margin[box]):
                 continue
-            ring = cv2.dilate(part.astype(np.uint8), kernel).astype(bool) & stuff[y0:y1, x0:x1]
-            crop = lab[y0:y1, x0:x1]
+            ring = cv2.dilate(part.astype(np.uint8), kernel).astype(bool) & stuff[box]
+            crop = lab[box]
             if np.count_nonzero(ring) >= 3 and \
                     norm3(crop[part].mean(axis=0) - crop[ring].mean(axis=0)) < cfg.unlabelled_parts_stuff_distance:
                 continue
-            inst[y0:y1, x0:x1][part] = next_id
-            sem[y0:y1, x0:x1][part] = object_class
+            inst[box][part] = next_id
+            sem[box][part] = object_class
             new_ids.append(next_id)
             next_id += 1
     return next_id, new_ids

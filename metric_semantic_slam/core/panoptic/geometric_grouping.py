@@ -35,8 +35,8 @@ from .geometric_depth import floor_basis
 if TYPE_CHECKING:  # only for annotations: geometric.py imports this module
     from .geometric import GeometricConfig
 
-__all__ = ["horizontal_patches", "coplanar_pairs", "join_at_patches", "join_poles", "join_stacked", "label_pixels",
-           "rectangle_coordinates", "split_set_back_fronts", "touching_labels"]
+__all__ = ["component_crops", "horizontal_patches", "coplanar_pairs", "join_at_patches", "join_poles", "join_stacked",
+           "label_pixels", "rectangle_coordinates", "split_set_back_fronts", "touching_labels"]
 
 
 def _quantile(a: np.ndarray, q: float) -> float:
@@ -244,6 +244,19 @@ def touching_labels(labels: np.ndarray, label: int, idx: np.ndarray) -> list[int
     own = crop == label
     ring = cv2.dilate(own.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) & ~own
     return [int(j) for j in np.unique(crop[ring]) if j != 0]
+
+
+def component_crops(mask: np.ndarray, min_px: int, margin_px: int):
+    """The connected parts (8-neighbours) of ``mask`` with at least ``min_px`` pixels, each as (box, part): the
+    slices of its bounding box grown by ``margin_px`` (room for a ring around it) and its (bool) mask in them.
+    Shape: (h, w) bool."""
+    _, lab, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    for j in np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= min_px):
+        if j == 0:
+            continue
+        x, y, bw, bh = (int(v) for v in stats[j, :4])
+        box = (slice(max(0, y - margin_px), y + bh + margin_px), slice(max(0, x - margin_px), x + bw + margin_px))
+        yield box, lab[box] == j
 
 
 def label_pixels(labels: np.ndarray):
