@@ -4,14 +4,15 @@ on (a book on a table), and compact islands of one hue or of another colour out 
 box against a sofa, a cardboard box in a shelf of its hue); textures, large sheets, ragged patches, thin strips,
 one-hue pieces, a pot under its foliage and a cabinet's lit face are not. Last, colour growth: objects take the
 unlabelled pixels of their own colour next to them; and parts of one hue in what is still unlabelled (books in a
-dark shelf without depth) become objects, but not a hole of the surrounding stuff's colour."""
+dark shelf without depth) become objects, but not a hole of the surrounding stuff's colour; touching instances of
+one colour where one has little depth are joined (a dark desk's top and its legs)."""
 from __future__ import annotations
 
 import numpy as np
 
 from metric_semantic_slam.core.panoptic.geometric import GeometricConfig
-from metric_semantic_slam.core.panoptic.geometric_colour import (depth_margin, grow_by_colour, lab_image, split_colour,
-                                                                  unlabelled_colour_parts)
+from metric_semantic_slam.core.panoptic.geometric_colour import (depth_margin, grow_by_colour, join_depthless,
+                                                                  lab_image, split_colour, unlabelled_colour_parts)
 from metric_semantic_slam.core.panoptic.geometric_depth import depth_normals
 
 FX = 262.5
@@ -349,3 +350,44 @@ def test_the_depth_margin_is_the_frame_of_outer_rows_and_columns_without_depth()
     expected = np.zeros_like(valid)
     expected[:3], expected[:, -2:] = True, True
     assert np.array_equal(depth_margin(valid), expected)
+
+
+def _desk_pieces(leg_colour=(110, 75, 45), top_depth: float = 0.8, leg_depth: float = 0.0):
+    """A dark wooden top (id 1, 60 x 8 px) and two legs under it (ids 2 and 3, 4 x 30 px), the given fractions of
+    their pixels with depth. Returns ids, Lab, depth validity."""
+    h, w = 50, 80
+    inst = np.zeros((h, w), np.uint16)
+    color = np.full((h, w, 3), 200, np.uint8)
+    inst[5:13, 10:70] = 1
+    inst[13:43, 12:16], inst[13:43, 64:68] = 2, 3
+    color[inst == 1] = (110, 75, 45)
+    color[(inst == 2) | (inst == 3)] = leg_colour
+    rng = np.random.default_rng(0)
+    valid = np.where(inst == 1, rng.random((h, w)) < top_depth, rng.random((h, w)) < leg_depth) & (inst > 0)
+    return inst, lab_image(color, 1.0), valid
+
+
+def _join(inst, lab, valid, ids=frozenset({1, 2, 3}), **cfg):
+    join_depthless(GeometricConfig(**cfg), inst, lab, valid, set(ids), 20, 5)
+    return inst
+
+
+def test_touching_instances_of_one_colour_join_when_one_has_little_depth():
+    inst = _join(*_desk_pieces())
+    assert len(np.unique(inst[inst > 0])) == 1
+    # legs that keep depth on half their pixels: depth could have parted them, so colour does not join them
+    inst = _join(*_desk_pieces(leg_depth=0.5, top_depth=0.5))
+    assert len(np.unique(inst[inst > 0])) == 3
+    assert len(np.unique(_join(*_desk_pieces(leg_depth=0.5, top_depth=0.5),
+                               depthless_join_max_depth_fraction=0.6)[_desk_pieces()[0] > 0])) == 1
+
+
+def test_instances_of_other_colours_black_ones_and_those_left_out_are_not_joined():
+    inst = _join(*_desk_pieces(leg_colour=(60, 70, 120)))          # blue legs: another colour
+    assert len(np.unique(inst[inst > 0])) == 3
+    inst, lab, valid = _desk_pieces()
+    black = np.zeros_like(lab)                                    # black things all look alike in Lab
+    assert len(np.unique(_join(inst.copy(), black, valid)[inst > 0])) == 3
+    assert len(np.unique(_join(inst.copy(), black, valid, depthless_join_min_lightness=0.0)[inst > 0])) == 1
+    out = _join(inst.copy(), lab, valid, ids={1, 2})                # leg 3 is a colour part: left as it is
+    assert (out[inst == 3] == 3).all() and (out[inst == 2] == out[inst == 1][0]).all()

@@ -84,8 +84,16 @@ pixels wide and the labels are scaled back with nearest-neighbour):
 11. **unlabelled colour parts** (``unlabelled_colour_parts`` in :mod:`.geometric_colour`): in what is still
    unlabelled, compact parts of one hue (``unlabelled_parts_*``) become objects: books in a dark shelf, or lying
    flat on a far desk, whose depth drops out; not a part of the colour of the wall / floor around it, nor one
-   reaching the rows and columns without depth round a real sensor's image. Everything else without a label is
-   unknown (0).
+   reaching the rows and columns without depth round a real sensor's image;
+12. **depthless joins** (``join_depthless`` in :mod:`.geometric_colour`): touching object instances of one colour
+   (median Lab within ``depthless_join_max_delta``, not black) of which one has depth on at most
+   ``depthless_join_max_depth_fraction`` of its pixels are one: a far desk's top and its dark legs, grown or found
+   by colour as separate instances, with no depth to say they are apart; parts cut out for their colour are left
+   alone;
+13. **late poles** (``pole_late_pass``): poles are found again (as in step 6) among the pixels with depth that
+   no instance holds, walls included (a metal leg in front of a grey wall is taken as wall), and join the
+   instance resting on them, which may be one the colour stages made (a far desk's top). Everything else without
+   a label is unknown (0).
 
 Limits (see ``benchmarks/bench_panoptic.py`` for numbers): objects with little depth (thin lamp poles, metal
 table legs, desks seen edge-on whose depth drops out at their edges) are missed or cut; touching objects at the
@@ -102,8 +110,8 @@ and they have an edge against the wall.
 Code layout: steps 1-2 (normals, speckle fill, up estimate) are in :mod:`.geometric_depth`, the grouping of
 step 6 (patches, coplanar fragments, joins at patches) in :mod:`.geometric_grouping`; this module holds the
 configuration, the plane stages, the object cuts and the hole filling, and re-exports ``depth_normals``,
-``estimate_up`` and ``fill_depth_speckles``; steps 8, 10 (the growth) and 11 are in :mod:`.geometric_colour`,
-step 9 in :mod:`.geometric_grouping`.
+``estimate_up`` and ``fill_depth_speckles``; steps 8, 10 (the growth), 11 and 12 are in
+:mod:`.geometric_colour`, step 9 in :mod:`.geometric_grouping`.
 """
 from __future__ import annotations
 
@@ -115,7 +123,7 @@ import numpy as np
 from ..camera import PinholeCamera
 from ..depth_confidence import nguyen_sigma_m
 from ..labels import LabelSpace
-from .geometric_colour import grow_by_colour, lab_image, split_colour, unlabelled_colour_parts
+from .geometric_colour import grow_by_colour, join_depthless, lab_image, split_colour, unlabelled_colour_parts
 from .geometric_depth import creases, depth_normals, estimate_up, fill_depth_speckles, norm3
 from .geometric_grouping import (component_crops, coplanar_pairs, horizontal_patches, join_at_patches, join_poles,
                                  join_stacked, split_set_back_fronts)
@@ -197,6 +205,10 @@ class GeometricConfig:
     """A pole joins an instance whose lowest points (5 %) are within this of its top (95 %) ..."""
     pole_footprint_margin_m: float = 0.10
     """... and whose footprint rectangle, grown by this, holds it."""
+    pole_late_pass: bool = True
+    """Poles are found again after the colour stages, among all pixels with depth that no instance holds (a metal
+    leg in front of a grey wall taken as wall), to join instances only those stages made (a far desk's top grown
+    by colour, its depth mostly dropped out: at the first pass there was no instance on the legs' top)."""
     setback_min_step_m: float = 0.05
     """A piece whose front is two fronts at least this far apart, one above the other, the upper one set back (a box
     on a bigger box) is split between them (``geometric_grouping.split_set_back_fronts``; 0 disables) ..."""
@@ -334,6 +346,19 @@ class GeometricConfig:
     """... filling this fraction of their convex hull"""
     unlabelled_parts_stuff_distance: float = 10.0
     """... and farther than this (Lab) in mean colour from the wall / floor / ceiling pixels around them."""
+    depthless_join: bool = True
+    """Touching object instances of one colour join when one of them has little depth (a far desk's top and its
+    legs, whose depth dropped out; ``geometric_colour.join_depthless``), after every other stage. Needs the color
+    image."""
+    depthless_join_max_depth_fraction: float = 0.3
+    """... one of the two has depth on at most this fraction of its pixels"""
+    depthless_join_max_delta: float = 6.0
+    """... their median Lab colours (lightness 0-100) lie within this distance"""
+    depthless_join_min_lightness: float = 10.0
+    """... both are at least this light (Lab lightness 0-100; black and dark grey things all look alike)"""
+    depthless_join_min_contact_px: int = 5
+    depthless_join_min_px: int = 20
+    """... they touch along at least this many pixels (at 320 px width) and each has this many (at 320x240)."""
     wall_hole_frame: float = 0.9
     """Unlabelled holes whose outline is at least this fraction wall become wall (above 1 disables)."""
     screen_objects: bool = True
@@ -699,6 +724,17 @@ class GeometricBackend:
             next_id += 1
         return next_id, ids
 
+    def _late_poles(self, sem: np.ndarray, inst: np.ndarray, classes: dict[int, int], with_depth: np.ndarray,
+                    P: np.ndarray, height: np.ndarray, up: np.ndarray, floor_h: float) -> None:
+        """The second pole pass (``pole_late_pass``), in place: poles among the pixels ``with_depth`` that no instance
+        holds (stuff included) join the instance resting on their top (``join_poles``) and take its class."""
+        labels = inst.astype(np.int64)
+        joined = join_poles(self.config, labels, with_depth, P, height, up, floor_h, set())
+        changed = joined != labels
+        inst[changed] = joined[changed].astype(inst.dtype)
+        for i in np.unique(joined[changed]).tolist():
+            sem[changed & (joined == i)] = classes[i]
+
     @staticmethod
     def _fill_unlabelled(sem: np.ndarray, inst: np.ndarray, max_dist_px: float) -> None:
         """Give unlabelled pixels (mostly depth dropouts at edges and on dark surfaces) the label of the
@@ -1011,8 +1047,8 @@ class GeometricBackend:
         if cfg.stack_min_footprint_iou > 0:
             join_stacked(cfg, inst, {i for i, c in classes.items() if c != obj_cls}, P, valid_obj, up,
                          _pixels_at(cfg.stack_min_px, h, w), apart)
-        lab_colour = lab_image(color, 1.0) if color is not None and (cfg.colour_growth_delta > 0 or
-                                                                       cfg.unlabelled_parts) else None
+        lab_colour = lab_image(color, 1.0) if color is not None and (
+            cfg.colour_growth_delta > 0 or cfg.unlabelled_parts or cfg.depthless_join) else None
         if color is not None and cfg.colour_growth_delta > 0:
             # the pixels given by distance shaped the colour parts; outside those parts, colour decides them now
             filled &= ~np.isin(inst, colour_ids)
@@ -1028,6 +1064,13 @@ class GeometricBackend:
                 max(classes, default=0) + 1, obj_cls)
             for i in new_ids:
                 classes[i] = obj_cls
+        if color is not None and cfg.depthless_join:
+            # parts cut out for their colour stay apart: a mixed edge can bring their median near their surroundings'
+            objects = {i for i, c in classes.items() if c == obj_cls} - set(colour_ids)
+            join_depthless(cfg, inst, lab_colour, valid, objects, _pixels_at(cfg.depthless_join_min_px, h, w),
+                           max(1, round(cfg.depthless_join_min_contact_px * w / 320.0)))
+        if cfg.pole_late_pass and cfg.pole_cell_m > 0 and floor_h is not None:
+            self._late_poles(sem, inst, classes, valid_obj, P, height, up, floor_h)
         # ids that lost all pixels to nothing cannot happen (components are non-empty), but keep it exact
         present = set(np.unique(inst).tolist()) - {0}
         classes = {i: c for i, c in classes.items() if i in present}

@@ -36,7 +36,9 @@ Separately, after every other stage, **colour growth** (:func:`grow_by_colour`) 
 unlabelled pixels of their own colour next to them: the legs of a dark wooden table lose their depth and are
 left unlabelled by the depth stages, though they continue the top. What is still unlabelled then may hold
 **unlabelled colour parts** (:func:`unlabelled_colour_parts`): books in a dark shelf whose depth drops out, a book
-lying flat on a far desk (a band a few pixels tall, all depth edge) are parts of one hue there.
+lying flat on a far desk (a band a few pixels tall, all depth edge) are parts of one hue there. Last, where one of two
+touching instances has little depth, nothing says they are apart, and one colour says they are one
+(:func:`join_depthless`: a far desk's top and its legs).
 
 Frames and units: arrays at processing resolution, (h, w); points in the camera optical frame in meters,
 ``up`` a unit vector in that frame, ``fx`` the focal length in pixels at that resolution. Hue is OpenCV's
@@ -50,12 +52,12 @@ import cv2
 import numpy as np
 
 from .geometric_depth import creases, floor_basis, norm3
-from .geometric_grouping import component_crops, label_pixels
+from .geometric_grouping import component_crops, join_label_pairs, label_pixels, touching_labels
 
 if TYPE_CHECKING:  # only for annotations: geometric.py imports this module
     from .geometric import GeometricConfig
 
-__all__ = ["depth_margin", "grow_by_colour", "lab_image", "split_colour", "unlabelled_colour_parts"]
+__all__ = ["depth_margin", "grow_by_colour", "join_depthless", "lab_image", "split_colour", "unlabelled_colour_parts"]
 
 _HUE_BIN = 5            # hue histogram bin (OpenCV units, 10 degrees)
 _MODE_SEPARATION = 4    # bins (40 degrees) between two hue modes
@@ -567,6 +569,39 @@ def unlabelled_colour_parts(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndar
             new_ids.append(next_id)
             next_id += 1
     return next_id, new_ids
+
+
+def join_depthless(cfg: GeometricConfig, inst: np.ndarray, lab: np.ndarray, valid: np.ndarray, ids: set[int],
+                   min_px: int, min_contact_px: int) -> None:
+    """Join touching instances of one colour when one of them has little depth, in place.
+
+    A far desk's top and its dark legs, a monitor's glass and its frame, a dark shelf's side and its compartments
+    keep depth on a few of their pixels (dark material, grazing views, all depth edge), so the colour stages make
+    several instances of one surface: grown from different pieces, or parts of what was left unlabelled, cut
+    apart where their colour did not reach across. Where one side has no depth to say that they are apart, their
+    colour is the only cue left: two of the instances ``ids`` (of at least ``min_px`` pixels) that touch along at
+    least ``min_contact_px`` pixels (within 1 px) are one when one of them has depth on at most
+    ``depthless_join_max_depth_fraction`` of its pixels and their median colours lie within
+    ``depthless_join_max_delta`` (Lab). Parts cut out for their colour (strips, blobs, islands) are left out of
+    ``ids`` by the caller: a mixed edge can bring their median close to what they were cut from.
+    ``lab``: ``lab_image(color, 1.0)``; ``valid``: which pixels have depth.
+    Shape: (h, w) uint16 ids, (h, w, 3) float32, (h, w) bool."""
+    lab_flat, valid_flat = lab.reshape(-1, 3), valid.ravel()
+    pixels, depth_fraction, colour = {}, {}, {}
+    for i, idx in label_pixels(inst):
+        if i in ids and len(idx) >= min_px:
+            pixels[i] = idx
+            depth_fraction[i] = np.count_nonzero(valid_flat[idx]) / len(idx)
+            colour[i] = np.median(lab_flat[idx], axis=0)
+    pairs = set()
+    for i, idx in pixels.items():
+        for j in touching_labels(inst, i, idx, radius_px=1, min_contact_px=min_contact_px):
+            if j in pixels and \
+                    min(depth_fraction[i], depth_fraction[j]) <= cfg.depthless_join_max_depth_fraction and \
+                    float(norm3(colour[i] - colour[j])) <= cfg.depthless_join_max_delta and \
+                    min(colour[i][0], colour[j][0]) >= cfg.depthless_join_min_lightness:
+                pairs.add((min(i, j), max(i, j)))      # either one's outline may touch the other enough
+    join_label_pairs(inst, pixels, sorted(pairs))
 
 
 def depth_margin(valid: np.ndarray, max_fraction: float = 0.05) -> np.ndarray:

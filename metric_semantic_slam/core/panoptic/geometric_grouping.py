@@ -36,7 +36,8 @@ if TYPE_CHECKING:  # only for annotations: geometric.py imports this module
     from .geometric import GeometricConfig
 
 __all__ = ["component_crops", "horizontal_patches", "coplanar_pairs", "join_at_patches", "join_poles", "join_stacked",
-           "label_pixels", "rectangle_coordinates", "split_set_back_fronts", "touching_labels"]
+           "join_label_pairs", "label_pixels", "rectangle_coordinates", "split_set_back_fronts",
+           "touching_labels"]
 
 
 def _quantile(a: np.ndarray, q: float) -> float:
@@ -236,14 +237,35 @@ def rectangle_coordinates(rect, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return (xy - np.array([cx, cy], np.float32)) @ axes.T, np.array([rw, rh], np.float32) / 2
 
 
-def touching_labels(labels: np.ndarray, label: int, idx: np.ndarray) -> list[int]:
-    """The labels other than ``label`` and 0 within 2 px of its pixels ``idx`` (flat indices into ``labels``),
-    ascending. Shape: (h, w) int labels, (n,) int64."""
+def touching_labels(labels: np.ndarray, label: int, idx: np.ndarray, radius_px: int = 2,
+                    min_contact_px: int = 1) -> list[int]:
+    """The labels other than ``label`` and 0 within ``radius_px`` of its pixels ``idx`` (flat indices into
+    ``labels``) on at least ``min_contact_px`` pixels of that ring, ascending. Shape: (h, w) int labels, (n,) int64."""
     ys, xs = np.divmod(idx, labels.shape[1])
-    crop = labels[max(0, ys.min() - 2):ys.max() + 3, max(0, xs.min() - 2):xs.max() + 3]
+    r = radius_px
+    crop = labels[max(0, ys.min() - r):ys.max() + r + 1, max(0, xs.min() - r):xs.max() + r + 1]
     own = crop == label
-    ring = cv2.dilate(own.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) & ~own
-    return [int(j) for j in np.unique(crop[ring]) if j != 0]
+    ring = cv2.dilate(own.astype(np.uint8), np.ones((2 * r + 1, 2 * r + 1), np.uint8)).astype(bool) & ~own
+    ids, counts = np.unique(crop[ring], return_counts=True)
+    return [int(j) for j, c in zip(ids, counts) if j != 0 and c >= min_contact_px]
+
+
+def join_label_pairs(labels: np.ndarray, pixels: dict[int, np.ndarray], pairs: list[tuple[int, int]]) -> None:
+    """Join the labels of each pair of ids, transitively, in place: each group takes one label of its own.
+    ``pixels``: every id that may be joined -> the flat indices of its pixels in ``labels``."""
+    parent = {i: i for i in pixels}
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            a = parent[a]
+        return a
+
+    for i, j in pairs:
+        parent[find(j)] = find(i)
+    for i, idx in pixels.items():
+        r = find(i)
+        if r != i:
+            np.put(labels, idx, r)           # flat indices, in place whatever the memory layout
 
 
 def component_crops(mask: np.ndarray, min_px: int, margin_px: int):
@@ -302,13 +324,7 @@ def join_stacked(cfg: GeometricConfig, labels: np.ndarray, skip: set[int], P: np
         pixels[i] = idx
     if len(boxes) < 2:
         return
-    parent = {i: i for i in boxes}
-
-    def find(a: int) -> int:
-        while parent[a] != a:
-            a = parent[a]
-        return a
-
+    pairs = []
     for i, (ri, lo_i, hi_i) in boxes.items():
         for j in touching_labels(labels, i, pixels[i]):
             if j <= i or j not in boxes:
@@ -325,11 +341,8 @@ def join_stacked(cfg: GeometricConfig, labels: np.ndarray, skip: set[int], P: np
             if (i, j) in apart or (j, i) in apart:
                 continue
             if iou >= cfg.stack_min_footprint_iou and height_overlap < cfg.stack_max_height_overlap:
-                parent[find(j)] = find(i)
-    for i in boxes:
-        r = find(i)
-        if r != i:
-            np.put(labels, pixels[i], r)           # flat indices, in place whatever the memory layout
+                pairs.append((i, j))
+    join_label_pairs(labels, pixels, pairs)
 
 
 def join_poles(cfg: GeometricConfig, labels: np.ndarray, material: np.ndarray, P: np.ndarray, height: np.ndarray,
