@@ -1,8 +1,9 @@
 """The geometric backend's colour stage (issue #6): upright strips of distinct colour side by side are cut out
 of one object piece (books in a row, flush, no depth step), flat blobs of another colour out of what they lie
 on (a book on a table), and compact islands of one hue or of another colour out of what they stand against (a
-box against a sofa, a cardboard box in a shelf of its hue); textures, large sheets, ragged patches, thin strips,
-one-hue pieces, a pot under its foliage and a cabinet's lit face are not. Last, colour growth: objects take the
+box against a sofa, a cardboard box in a shelf of its hue, ragged foliage of another material); textures, large
+sheets, ragged patches, ragged lit patches, thin strips, one-hue pieces, a pot under its foliage and a cabinet's lit
+face are not. Last, colour growth: objects take the
 unlabelled pixels of their own colour next to them; and parts of one hue in what is still unlabelled (books in a
 dark shelf without depth) become objects, but not a hole of the surrounding stuff's colour; touching instances of
 one colour where one has little depth are joined (a dark desk's top and its legs)."""
@@ -208,6 +209,24 @@ def test_a_box_of_the_shelfs_hue_is_cut_out_by_its_colour():
     assert _islands(z, inst, color, lab_islands=False)[1] == []       # no second hue mode
     out, ids = _islands(z, inst, color)
     assert ids == [6] and (out[box] == 6).mean() > 0.95
+
+
+def test_a_ragged_island_of_another_material_is_cut_but_a_ragged_lit_patch_is_not():
+    # the box's outline made ragged (teeth 6 px wide, 16 px deep: 81 % of its hull), like a plant's foliage
+    z, inst, _, box = _box_in_a_shelf()
+    ragged = box.copy()
+    for c in range(30, 70):
+        if (c // 6) % 2:
+            ragged[30:46, c] = False
+    foliage = np.full(z.shape + (3,), SHELF_WOOD, np.uint8)
+    foliage[ragged] = (35, 85, 35)                     # dark green on dark wood: other a*b*
+    out, ids = _islands(z, inst, foliage)
+    assert ids == [6] and (out[ragged] == 6).mean() > 0.95
+    assert _islands(z, inst, foliage, lab_island_chromatic_min_solidity=0.85)[1] == []
+    lit = np.full(z.shape + (3,), 60, np.uint8)        # grey, a lighter patch of the same grey: light, not material
+    lit[ragged] = 200
+    assert _islands(z, inst, lit)[1] == []
+    assert _islands(z, inst, lit, island_min_solidity=0.77)[1] == [6]
 
 
 def test_a_thin_strip_of_another_colour_is_no_lab_island():

@@ -292,6 +292,11 @@ class GeometricConfig:
     """A pixel is of another colour than its instance when farther than ``lab_island_distance`` from the
     instance's median Lab colour, lightness (0-100) weighted by ``lab_island_lightness_weight``: a lit and a
     shaded face of one object differ mostly in lightness (the side of tum_fr3_cabinet's cabinet)."""
+    lab_island_chromatic_distance: float = 8.0
+    lab_island_chromatic_min_solidity: float = 0.77
+    """A Lab island whose median a*b* lies at least ``lab_island_chromatic_distance`` from its instance's is another
+    material (light and shade change mostly lightness) and needs to fill only this fraction of its convex hull: a
+    conical plant's foliage on a dark table has a ragged outline."""
     lab_island_min_px: int = 96
     lab_island_min_radius_px: float = 4.0
     """A Lab island has at least this many pixels (at 320x240) and fits a disc of this radius (at 320 px width):
@@ -403,6 +408,9 @@ class GeometricConfig:
             raise ValueError("strip_saturation_min must be in [0, 255] and strip_saturated_fraction in [0, 1]")
         if not (0 < self.strip_min_height_m <= self.strip_max_height_m and self.strip_max_width_m > 0):
             raise ValueError("strips need 0 < strip_min_height_m <= strip_max_height_m and strip_max_width_m > 0")
+        if not 0.0 <= self.lab_island_chromatic_min_solidity <= 1.0 or self.lab_island_chromatic_distance < 0:
+            raise ValueError("lab_island_chromatic_min_solidity must be in [0, 1] and lab_island_chromatic_distance "
+                             ">= 0")
         if min(self.lab_island_distance, self.lab_island_lightness_weight, self.lab_island_min_px,
                self.lab_island_min_radius_px) < 0:
             raise ValueError("lab_island_distance, lab_island_lightness_weight, lab_island_min_px and "

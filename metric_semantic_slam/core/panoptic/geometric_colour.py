@@ -237,19 +237,21 @@ def _folded(part: np.ndarray, region: np.ndarray, fold: np.ndarray, threshold: f
 
 
 def _islands(cfg: GeometricConfig, parts: list, own: np.ndarray, region: np.ndarray, Pc: np.ndarray,
-             E: np.ndarray, up32: np.ndarray, folds, min_px: int) -> list[np.ndarray]:
+             E: np.ndarray, up32: np.ndarray, folds, min_px: int,
+             min_solidity: list[float] | None = None) -> list[np.ndarray]:
     """Islands of one hue in what is left of an instance (``region``): parts of at most
     ``island_max_fraction`` of it, ``island_min_size_m`` to ``island_max_size_m`` on the floor plane (the
     longer side of the minimum-area rectangle of their points), ``island_min_height_m`` to
     ``island_max_height_m`` along gravity (5-95 %), filling ``island_min_solidity`` of their convex hull;
     not when ``island_max_rest_above`` of the rest of the instance lies above the part's top (90 % of its
     heights: a pot under its foliage) nor when the part is folded onto the rest (:func:`_folded`). ``folds()``
-    gives the crop's fold values (:func:`_lazy_folds`); ``own``: the coloured pixels.
+    gives the crop's fold values (:func:`_lazy_folds`); ``own``: the coloured pixels; ``min_solidity``: each
+    part's own bound instead of ``island_min_solidity``.
     Shape: parts from :func:`_parts`, (h, w) bool, (h, w, 3) points (z = 0: no depth), (3, 2), (3,)."""
     out = []
     n_region = int(region.sum())
     with_depth = Pc[..., 2] > 0
-    for _, part, area, _ in parts:
+    for k, (_, part, area, _) in enumerate(parts):
         part = _coloured_outline(part, own)
         area = int(np.count_nonzero(part))
         if area > cfg.island_max_fraction * n_region or area == 0:
@@ -264,7 +266,7 @@ def _islands(cfg: GeometricConfig, parts: list, own: np.ndarray, region: np.ndar
         (_, (rw, rh), _) = cv2.minAreaRect(np.ascontiguousarray(X @ E, np.float32))
         if not cfg.island_min_size_m <= max(rw, rh) <= cfg.island_max_size_m:
             continue
-        if area < cfg.island_min_solidity * _hull_area(part):
+        if area < (cfg.island_min_solidity if min_solidity is None else min_solidity[k]) * _hull_area(part):
             continue
         rest = region & ~part & with_depth
         if rest.any() and np.mean(Pc[rest] @ up32 > np.percentile(heights, 90)) >= cfg.island_max_rest_above:
@@ -338,21 +340,28 @@ def _lab_island_candidates(cfg: GeometricConfig, lab: np.ndarray, left: np.ndarr
     ``lab_island_distance`` from its median colour in Lab with lightness at ``lab_island_lightness_weight``
     (light and shade change lightness, a material's colour less), of at least ``min_px`` pixels and
     ``min_radius`` pixels thick (the largest disc inside: not a lit edge strip), for :func:`_islands`: returns
-    (parts, those pixels, left), or None. Shape: crops (h, w, 3) float32 from :func:`lab_image`, (h, w) bool."""
+    (parts, those pixels, left, each part's solidity bound), or None. A part whose median a*b* lies at least
+    ``lab_island_chromatic_distance`` from the instance's is another material, not a lit or shaded patch of it (which
+    differs mostly in lightness), and may have a ragged outline (foliage against a dark table): it needs to fill only
+    ``lab_island_chromatic_min_solidity`` of its hull. Shape: crops (h, w, 3) float32 from :func:`lab_image`, (h, w)
+    bool."""
     if np.count_nonzero(left) < 3 * min_px:
         return None
     median = np.median(lab[left], axis=0)
     far = left & (norm3(lab - median) > cfg.lab_island_distance)
     far = cv2.morphologyEx(far.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(far, connectivity=4)
-    parts = []
+    parts, solidity = [], []
     for j in range(1, n):
         if stats[j, cv2.CC_STAT_AREA] < min_px:
             continue
         part = labels == j
         if cv2.distanceTransform(np.pad(part, 1).astype(np.uint8), cv2.DIST_L2, 3).max() >= min_radius:
             parts.append((1, part, int(stats[j, cv2.CC_STAT_AREA]), int(stats[j, cv2.CC_STAT_HEIGHT])))
-    return (parts, far.astype(bool), left) if parts else None
+            chroma = float(np.hypot(*(np.median(lab[part][:, 1:], axis=0) - median[1:])))
+            solidity.append(cfg.lab_island_chromatic_min_solidity if chroma >= cfg.lab_island_chromatic_distance
+                            else cfg.island_min_solidity)
+    return (parts, far.astype(bool), left, solidity) if parts else None
 
 
 def _lazy_folds(P: np.ndarray, normals: tuple[np.ndarray, np.ndarray], box: tuple[int, int, int, int],
@@ -434,7 +443,10 @@ def split_colour(cfg: GeometricConfig, inst: np.ndarray, strip_ids: set[int], fl
             continue
         left = crop == iid
         candidates = _lab_island_candidates(cfg, lab[y0:y1, x0:x1], left, lab_min_px, lab_min_radius)
-        for part in _islands(cfg, *candidates, Pc, E, up32, folds, min_px) if candidates is not None else []:
+        if candidates is None:
+            continue
+        lab_parts, far, left, solidity = candidates
+        for part in _islands(cfg, lab_parts, far, left, Pc, E, up32, folds, min_px, solidity):
             crop[part] = next_id
             new_ids.append(next_id)
             next_id += 1
