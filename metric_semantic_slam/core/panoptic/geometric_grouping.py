@@ -416,6 +416,9 @@ def join_poles(cfg: GeometricConfig, labels: np.ndarray, material: np.ndarray, P
                 continue
             if a not in underside:
                 idx = pixels[a]
+                idx = idx[Pf[idx, 2] > 0]                  # an instance grown by colour has pixels without depth
+                if len(idx) == 0:
+                    continue
                 sub = idx[::max(1, len(idx) // 2000)]
                 rect = cv2.minAreaRect(np.ascontiguousarray(Pf[sub] @ E, np.float32))
                 underside[a] = (_quantile(Hf[sub], 0.05), rect)
