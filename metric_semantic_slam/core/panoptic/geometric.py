@@ -104,8 +104,9 @@ an opened case, a face) and the islands a coloured part (of a pen holder, a stri
 can take in an object standing along a whole side of a small support; a person's arm in front of the body is cut
 off it; the unlabelled colour parts also take a coloured spot without depth that is no object (by a drawer's
 handle, at a monitor's edge: 2 parts in 50 real frames), and a vertical edge (of a whiteboard, a wall) can pass for
-a pole under a piece at its top (3DMatch and ICL frames); doors / windows are only found when their color differs
-and they have an edge against the wall.
+a pole under a piece at its top (3DMatch and ICL frames); the depthless joins can join two things of one colour
+that touch where one of them has little depth (a far table and a shelf of its wood beside it); doors / windows are
+only found when their color differs and they have an edge against the wall.
 
 Code layout: steps 1-2 (normals, speckle fill, up estimate) are in :mod:`.geometric_depth`, the grouping of
 step 6 (patches, coplanar fragments, joins at patches) in :mod:`.geometric_grouping`; this module holds the
