@@ -168,20 +168,12 @@ def join_at_patches(cfg: GeometricConfig, lab_ids: np.ndarray, items: list[tuple
 
     Returns the union-find root per id. Shape: (h, w) int32 labels -> (n_ids,) int64.
     """
-    parent = np.arange(max(n_ids, int(lab_ids.max()) + 1), dtype=np.int64)
-
-    def find(a: int) -> int:
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = int(parent[a])
-        return a
-
+    groups = _UnionFind(max(n_ids, int(lab_ids.max()) + 1))
+    find = groups.find
     for a, b in pairs:     # fragments of one plane (``coplanar_pairs``) are one piece first
-        parent[find(a)] = find(b)
+        groups.join(a, b)
     if not items:
-        for i in range(len(parent)):
-            parent[i] = find(i)
-        return parent
+        return groups.roots()
     E = floor_basis(up)                                        # (3, 2) floor-plane basis
     grow = cfg.patch_footprint_margin_m
     pixels = dict(label_pixels(lab_ids))    # every label's pixels from one sort, not a scan per neighbour
@@ -221,10 +213,8 @@ def join_at_patches(cfg: GeometricConfig, lab_ids: np.ndarray, items: list[tuple
                 span = _quantile(lb[:, along], 0.95) - _quantile(lb[:, along], 0.05)
                 join = gap[ax] < grow + 0.02 and span >= cfg.patch_rim_coverage * 2 * half[along]
             if join:
-                parent[find(o)] = find(pid)
-    for i in range(len(parent)):
-        parent[i] = find(i)
-    return parent
+                groups.join(o, pid)
+    return groups.roots()
 
 
 def rectangle_coordinates(rect, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -250,20 +240,40 @@ def touching_labels(labels: np.ndarray, label: int, idx: np.ndarray, radius_px: 
     return [int(j) for j, c in zip(ids, counts) if j != 0 and c >= min_contact_px]
 
 
-def join_label_pairs(labels: np.ndarray, pixels: dict[int, np.ndarray], pairs: list[tuple[int, int]]) -> None:
-    """Join the labels of each pair of ids, transitively, in place: each group takes one label of its own.
-    ``pixels``: every id that may be joined -> the flat indices of its pixels in ``labels``."""
-    parent = {i: i for i in pixels}
+class _UnionFind:
+    """Disjoint sets of the ids 0 .. n - 1 (path halving)."""
 
-    def find(a: int) -> int:
+    def __init__(self, n: int) -> None:
+        self.parent = np.arange(n, dtype=np.int64)
+
+    def find(self, a: int) -> int:
+        parent = self.parent
         while parent[a] != a:
-            a = parent[a]
+            parent[a] = parent[parent[a]]
+            a = int(parent[a])
         return a
 
+    def join(self, a: int, into: int) -> None:
+        """Put ``a``'s set into ``into``'s: the root of ``into``'s stays the root."""
+        self.parent[self.find(a)] = self.find(into)
+
+    def roots(self) -> np.ndarray:
+        """The root of every id. Shape: (n,) int64."""
+        for i in range(len(self.parent)):
+            self.parent[i] = self.find(i)
+        return self.parent
+
+
+def join_label_pairs(labels: np.ndarray, pixels: dict[int, np.ndarray], pairs: list[tuple[int, int]]) -> None:
+    """Join the labels of each pair of ids, transitively, in place: each group takes the label of one of its ids.
+    ``pixels``: every id that may be joined -> the flat indices of its pixels in ``labels``."""
+    if not pairs:
+        return
+    groups = _UnionFind(max(pixels) + 1)
     for i, j in pairs:
-        parent[find(j)] = find(i)
+        groups.join(j, i)
     for i, idx in pixels.items():
-        r = find(i)
+        r = groups.find(i)
         if r != i:
             np.put(labels, idx, r)           # flat indices, in place whatever the memory layout
 
