@@ -3,10 +3,10 @@ of one object piece (books in a row, flush, no depth step), flat blobs of anothe
 on (a book on a table), and compact islands of one hue or of another colour out of what they stand against (a
 box against a sofa, a cardboard box in a shelf of its hue, ragged foliage of another material); textures, large
 sheets, ragged patches, ragged lit patches, thin strips, one-hue pieces, a pot under its foliage and a cabinet's lit
-face are not. Last, colour growth: objects take the
-unlabelled pixels of their own colour next to them; and parts of one hue in what is still unlabelled (books in a
-dark shelf without depth) become objects, but not a hole of the surrounding stuff's colour; touching instances of
-one colour where one has little depth are joined (a dark desk's top and its legs)."""
+face are not. Last, colour growth: objects take the unlabelled pixels of their own colour next to them; parts of one
+hue in what is still unlabelled (books in a dark shelf without depth) become objects, but not a hole of the
+surrounding stuff's colour; touching instances of one colour where one has little depth are joined (a dark desk's
+top and its legs)."""
 from __future__ import annotations
 
 import numpy as np

@@ -36,8 +36,8 @@ Separately, after every other stage, **colour growth** (:func:`grow_by_colour`) 
 unlabelled pixels of their own colour next to them: the legs of a dark wooden table lose their depth and are
 left unlabelled by the depth stages, though they continue the top. What is still unlabelled then may hold
 **unlabelled colour parts** (:func:`unlabelled_colour_parts`): books in a dark shelf whose depth drops out, a book
-lying flat on a far desk (a band a few pixels tall, all depth edge) are parts of one hue there. Last, where one of two
-touching instances has little depth, nothing says they are apart, and one colour says they are one
+lying flat on a far desk (a band a few pixels tall, all depth edge) are parts of one hue there. Last, where one of
+two touching instances has little depth, nothing says they are apart, and one colour says they are one
 (:func:`join_depthless`: a far desk's top and its legs).
 
 Frames and units: arrays at processing resolution, (h, w); points in the camera optical frame in meters,
@@ -594,7 +594,8 @@ def join_depthless(cfg: GeometricConfig, inst: np.ndarray, lab: np.ndarray, vali
     colour is the only cue left: two of the instances ``ids`` (of at least ``min_px`` pixels) that touch along at
     least ``min_contact_px`` pixels (within 1 px) are one when one of them has depth on at most
     ``depthless_join_max_depth_fraction`` of its pixels and their median colours lie within
-    ``depthless_join_max_delta`` (Lab). Parts cut out for their colour (strips, blobs, islands) are left out of
+    ``depthless_join_max_delta`` (Lab), both at least ``depthless_join_min_lightness`` light (black and dark grey
+    things all look alike). Parts cut out for their colour (strips, blobs, islands) are left out of
     ``ids`` by the caller: a mixed edge can bring their median close to what they were cut from.
     ``lab``: ``lab_image(color, 1.0)``; ``valid``: which pixels have depth.
     Shape: (h, w) uint16 ids, (h, w, 3) float32, (h, w) bool."""
