@@ -338,13 +338,18 @@ def test_legs_whose_depth_is_a_sparse_scatter_join_the_top_they_hold(space):
     assert _best_iou(_predict(space, depth, cam, g, color=color).instance, table) > 0.5
 
 
-def test_a_dark_desk_whose_legs_lost_their_depth_is_one_instance(space):
-    # a dark wooden desk 3-3.6 m away: its legs return no depth and half its top none (dark, all depth edge), so the
-    # colour stages make the top and the legs instances of their own; one colour and no depth to part them
+def _far_desk():
+    """A desk 3-3.6 m away (top id 1, four 5 cm legs id 2) seen from a little above its top: cast_boxes' outputs."""
     top = (np.array([-0.6, 3.0, 0.70]), np.array([0.6, 3.6, 0.74]), 1)
     legs = [(np.array([x, y, 0.0]), np.array([x + 0.05, y + 0.05, 0.70]), 2) for x in (-0.585, 0.535)
             for y in (3.015, 3.535)]
-    depth, inst, cam, g = cast_boxes([top] + legs, pitch_deg=15.0, cam_z=0.95)
+    return cast_boxes([top] + legs, pitch_deg=15.0, cam_z=0.95)
+
+
+def test_a_dark_desk_whose_legs_lost_their_depth_is_one_instance(space):
+    # a dark wooden desk 3-3.6 m away: its legs return no depth and half its top none (dark, all depth edge), so the
+    # colour stages make the top and the legs instances of their own; one colour and no depth to part them
+    depth, inst, cam, g = _far_desk()
     color = np.full(depth.shape + (3,), 200, np.uint8)
     color[inst > 0] = (110, 75, 45)
     depth[inst == 2] = 0.0
@@ -359,10 +364,7 @@ def test_legs_in_front_of_a_wall_of_their_colour_join_a_top_found_by_its_colour(
     # a far desk whose top kept depth on 20 % of its pixels (no piece: the unlabelled colour parts find it) on grey
     # metal legs with a scatter of depth in front of a wall of their grey: at the first pole pass there is no
     # instance on the legs' top, so only the second one joins them
-    top = (np.array([-0.6, 3.0, 0.70]), np.array([0.6, 3.6, 0.74]), 1)
-    legs = [(np.array([x, y, 0.0]), np.array([x + 0.05, y + 0.05, 0.70]), 2) for x in (-0.585, 0.535)
-            for y in (3.015, 3.535)]
-    depth, inst, cam, g = cast_boxes([top] + legs, pitch_deg=15.0, cam_z=0.95)
+    depth, inst, cam, g = _far_desk()
     color = np.full(depth.shape + (3,), 150, np.uint8)
     color[inst == 1] = (160, 110, 60)
     rng = np.random.default_rng(1)
