@@ -34,7 +34,7 @@ import numpy as np
 from ..ros.node_runtime import CameraInfoCache, StageNode, TopicSpec, grid_slot, matrix_param, run_node
 from ..ros.params import ParamSpec
 
-__all__ = ["PARAMS", "SUBSCRIBES", "PUBLISHES", "DepthFusionNode", "main"]
+__all__ = ["PARAMS", "SUBSCRIBES", "PUBLISHES", "DepthFusionNode", "depth_missing", "main", "pair_outside_grid"]
 
 _IDENTITY = tuple(float(v) for v in np.eye(4).ravel())
 
@@ -119,6 +119,18 @@ def pair_outside_grid(pair_s: float, grid_depth_s: float | None, rate_hz: float,
     return grid_depth_s + slop_s < pair_s < next_slot_s - slop_s
 
 
+def depth_missing(use_active: bool, last_depth_rx: float | None, first_rx: float | None, now: float,
+                  timeout_s: float) -> bool:
+    """True when the active depth counts as missing, so that the IR pairs drive a stereo-only output: ``use_active``
+    is off, or no depth frame came for ``timeout_s`` (monotonic seconds), counted from the first message of either
+    source while none came yet (an IR pair that arrives just before the first depth frame must not be fused alone
+    and then again with it: two outputs with one stamp)."""
+    if not use_active:
+        return True
+    since = last_depth_rx if last_depth_rx is not None else first_rx
+    return since is not None and now - since >= timeout_s
+
+
 class DepthFusionNode(StageNode):
     """Subscribes depth + IR pair, fuses them with :class:`DepthFuser`, publishes fused depth + confidence."""
 
@@ -159,6 +171,7 @@ class DepthFusionNode(StageNode):
         self._pairs: list[_Pair] = []
         self._last_depth_rx = None  # monotonic time of the last depth frame
         self._last_pair_rx = None
+        self._first_rx = None       # ... of the first message of either source
         self._grid_depth_s: float | None = None  # stamp of the last depth frame the rate grid let through
         self._pair_counts = {"with_pair": 0, "without_pair": 0}
         if p.process_rate_hz < 0:
@@ -185,6 +198,8 @@ class DepthFusionNode(StageNode):
         from ..ros.stamps import stamp_to_seconds
 
         self._last_depth_rx = time.monotonic()
+        if self._first_rx is None:
+            self._first_rx = self._last_depth_rx
         stamp_s = stamp_to_seconds(msg.header.stamp)
         if not self.accept_stamp("depth", stamp_s):
             return
@@ -207,6 +222,8 @@ class DepthFusionNode(StageNode):
         from ..ros.stamps import stamp_to_seconds
 
         self._last_pair_rx = time.monotonic()
+        if self._first_rx is None:
+            self._first_rx = self._last_pair_rx
         stamp_s = stamp_to_seconds(left_msg.header.stamp)
         if not self.accept_stamp("ir", stamp_s):
             return
@@ -289,7 +306,9 @@ class DepthFusionNode(StageNode):
         item = self.depth_q.get(timeout=0.002 if self._inflight else 0.05)
         if item is None:
             # stereo-only: no active depth for a while, the IR pairs drive the output
-            if self.params.use_stereo and not self._alive(self._last_depth_rx):
+            p = self.params
+            if p.use_stereo and depth_missing(p.use_active, self._last_depth_rx, self._first_rx, time.monotonic(),
+                                              p.source_timeout_s):
                 self._collect_pairs()
                 if self._pairs:
                     pair = self._pairs.pop(0)

@@ -1,5 +1,7 @@
 """depth_fusion_node as a real process over DDS (ROS_DOMAIN_ID 72): fused depth + confidence per frame,
-pass-through without IR, and bad messages on every input logged and dropped while the node keeps working."""
+pass-through without IR, stereo-only output only once the depth has been silent for the timeout (an IR pair ahead of
+its depth frame is fused once, with it), and bad messages on every input logged and dropped while the node keeps
+working."""
 from __future__ import annotations
 
 import json
@@ -228,6 +230,48 @@ def test_an_ir_pair_is_skipped_only_where_no_frame_of_the_rate_grid_can_use_it()
     assert not pair_outside_grid(3.0, 100.03, 2.0, 0.02)      # a time reset (looping bag)
     assert not pair_outside_grid(100.06, None, 2.0, 0.02)     # no frame yet
     assert not pair_outside_grid(100.06, 100.03, 0.0, 0.02)   # no grid: every pair may be used
+
+
+def test_the_ir_pairs_drive_the_output_alone_only_once_the_depth_has_been_silent_for_the_timeout():
+    from metric_semantic_slam.nodes.depth_fusion_node import depth_missing
+
+    assert depth_missing(False, None, None, 5.0, 1.0)            # no active depth source at all
+    assert not depth_missing(True, None, None, 5.0, 1.0)         # nothing received yet
+    # the first IR pair came at 10.0 and no depth frame yet: its depth frame may be on its way
+    assert not depth_missing(True, None, 10.0, 10.01, 1.0)
+    assert depth_missing(True, None, 10.0, 11.0, 1.0)             # none for a whole timeout: stereo only
+    assert not depth_missing(True, 10.5, 10.0, 11.0, 1.0)         # depth streaming
+    assert depth_missing(True, 10.5, 10.0, 11.6, 1.0)             # and then silent
+
+
+def test_an_ir_pair_ahead_of_its_depth_frame_is_fused_once_with_it_and_alone_only_after_the_timeout(frames, tmp_path):
+    ns = "/t4"
+    node = NodeProcess("metric_semantic_slam.nodes.depth_fusion_node", "depth_fusion", ros_env(DOMAIN), namespace="t4",
+                       parameters={"status_period_s": 0.3, "source_timeout_s": 0.6}, log_path=tmp_path / "t4.log")
+    out = f"{ns}/depth/fused"
+    col = TopicCollector(DOMAIN, {out: Image})
+    try:
+        pubs = {k: col.node.create_publisher(t, f"{ns}/{name}", qos_profile("reliable"))
+                for k, (name, t) in INPUTS.items()}
+        assert node.wait_for_log("ready", 90), node.log()
+        assert col.spin_until(lambda: all(p.get_subscription_count() > 0 for p in pubs.values()), 20), node.log()
+        _send_info(pubs, frames[0])
+        col.spin_until(lambda: False, 0.3)
+        # the first message of all is an IR pair; its depth frame follows 0.2 s later (less than the timeout)
+        _send(pubs, frames[0], depth=False)
+        col.spin_until(lambda: False, 0.2)
+        _send(pubs, frames[0], stereo=False)
+        assert col.spin_until(lambda: col.count(out) >= 1, 10), node.log()
+        col.spin_until(lambda: False, 0.5)
+        assert [stamp_to_seconds(m.header.stamp) for _t, m in col.messages[out]] == [frames[0].stamp_s]
+        # the depth camera goes silent: after the timeout the IR pairs are fused alone
+        col.spin_until(lambda: False, 0.7)
+        _send(pubs, frames[1], depth=False)
+        assert col.spin_until(lambda: col.count(out) >= 2, 10), node.log()
+        assert abs(stamp_to_seconds(col.messages[out][-1][1].header.stamp) - frames[1].stamp_s) < 1e-6
+    finally:
+        col.close()
+        assert node.stop() == 0, node.log()
 
 
 def test_workers_fuse_frames_side_by_side_and_publish_them_in_input_order(frames, tmp_path):
