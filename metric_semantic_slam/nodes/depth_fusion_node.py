@@ -1,13 +1,13 @@
 """ROS 2 node ``depth_fusion_node``: active depth + IR stereo -> ``depth/fused`` and ``depth/confidence``.
 
-Thin adapter over :class:`metric_semantic_slam.core.depth_fusion.DepthFuser` (the offline pipeline's
-object). Active depth frames drive the output; the IR pair (synchronized with each other) joins the
-depth frame whose stamp is within ``sync_slop_s``. Either source missing passes the other through:
-without IR pairs (``use_stereo`` false, or none received for ``source_timeout_s``) the output is the
-active depth with its confidence; without active depth for ``source_timeout_s`` (counted from the first message
-of either source while none came yet) the IR pairs drive a stereo-only output. The left IR camera's pose in the color camera comes from TF when ``tf2_ros`` imports,
-else from the ``ir_left_pose_in_color`` parameter (T_color_left). Outputs are 32FC1 in the color camera
-frame with the depth frame's stamp.
+Thin adapter over :class:`metric_semantic_slam.core.depth_fusion.DepthFuser` (the offline pipeline's object).
+Active depth frames drive the output; the IR pair (synchronized with each other) joins the depth frame whose
+stamp is within ``sync_slop_s``. Either source missing passes the other through: without IR pairs
+(``use_stereo`` false, or none received for ``source_timeout_s``) the output is the active depth with its
+confidence; without active depth for ``source_timeout_s`` (counted from the first message of either source
+while none came yet) the IR pairs drive a stereo-only output. The left IR camera's pose in the color camera
+comes from TF when ``tf2_ros`` imports, else from the ``ir_left_pose_in_color`` parameter (T_color_left).
+Outputs are 32FC1 in the color camera frame with the depth frame's stamp.
 
 Cost on a CPU: stereo matching dominates, so it runs on the pair shrunk by ``stereo_downsample`` (2 by
 default: ~1/4 of the matching time, fused accuracy unchanged on the simulator, see bench_depth_fusion.py).
