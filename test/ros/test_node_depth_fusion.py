@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -78,6 +79,27 @@ def _send(pubs, frame, stereo=True, depth=True):
     if depth:
         mm = np.round(frame.depth_m * 1000).astype(np.uint16)
         pubs["depth"].publish(numpy_to_image(mm, "16UC1", frame.stamp_s, "camera_color_optical_frame"))
+
+
+@contextmanager
+def _own_node(ns: str, parameters: dict, log_path, topics: dict, frame):
+    """A depth_fusion node of its own in namespace ``ns`` and a collector of ``topics`` (names under ``ns``), once
+    the node is ready, its subscriptions match the publishers of every input and ``frame``'s camera infos are sent:
+    yields (node, collector, publishers); closes the collector and stops the node (exit code 0) after."""
+    node = NodeProcess("metric_semantic_slam.nodes.depth_fusion_node", "depth_fusion", ros_env(DOMAIN),
+                       namespace=ns.strip("/"), parameters=parameters, log_path=log_path)
+    col = TopicCollector(DOMAIN, topics)
+    try:
+        pubs = {k: col.node.create_publisher(t, f"{ns}/{name}", qos_profile("reliable"))
+                for k, (name, t) in INPUTS.items()}
+        assert node.wait_for_log("ready", 90), node.log()
+        assert col.spin_until(lambda: all(p.get_subscription_count() > 0 for p in pubs.values()), 20), node.log()
+        _send_info(pubs, frame)
+        col.spin_until(lambda: False, 0.3)
+        yield node, col, pubs
+    finally:
+        col.close()
+        assert node.stop() == 0, node.log()
 
 
 def _wait_outputs(col, n, timeout_s=20):
@@ -179,17 +201,9 @@ def test_process_rate_hz_fuses_the_first_frame_of_each_slot_of_sensor_time(frame
     stamped 50 ms apart from t = 100 s exactly the first of each 0.5 s slot (100.0 and 100.5) is fused, with its
     pair; the ten frames and ten IR pairs between them are counted as skipped, not as dropped."""
     ns = "/t2"
-    node = NodeProcess("metric_semantic_slam.nodes.depth_fusion_node", "depth_fusion", ros_env(DOMAIN), namespace="t2",
-                       parameters={"status_period_s": 0.3, "process_rate_hz": 2.0}, log_path=tmp_path / "rate.log")
     status, out = f"{ns}/depth_fusion/status", f"{ns}/depth/fused"
-    col = TopicCollector(DOMAIN, {out: Image, status: String})
-    try:
-        pubs = {k: col.node.create_publisher(t, f"{ns}/{name}", qos_profile("reliable"))
-                for k, (name, t) in INPUTS.items()}
-        assert node.wait_for_log("ready", 90), node.log()
-        assert col.spin_until(lambda: all(p.get_subscription_count() > 0 for p in pubs.values()), 20), node.log()
-        _send_info(pubs, frames[0])
-        col.spin_until(lambda: False, 0.3)
+    with _own_node(ns, {"status_period_s": 0.3, "process_rate_hz": 2.0}, tmp_path / "rate.log",
+                   {out: Image, status: String}, frames[0]) as (node, col, pubs):
         for i in range(12):
             f = frames[i % len(frames)]
             t = 100.0 + 0.05 * i
@@ -212,9 +226,6 @@ def test_process_rate_hz_fuses_the_first_frame_of_each_slot_of_sensor_time(frame
         assert all(q["dropped"] == 0 for q in st["queues"].values()), st["queues"]
         stamps = [stamp_to_seconds(m.header.stamp) for _t, m in col.messages[out]]
         np.testing.assert_allclose(stamps, [100.0, 100.5], atol=1e-6)
-    finally:
-        col.close()
-        assert node.stop() == 0, node.log()
 
 
 def test_an_ir_pair_is_skipped_only_where_no_frame_of_the_rate_grid_can_use_it():
@@ -246,17 +257,9 @@ def test_the_ir_pairs_drive_the_output_alone_only_once_the_depth_has_been_silent
 
 def test_an_ir_pair_ahead_of_its_depth_frame_is_fused_once_with_it_and_alone_only_after_the_timeout(frames, tmp_path):
     ns = "/t4"
-    node = NodeProcess("metric_semantic_slam.nodes.depth_fusion_node", "depth_fusion", ros_env(DOMAIN), namespace="t4",
-                       parameters={"status_period_s": 0.3, "source_timeout_s": 0.6}, log_path=tmp_path / "t4.log")
     out = f"{ns}/depth/fused"
-    col = TopicCollector(DOMAIN, {out: Image})
-    try:
-        pubs = {k: col.node.create_publisher(t, f"{ns}/{name}", qos_profile("reliable"))
-                for k, (name, t) in INPUTS.items()}
-        assert node.wait_for_log("ready", 90), node.log()
-        assert col.spin_until(lambda: all(p.get_subscription_count() > 0 for p in pubs.values()), 20), node.log()
-        _send_info(pubs, frames[0])
-        col.spin_until(lambda: False, 0.3)
+    with _own_node(ns, {"status_period_s": 0.3, "source_timeout_s": 0.6}, tmp_path / "t4.log", {out: Image},
+                   frames[0]) as (node, col, pubs):
         # the first message of all is an IR pair; its depth frame follows 0.2 s later (less than the timeout)
         _send(pubs, frames[0], depth=False)
         col.spin_until(lambda: False, 0.2)
@@ -269,27 +272,15 @@ def test_an_ir_pair_ahead_of_its_depth_frame_is_fused_once_with_it_and_alone_onl
         _send(pubs, frames[1], depth=False)
         assert col.spin_until(lambda: col.count(out) >= 2, 10), node.log()
         assert abs(stamp_to_seconds(col.messages[out][-1][1].header.stamp) - frames[1].stamp_s) < 1e-6
-    finally:
-        col.close()
-        assert node.stop() == 0, node.log()
 
 
 def test_workers_fuse_frames_side_by_side_and_publish_them_in_input_order(frames, tmp_path):
     """workers 3: a burst of frames (IR pairs included) is fused by three fusers at once; every frame comes out,
     in stamp order, as accurate as with one."""
     ns = "/t3"
-    node = NodeProcess("metric_semantic_slam.nodes.depth_fusion_node", "depth_fusion", ros_env(DOMAIN), namespace="t3",
-                       parameters={"status_period_s": 0.3, "workers": 3, "queue_size": 16},
-                       log_path=tmp_path / "workers.log")
     status, out = f"{ns}/depth_fusion/status", f"{ns}/depth/fused"
-    col = TopicCollector(DOMAIN, {out: Image, status: String})
-    try:
-        pubs = {k: col.node.create_publisher(t, f"{ns}/{name}", qos_profile("reliable"))
-                for k, (name, t) in INPUTS.items()}
-        assert node.wait_for_log("ready", 90), node.log()
-        assert col.spin_until(lambda: all(p.get_subscription_count() > 0 for p in pubs.values()), 20), node.log()
-        _send_info(pubs, frames[0])
-        col.spin_until(lambda: False, 0.3)
+    with _own_node(ns, {"status_period_s": 0.3, "workers": 3, "queue_size": 16}, tmp_path / "workers.log",
+                   {out: Image, status: String}, frames[0]) as (node, col, pubs):
         for f in frames:  # IR pair first, so each depth frame finds its pair without waiting
             _send(pubs, f)
         assert col.spin_until(lambda: col.count(out) >= len(frames), 20), node.log()
@@ -302,6 +293,3 @@ def test_workers_fuse_frames_side_by_side_and_publish_them_in_input_order(frames
             assert both.mean() > 0.5 and np.median(np.abs(d[both] - gt[both])) < 0.03
         st = json.loads(col.messages[status][-1][1].data)
         assert st["stages"]["fuse"]["count"] == len(frames) and st["queues"]["depth"]["dropped"] == 0, st
-    finally:
-        col.close()
-        assert node.stop() == 0, node.log()
