@@ -337,7 +337,7 @@ def join_stacked(cfg: GeometricConfig, labels: np.ndarray, skip: set[int], P: np
     pairs = []
     for i, (ri, lo_i, hi_i) in boxes.items():
         for j in touching_labels(labels, i, pixels[i]):
-            if j <= i or j not in boxes:
+            if j <= i or j not in boxes or (i, j) in apart or (j, i) in apart:
                 continue
             rj, lo_j, hi_j = boxes[j]
             area_i, area_j = ri[1][0] * ri[1][1], rj[1][0] * rj[1][1]
@@ -348,8 +348,6 @@ def join_stacked(cfg: GeometricConfig, labels: np.ndarray, skip: set[int], P: np
             inter = cv2.contourArea(pts) if pts is not None and len(pts) >= 3 else 0.0
             iou = inter / (area_i + area_j - inter)
             height_overlap = max(0.0, min(hi_i, hi_j) - max(lo_i, lo_j)) / shorter
-            if (i, j) in apart or (j, i) in apart:
-                continue
             if iou >= cfg.stack_min_footprint_iou and height_overlap < cfg.stack_max_height_overlap:
                 pairs.append((i, j))
     join_label_pairs(labels, pixels, pairs)
