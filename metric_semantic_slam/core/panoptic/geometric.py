@@ -167,11 +167,13 @@ class GeometricConfig:
     """At 320 px width; scaled with the processed image area."""
     edge_depth_ratio: float = 0.04
     """Neighbouring pixels whose depths differ by more than this fraction (+ 1 cm) are not connected."""
-    edge_noise_sigmas: float = 4.0
+    edge_noise_sigmas: float = 3.0
     """Where normals are reliable, neighbours are also cut when their depths differ by more than the step
     the local plane predicts plus this many depth-noise stds of the pair (``nguyen_sigma_m``; 0 keeps only
-    ``edge_depth_ratio``). Neutral on the simulator; on tum_fr1_desk_9 it keeps the monitor and a book
-    off the desk."""
+    ``edge_depth_ratio``). On tum_fr1_desk_9 it keeps the monitor and a book off the desk. 3 rather than 4
+    (``benchmarks/sweep_geometric.py``, 2026-11-27): boxes and plants a few cm in front of what they stand
+    against are cut off it (+3 / +1 / +2 objects on the seed groups 5, 6, 11 / 12-14 / 7-9; 2.5 the same, 2.2
+    cuts objects apart: 13 gained, 8 lost)."""
     concave_threshold: float = 0.15
     """Cut objects at concave creases stronger than this (0 disables); see ``_concave_edges``."""
     concave_max_depth_m: float = 3.0
@@ -331,10 +333,12 @@ class GeometricConfig:
     wall_front_min_m: float = 0.05
     wall_front_min_px: int = 20
     """... and such a group has at least this many pixels (at 320x240)."""
-    colour_growth_delta: float = 8.0
+    colour_growth_delta: float = 6.4
     """Object instances grow into unlabelled pixels of their colour (Lab distance below this to a neighbour
     of the instance, and no nearer stuff neighbour; ``geometric_colour.grow_by_colour``): a table's legs or a
-    lamp's pole, whose depth drops out. 0 disables; needs the color image."""
+    lamp's pole, whose depth drops out. 0 disables; needs the color image. 6.4 rather than 8 (the sweep of
+    2026-11-27): a table or shelf grew over the edge of its neighbour of a close colour (+1 / +2 / +2 objects
+    with ``edge_noise_sigmas`` 3; 6.0-6.8 within one object of that, 5.6 and 9.2 lower)."""
     colour_growth_px: int = 40
     """... at most this many pixels from where the instance was (at 320 px width)."""
     colour_growth_mean_delta: float = 20.0
