@@ -217,7 +217,6 @@ def test_a_screen_in_a_thin_frame_with_depth_is_one_instance(space):
     # a monitor's dark glass returns no depth, its 2 px bezel does (a thin piece, id 7): the screen found
     # in the hole and the bezel around it are one object
     be = GeometricBackend(space)
-    be._lab = None
     obj, wall = space.id_of("object"), space.id_of("wall")
     sem = np.full((60, 80), wall, np.uint16)
     inst = np.zeros((60, 80), np.uint16)

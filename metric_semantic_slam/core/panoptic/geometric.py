@@ -124,7 +124,7 @@ import numpy as np
 from ..camera import PinholeCamera
 from ..depth_confidence import nguyen_sigma_m
 from ..labels import LabelSpace
-from .geometric_colour import grow_by_colour, join_depthless, lab_image, split_colour, unlabelled_colour_parts
+from .geometric_colour import FrameColour, grow_by_colour, join_depthless, split_colour, unlabelled_colour_parts
 from .geometric_depth import creases, depth_normals, estimate_up, fill_depth_speckles, norm3
 from .geometric_grouping import (component_crops, coplanar_pairs, horizontal_patches, join_at_patches, join_poles,
                                  join_stacked, split_set_back_fronts)
@@ -482,6 +482,8 @@ class GeometricBackend:
             self._ids["window"] = label_space.id_of("window") if "window" in label_space.names() else self._ids["wall"]
         except KeyError as e:
             raise ValueError(f"geometric backend: {e.args[0]}") from None
+        self._colour: FrameColour | None = None   # per frame (reset by ``_segment``)
+        self._lab_grad: np.ndarray | None = None
         self.last_up: np.ndarray | None = None
         """Up vector (camera frame) used for the last frame; for inspection."""
         self.last_planes: list[tuple[str, float, int, int]] = []
@@ -572,8 +574,7 @@ class GeometricBackend:
         if wall.sum() < 100:
             return released
         frame_ok = wall | (sem == self._ids["floor"])
-        lab = self._lab if self._lab is not None else cv2.cvtColor(color, cv2.COLOR_RGB2LAB).astype(np.float32)
-        self._lab = lab
+        lab = self._frame_colour(color).lab_raw
         # the room's wall color: the median over every wall plane of the frame (a door can fill half of
         # its own wall plane, never half of all walls seen)
         ref = np.median(lab[all_walls], axis=0)
@@ -616,16 +617,20 @@ class GeometricBackend:
                 sem[region] = self._ids["window"]
         return released
 
+    def _frame_colour(self, color: np.ndarray) -> FrameColour:
+        """The frame's colour conversions (``color`` is the frame's image at processing size)."""
+        if self._colour is None:
+            self._colour = FrameColour(color)
+        return self._colour
+
     def _color_gradient(self, color: np.ndarray) -> np.ndarray:
         """Local Lab color change over 2 px (an edge between two flat colors reaches about their
         weighted Lab distance), lightness weighted by ``door_lightness_weight``, max over 3x3 (an edge may
         lie a pixel beside a region's border); cached per frame.
         Shape: (h, w, 3) uint8 RGB -> (h, w) float32."""
         if self._lab_grad is None:
-            if self._lab is None:
-                self._lab = cv2.cvtColor(color, cv2.COLOR_RGB2LAB).astype(np.float32)
             weight = np.array([self.config.door_lightness_weight, 1.0, 1.0], np.float32)
-            sm = cv2.GaussianBlur(self._lab, (3, 3), 0) * weight
+            sm = cv2.GaussianBlur(self._frame_colour(color).lab_raw, (3, 3), 0) * weight
             gx = cv2.Sobel(sm, cv2.CV_32F, 1, 0, ksize=3) / 8.0
             gy = cv2.Sobel(sm, cv2.CV_32F, 0, 1, ksize=3) / 8.0
             grad = 2.0 * np.sqrt((gx * gx + gy * gy).sum(axis=-1))
@@ -661,9 +666,7 @@ class GeometricBackend:
         """
         cfg = self.config
         if cfg.screen_objects:
-            if self._lab is None:
-                self._lab = cv2.cvtColor(color, cv2.COLOR_RGB2LAB).astype(np.float32)
-            L = self._lab[..., 0] * (100.0 / 255.0)
+            L = self._frame_colour(color).lab_raw[..., 0] * (100.0 / 255.0)
             dark = ((sem == 0) & ~valid & (L <= cfg.screen_max_lightness)).astype(np.uint8)
             blobs = cv2.morphologyEx(dark, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
             k, lab, stats, _ = cv2.connectedComponentsWithStats(blobs, connectivity=4)
@@ -771,7 +774,7 @@ class GeometricBackend:
     def _segment(self, depth: np.ndarray, cam: PinholeCamera, gravity_camera, color: np.ndarray | None = None):
         cfg = self.config
         h, w = depth.shape
-        self._lab = None       # Lab image and its gradient, computed once per frame when needed
+        self._colour = None    # the frame's colour conversions and Lab gradient, made once per frame when needed
         self._lab_grad = None
         valid = np.isfinite(depth) & (depth > 0) & (depth < cfg.max_depth_m)
         z = np.where(valid, depth, 0.0).astype(np.float32)
@@ -1054,13 +1057,13 @@ class GeometricBackend:
                 cfg, inst, {i for i, c in classes.items() if c == obj_cls} if cfg.colour_strips else set(),
                 set(classes) if cfg.flat_blobs else set(), color, np.where(valid_obj[..., None], P, 0.0), up,
                 cam.fx, max(classes, default=0) + 1, _pixels_at(cfg.strip_min_px, h, w),
-                set(classes) if cfg.colour_islands else set(), (n, nok))
+                set(classes) if cfg.colour_islands else set(), (n, nok), self._frame_colour(color))
             for i in colour_ids:
                 classes[i] = obj_cls
         if cfg.stack_min_footprint_iou > 0:
             join_stacked(cfg, inst, {i for i, c in classes.items() if c != obj_cls}, P, valid_obj, up,
                          _pixels_at(cfg.stack_min_px, h, w), apart)
-        lab_colour = lab_image(color, 1.0) if color is not None and (
+        lab_colour = self._frame_colour(color).lab(1.0) if color is not None and (
             cfg.colour_growth_delta > 0 or cfg.unlabelled_parts or cfg.depthless_join) else None
         if color is not None and cfg.colour_growth_delta > 0:
             # the pixels given by distance shaped the colour parts; outside those parts, colour decides them now
@@ -1074,7 +1077,7 @@ class GeometricBackend:
             _, new_ids = unlabelled_colour_parts(
                 cfg, sem, inst, color, lab_colour, valid, _pixels_at(cfg.strip_min_px, h, w),
                 _pixels_at(cfg.unlabelled_parts_min_px, h, w), _pixels_at(cfg.unlabelled_parts_max_px, h, w),
-                max(classes, default=0) + 1, obj_cls)
+                max(classes, default=0) + 1, obj_cls, self._frame_colour(color))
             for i in new_ids:
                 classes[i] = obj_cls
         if color is not None and cfg.depthless_join:

@@ -57,7 +57,7 @@ from .geometric_grouping import component_crops, join_label_pairs, label_pixels,
 if TYPE_CHECKING:  # only for annotations: geometric.py imports this module
     from .geometric import GeometricConfig
 
-__all__ = ["depth_margin", "grow_by_colour", "join_depthless", "lab_image", "split_colour", "unlabelled_colour_parts"]
+__all__ = ["FrameColour", "depth_margin", "grow_by_colour", "join_depthless", "lab_image", "split_colour", "unlabelled_colour_parts"]
 
 _HUE_BIN = 5            # hue histogram bin (OpenCV units, 10 degrees)
 _MODE_SEPARATION = 4    # bins (40 degrees) between two hue modes
@@ -318,19 +318,48 @@ def _island_candidates(cfg: GeometricConfig, hsv: np.ndarray, saturated: np.ndar
     return list(_parts(*one_mode, min_px, cfg.island_own_fraction)), one_mode[1], left
 
 
-def _hsv_saturated(cfg: GeometricConfig, color_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The HSV image and which pixels' hue counts: saturation >= ``strip_saturation_min`` and value >=
-    ``_VALUE_MIN``. Shape: (h, w, 3) uint8 RGB -> (h, w, 3) uint8, (h, w) bool."""
-    hsv = cv2.cvtColor(color_rgb, cv2.COLOR_RGB2HSV)
-    return hsv, (hsv[..., 1] >= cfg.strip_saturation_min) & (hsv[..., 2] >= _VALUE_MIN)
+class FrameColour:
+    """The colour conversions of one frame, each made once, when first asked for: the stages that need HSV or
+    Lab share them. Shape: built from (h, w, 3) uint8 RGB."""
+
+    def __init__(self, color_rgb: np.ndarray) -> None:
+        self.rgb = color_rgb
+        self._hsv: np.ndarray | None = None
+        self._lab_raw: np.ndarray | None = None
+        self._lab: dict[float, np.ndarray] = {}
+
+    @property
+    def hsv(self) -> np.ndarray:
+        """OpenCV HSV (hue 0-179). Shape: (h, w, 3) uint8."""
+        if self._hsv is None:
+            self._hsv = cv2.cvtColor(self.rgb, cv2.COLOR_RGB2HSV)
+        return self._hsv
+
+    @property
+    def lab_raw(self) -> np.ndarray:
+        """OpenCV 8-bit Lab as float (lightness 0-255, a* and b* offset by 128). Shape: (h, w, 3) float32."""
+        if self._lab_raw is None:
+            self._lab_raw = cv2.cvtColor(self.rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
+        return self._lab_raw
+
+    def saturated(self, cfg: GeometricConfig) -> np.ndarray:
+        """Which pixels' hue counts: saturation >= ``strip_saturation_min`` and value >= ``_VALUE_MIN``.
+        Shape: (h, w) bool."""
+        return (self.hsv[..., 1] >= cfg.strip_saturation_min) & (self.hsv[..., 2] >= _VALUE_MIN)
+
+    def lab(self, lightness_weight: float) -> np.ndarray:
+        """Lab colour with the lightness (0-100) weighted by ``lightness_weight``, 3x3 median-filtered (texture
+        and noise). Shape: (h, w, 3) float32."""
+        if lightness_weight not in self._lab:
+            lab = self.lab_raw.copy()
+            lab[..., 0] *= 100.0 / 255.0 * lightness_weight
+            self._lab[lightness_weight] = cv2.medianBlur(lab, 3)
+        return self._lab[lightness_weight]
 
 
 def lab_image(color_rgb: np.ndarray, lightness_weight: float) -> np.ndarray:
-    """Lab colour with the lightness (0-100) weighted by ``lightness_weight``, 3x3 median-filtered (texture and
-    noise). Shape: (h, w, 3) uint8 RGB -> (h, w, 3) float32."""
-    lab = cv2.cvtColor(color_rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
-    lab[..., 0] *= 100.0 / 255.0 * lightness_weight
-    return cv2.medianBlur(lab, 3)
+    """``FrameColour(color_rgb).lab(lightness_weight)``. Shape: (h, w, 3) uint8 RGB -> (h, w, 3) float32."""
+    return FrameColour(color_rgb).lab(lightness_weight)
 
 
 def _lab_island_candidates(cfg: GeometricConfig, lab: np.ndarray, left: np.ndarray, min_px: int, min_radius: float):
@@ -385,22 +414,25 @@ def _lazy_folds(P: np.ndarray, normals: tuple[np.ndarray, np.ndarray], box: tupl
 def split_colour(cfg: GeometricConfig, inst: np.ndarray, strip_ids: set[int], flat_ids: set[int],
                  color_rgb: np.ndarray, P: np.ndarray, up: np.ndarray, fx: float, next_id: int,
                  min_px: int, island_ids: set[int] = frozenset(),
-                 normals: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[int, list[int]]:
+                 normals: tuple[np.ndarray, np.ndarray] | None = None,
+                 colour: FrameColour | None = None) -> tuple[int, list[int]]:
     """Cut colour parts out of instances of ``inst``, in place: upright strips side by side out of the
     instances ``strip_ids`` (see the module doc), flat blobs out of the instances ``flat_ids``
     (:func:`_flat_blobs`), then islands out of what is left of the instances ``island_ids``
     (:func:`_islands`; needs ``normals``: the normals and their validity mask). Returns the next free id and
-    the new ids. ``min_px``: ``cfg.strip_min_px`` at this resolution.
+    the new ids. ``min_px``: ``cfg.strip_min_px`` at this resolution; ``colour``: the frame's
+    ``FrameColour`` when the caller has one.
 
     Shape: (h, w) uint16 instance ids, (h, w, 3) uint8 RGB, (h, w, 3) float32 points in the camera frame
     (meters, z = 0 where there is no depth), (3,) unit up vector, normals (h, w, 3) float32 and (h, w) bool."""
-    hsv, saturated = _hsv_saturated(cfg, color_rgb)
+    colour = colour if colour is not None else FrameColour(color_rgb)
+    hsv, saturated = colour.hsv, colour.saturated(cfg)
     E = floor_basis(up)
     up32 = up.astype(np.float32)
     if normals is None:
         island_ids = frozenset()
     w_img = inst.shape[1]
-    lab = lab_image(color_rgb, cfg.lab_island_lightness_weight) if cfg.lab_islands and island_ids else None
+    lab = colour.lab(cfg.lab_island_lightness_weight) if cfg.lab_islands and island_ids else None
     lab_min_px = max(min_px, round(cfg.lab_island_min_px * min_px / cfg.strip_min_px))
     lab_min_radius = cfg.lab_island_min_radius_px * w_img / 320.0
     new_ids: list[int] = []
@@ -539,7 +571,8 @@ def grow_by_colour(sem: np.ndarray, inst: np.ndarray, color_rgb: np.ndarray, max
 
 def unlabelled_colour_parts(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, color_rgb: np.ndarray,
                             lab: np.ndarray, valid: np.ndarray, strip_min_px: int, min_px: int, max_px: int,
-                            next_id: int, object_class: int) -> tuple[int, list[int]]:
+                            next_id: int, object_class: int,
+                            colour: FrameColour | None = None) -> tuple[int, list[int]]:
     """Object instances from parts of one hue in what every other stage left unlabelled (``sem == 0``), in place;
     returns the next free id and the new ids.
 
@@ -552,10 +585,12 @@ def unlabelled_colour_parts(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndar
     ``unlabelled_parts_stuff_distance`` (Lab) of the wall / floor / ceiling pixels around it (a wooden floor
     whose depth dropped out at a chair's foot is floor), nor when it reaches the frame of rows and columns
     without depth that a real sensor leaves round the image (:func:`depth_margin`: a wooden door at the top of a
-    TUM frame). ``lab``: ``lab_image(color_rgb, 1.0)``; ``valid``: which pixels have depth.
+    TUM frame). ``lab``: ``lab_image(color_rgb, 1.0)``; ``valid``: which pixels have depth; ``colour``: the frame's
+    ``FrameColour`` when the caller has one.
     Shape: (h, w) uint16 x2, (h, w, 3) uint8 RGB, (h, w, 3) float32, (h, w) bool."""
     sensor_margin = cv2.dilate(depth_margin(valid).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-    hsv, saturated = _hsv_saturated(cfg, color_rgb)
+    colour = colour if colour is not None else FrameColour(color_rgb)
+    hsv, saturated = colour.hsv, colour.saturated(cfg)
     stuff = (sem > 0) & (inst == 0)
     kernel = np.ones((5, 5), np.uint8)
     new_ids: list[int] = []
