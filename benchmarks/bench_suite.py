@@ -82,6 +82,7 @@ if str(REPO) not in sys.path:  # running as a script from anywhere
 
 from metric_semantic_slam.eval.machine import cpu_name as cpu_model, process_memory_mb  # noqa: E402
 from metric_semantic_slam.cli.demo import flowing_rate_hz, frames_in, main_stage  # noqa: E402
+from metric_semantic_slam.cli.play import subscribers_arguments  # noqa: E402
 from metric_semantic_slam.graph import NODES  # noqa: E402
 
 TARGETS = {"mesh_latency_p95_ms": 250.0}
@@ -442,7 +443,7 @@ def run_profile(profile: str, bag: Path, args: argparse.Namespace, overrides: di
             loop = ["--loop", "--max-loops", str(args.loops)] if args.loops > 1 else []
             player = subprocess.Popen([*MSSLAM, "play", str(bag), "--clock", "--rate", str(args.rate), *loop,
                                        "--wait-for-subscribers", "--wait-timeout", "30", "--delay", "1.0",
-                                       "--topics", *play_topics],
+                                       "--topics", *play_topics, *subscribers_arguments(col.node, play_topics)],
                                       env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             # bound the wait by the bag's own duration (a stuck DDS teardown in the player must not hang the
             # benchmark) and go on with what the nodes report

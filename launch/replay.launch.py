@@ -4,7 +4,9 @@ replay with ground-truth poses and labels) plus ``msslam play BAG --clock`` (ros
     ros2 launch metric_semantic_slam replay.launch.py bag:=output/sim_seed1/bag rate:=1.0
     ros2 launch metric_semantic_slam replay.launch.py bag:=my.bag config:=sim_replay_vio.yaml
 
-``msslam play`` waits for the nodes' subscriptions (``--wait-for-subscribers``) so no first frame is lost.
+``msslam play`` waits for a subscriber on every topic it plays (``--wait-for-subscribers``) and 1 s more; a node
+whose subscription it discovers later than that misses the first frames (``msslam demo`` waits for every
+subscriber it sees instead: ``--subscribers``).
 """
 import importlib.util
 import sys

@@ -444,6 +444,7 @@ def run(args: argparse.Namespace) -> int:
 
     domain = args.domain if args.domain is not None else int(os.environ.get("ROS_DOMAIN_ID", "0") or 0)
     from ..ros.testing import TopicCollector, ros_env
+    from .play import subscribers_arguments
 
     env = ros_env(domain)
 
@@ -485,12 +486,16 @@ def run(args: argparse.Namespace) -> int:
             # for a subscriber on every topic it publishes
             col.spin_until(lambda: False, 1.0)
             play_topics = [t for t in play_topics if col.node.get_subscriptions_info_by_topic(t)] or play_topics
+            # playback starts once the player has matched every subscriber seen here, not just one per topic: a
+            # node discovered late (a loaded machine) would miss the first frames of a short bag
+            readers = subscribers_arguments(col.node, play_topics)
             say(f"all {len(nodes)} nodes are up; playing {len(play_topics)} topics: {' '.join(play_topics)}")
             t_play = time.monotonic()
             play_log = open(suite / "play.log", "wb")
             play = subprocess.Popen([*_MSSLAM, "play", str(bag), "--clock", "--rate", str(args.rate),
                                      "--wait-for-subscribers", "--wait-timeout", "30", "--delay", "1.0",
-                                     "--topics", *play_topics], env=env, stdout=play_log, stderr=subprocess.STDOUT)
+                                     "--topics", *play_topics, *readers],
+                                    env=env, stdout=play_log, stderr=subprocess.STDOUT)
             next_print = time.monotonic() + 5.0
             while play.poll() is None:
                 col.spin_until(lambda: play.poll() is not None, 0.5)

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["add_parser", "run", "BagSource", "PlayStats", "parse_remaps", "import_msg_type"]
+__all__ = ["add_parser", "run", "BagSource", "PlayStats", "parse_remaps", "parse_subscriber_counts",
+           "subscribers_arguments", "import_msg_type"]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -46,6 +47,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--wait-for-subscribers", action="store_true",
                    help="start only once every published topic has a subscriber (bounded by --wait-timeout)")
     p.add_argument("--wait-timeout", type=float, default=20.0, help="seconds --wait-for-subscribers waits at most")
+    p.add_argument("--subscribers", nargs="+", default=[], metavar="TOPIC=N",
+                   help="with --wait-for-subscribers: wait for N subscribers on TOPIC (as published, after remapping) "
+                   "instead of one, e.g. when several nodes read it and one of them may be discovered late")
     p.add_argument("--max-loops", type=int, default=None, metavar="N", help="with --loop: stop after N passes")
     p.set_defaults(func=run)
     return p
@@ -72,6 +76,32 @@ def parse_remaps(items: list[str]) -> dict[str, str]:
             raise ValueError(f"bad remap {item!r}: expected FROM:=TO")
         out[src] = dst
     return out
+
+
+def parse_subscriber_counts(items: list[str]) -> dict[str, int]:
+    """``["/a=2", "b=1"]`` -> ``{"/a": 2, "/b": 1}`` (topics made absolute); raises ValueError on a malformed
+    item or a count below 1."""
+    out = {}
+    for item in items:
+        topic, sep, count = item.rpartition("=")
+        try:
+            n = int(count)
+        except ValueError:
+            n = 0
+        if not sep or not topic or n < 1:
+            raise ValueError(f"bad subscriber count {item!r}: expected TOPIC=N with N >= 1")
+        out[topic if topic.startswith("/") else "/" + topic] = n
+    return out
+
+
+def subscribers_arguments(node: Any, topics: list[str]) -> list[str]:
+    """``--subscribers`` and its ``TOPIC=N`` items asking playback to wait for every subscriber of ``topics`` (and
+    of ``/clock``) that ``node``, an rclpy node on the same domain, sees now; empty when it sees none. A caller
+    that has waited for the nodes to come up passes this so that a node whose subscriptions the player discovers
+    late does not miss the first messages."""
+    items = [f"{t}={n}" for t in dict.fromkeys([*topics, "/clock"])
+             if (n := len(node.get_subscriptions_info_by_topic(t))) > 0]
+    return ["--subscribers", *items] if items else []
 
 
 def import_msg_type(msgtype: str) -> type:
@@ -169,6 +199,7 @@ def play(args: argparse.Namespace) -> PlayStats:
     if args.clock is not None and not args.clock > 0:
         raise ValueError(f"--clock rate must be > 0 Hz, got {args.clock}")
     remaps = parse_remaps(args.remap)
+    wanted = parse_subscriber_counts(args.subscribers)
     source = BagSource(args.bag, args.topics)
     stats = PlayStats(0, {}, {}, 0.0, 0.0, 0)
     # args=[]: rclpy would otherwise parse our own command line (FROM:=TO looks like a remap rule to it)
@@ -193,13 +224,21 @@ def play(args: argparse.Namespace) -> PlayStats:
 
             clock_pub = node.create_publisher(Clock, "/clock", qos_profile("reliable", 10))
         waited = [*pubs.values(), *([clock_pub] if clock_pub else [])]
+        unknown = sorted(set(wanted) - {p.topic_name for p in waited})
+        if unknown:
+            log.warning(f"--subscribers names topics this playback does not publish: {unknown}")
         if args.wait_for_subscribers:
             deadline = time.monotonic() + args.wait_timeout
-            while any(p.get_subscription_count() == 0 for p in waited) and time.monotonic() < deadline:
+
+            def short() -> list[str]:
+                return [f"{p.topic_name} ({p.get_subscription_count()} of {wanted.get(p.topic_name, 1)})"
+                        for p in waited if p.get_subscription_count() < wanted.get(p.topic_name, 1)]
+
+            while short() and time.monotonic() < deadline:
                 time.sleep(0.02)
-            lonely = [p.topic_name for p in waited if p.get_subscription_count() == 0]
+            lonely = short()
             if lonely:
-                log.warning(f"no subscriber after {args.wait_timeout:.1f} s on {lonely}; playing anyway")
+                log.warning(f"too few subscribers after {args.wait_timeout:.1f} s on {lonely}; playing anyway")
         if args.delay > 0:
             time.sleep(args.delay)
 

@@ -170,6 +170,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     (["{bag}", "--remap", "/a/b"], "bad remap"),
     (["{bag}", "--topics", "/not/in/bag"], "topics not in bag"),
     (["{bag}", "--rate", "0"], "--rate must be > 0"),
+    (["{bag}", "--subscribers", "/a=0"], "bad subscriber count"),
 ])
 def test_play_rejects_bad_input_with_a_message(sim_bag, tmp_path, capsys, argv, message):
     argv = [a.format(bag=sim_bag, missing=tmp_path / "nope") for a in argv]
@@ -181,6 +182,35 @@ def test_parse_remaps():
     assert play_cli.parse_remaps(["/a:=/b", "c:=/d/e"]) == {"/a": "/b", "c": "/d/e"}
     with pytest.raises(ValueError):
         play_cli.parse_remaps([":=/b"])
+
+
+def test_parse_subscriber_counts():
+    assert play_cli.parse_subscriber_counts(["/a/b=2", "c=1"]) == {"/a/b": 2, "/c": 1}
+    for bad in (["/a"], ["/a=x"], ["=2"], ["/a=-1"]):
+        with pytest.raises(ValueError):
+            play_cli.parse_subscriber_counts(bad)
+
+
+def test_play_waits_for_as_many_subscribers_as_asked(sim_bag):
+    """``--subscribers TOPIC=2``: with one subscriber matched nothing goes out; the second one's arrival starts the
+    playback and both get every message (the demo's late-discovered mapper lost the first frames of a short bag
+    when one subscriber per topic was enough)."""
+    from sensor_msgs.msg import CameraInfo
+
+    with TopicCollector(67, {COLOR_INFO: CameraInfo}, name="first") as first:
+        proc = subprocess.Popen(
+            [*MSSLAM, "play", str(sim_bag), "--as-fast-as-possible", "--wait-for-subscribers", "--wait-timeout", "30",
+             "--topics", COLOR_INFO, "--subscribers", f"{COLOR_INFO}=2"],
+            env=ros_env(67), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            early = first.spin_until(lambda: first.count(COLOR_INFO) > 0, timeout_s=4.0)
+            with TopicCollector(67, {COLOR_INFO: CameraInfo}, name="second") as second:
+                ok = second.spin_until(lambda: second.count(COLOR_INFO) == 10, timeout_s=30)
+                first.spin_until(lambda: first.count(COLOR_INFO) == 10, timeout_s=10)
+        finally:
+            out = _finish(proc, 40)
+    assert not early, out
+    assert ok and first.count(COLOR_INFO) == 10 and proc.returncode == 0, out
 
 
 def test_record_stops_after_duration_and_reports_missing_topics(tmp_path, monkeypatch):

@@ -22,6 +22,7 @@ pytest.importorskip("rclpy")
 from std_msgs.msg import String  # noqa: E402
 
 from metric_semantic_slam.graph import NODES  # noqa: E402
+from metric_semantic_slam.cli.play import subscribers_arguments  # noqa: E402
 from metric_semantic_slam.ros.testing import (TopicCollector, compare_saved_map, offline_reference,  # noqa: E402
                                               ros_env)
 
@@ -84,9 +85,12 @@ def test_replayed_bag_through_five_nodes_matches_the_offline_pipeline(sim, tmp_p
             up = col.spin_until(lambda: all(col.count(t) for t in topics), 240)
             assert up, ([t for t in topics if not col.count(t)], (tmp_path / "launch.log").read_text()[-6000:])
             remaps = yaml.safe_load(config.read_text())["remappings"]
+            played = sorted(set(remaps.values()))
+            col.spin_until(lambda: False, 1.0)
+            # every reader the collector sees must be matched before playback (as msslam demo does)
             play = subprocess.run([*MSSLAM, "play", str(sim / "bag"), "--clock", "--rate", "0.2",
-                                   "--wait-for-subscribers", "--delay", "0.5",
-                                   "--topics", *sorted(set(remaps.values()))],
+                                   "--wait-for-subscribers", "--delay", "0.5", "--topics", *played,
+                                   *subscribers_arguments(col.node, played)],
                                   env=env, capture_output=True, text=True, timeout=120)
             assert play.returncode == 0, play.stdout + play.stderr
             ok = col.spin_until(lambda: count("mapper", "integrate") >= FRAMES, 90)
