@@ -31,7 +31,8 @@ were looked at too (the unlabelled colour parts came from books missing there; t
 swept): recall 0.801 / 0.765 / 0.748 on 5, 6, 11 / 12, 13, 14 / 7, 8, 9 after it. Session 16 (2026-11-27) chose its
 stages on 5, 6, 11 and 12, 13, 14 and ran 7, 8, 9 to check each variant (and looked at their boxes in shelves and
 at what their split tables were made of): 0.823 / 0.782 / 0.760. Session 17 (same day) changed two thresholds
-after a sweep of every numeric parameter (``sweep_geometric.py``, chosen on 5, 6, 11 and 12-14): 0.832 / 0.789 / 0.767.
+after a sweep of every numeric parameter (``sweep_geometric.py``, chosen on 5, 6, 11 and 12-14): 0.832 / 0.789 / 0.767;
+then split hue modes by saturation (``strip_vivid_*``, chosen the same way): 0.834 / 0.796 / 0.782.
 
 Why an object is not recalled is printed per class (``miss_kind``: merged with its neighbours, split into pieces,
 missing, or partial). ``--depth gt`` gives the backends the simulator's noise-free depth instead of the simulated

@@ -64,6 +64,33 @@ def test_a_row_of_books_of_different_colours_is_cut_into_one_instance_each():
     assert none == []                                 # 4.6 cm wide strips are wider than 2 cm
 
 
+def test_yellow_books_in_light_wood_of_their_hue_are_cut_by_saturation():
+    # light wood (HSV hue 17, saturation 121) around yellow books (hue 24, saturation 196): one hue mode; the
+    # vivid books are a mode of their own, so with the red book between them they are strips side by side
+    inst, color, z, height, masks = _scene([YELLOW, RED, YELLOW])
+    wood = (inst == 5) & ~np.any(masks, axis=0)
+    color[wood] = (194, 153, 102)
+    out, ids = _split(inst, color, z, height)
+    for m in masks:
+        vals, counts = np.unique(out[m], return_counts=True)
+        assert vals[np.argmax(counts)] in ids and counts.max() >= 0.9 * m.sum()
+    assert (out[wood] == 5).mean() > 0.95
+    out, ids = _split(inst, color, z, height, strip_vivid_saturation=0.0)
+    assert all(np.bincount(out[m]).argmax() == 5 for m in (masks[0], masks[2]))   # one mode with the wood
+
+
+def test_a_books_less_saturated_lit_band_does_not_split_it():
+    # a third of the blue book is a paler blue (saturation 102 vs 191): not a second mode, the plain part does
+    # not dominate its mode (it would with strip_plain_min_fraction 0.1)
+    inst, color, z, height, masks = _scene([RED, BLUE, GREEN])
+    band = masks[1] & (np.arange(80)[None, :] >= 18) & (np.arange(80)[None, :] < 20)
+    color[band] = (90, 110, 150)
+    out, ids = _split(inst, color, z, height)
+    assert len(ids) == 3 and len(np.unique(out[masks[1]])) == 1
+    out, ids = _split(inst, color, z, height, strip_plain_min_fraction=0.1, strip_vivid_min_fraction=0.1)
+    assert len(np.unique(out[masks[1]])) > 1
+
+
 def test_printed_white_stripes_do_not_cut_a_book():
     # the middle book has white stripes every 3rd row inside it: it stays one strip
     inst, color, z, height, masks = _scene([RED, BLUE, GREEN])

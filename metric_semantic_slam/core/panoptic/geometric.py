@@ -249,6 +249,16 @@ class GeometricConfig:
     """HSV saturation (0-255) from which a pixel's hue counts."""
     strip_saturated_fraction: float = 0.25
     """At least this fraction of a strip's pixels are saturated themselves (not only filled from neighbours)."""
+    strip_vivid_saturation: float = 152.0
+    """Yellow books stand in light-wood shelves within 8 degrees of hue of the wood (one hue mode), but twice as
+    saturated (HSV saturation ~170-210 against ~110-140). For the strips, a hue mode of an instance whose
+    saturated pixels are split by this saturation into a vivid part (>= ``strip_vivid_min_fraction`` of them)
+    and a plain one (>= ``strip_plain_min_fraction``), with few near the bound, is two modes
+    (``geometric_colour._split_by_saturation``). 0 disables."""
+    strip_vivid_min_fraction: float = 0.1
+    strip_plain_min_fraction: float = 0.6
+    """The plain part must dominate: a book's own lit band (a third of its pixels, less saturated) is no second
+    mode (without this bound books were cut along their shading: -44 books on the seed groups)."""
     strip_max_width_m: float = 0.25
     strip_min_height_m: float = 0.10
     strip_max_height_m: float = 0.32
@@ -411,6 +421,10 @@ class GeometricConfig:
             raise ValueError("thin_min_px must be >= 0 and strip_min_px >= 1")
         if not (0 <= self.strip_saturation_min <= 255 and 0.0 <= self.strip_saturated_fraction <= 1.0):
             raise ValueError("strip_saturation_min must be in [0, 255] and strip_saturated_fraction in [0, 1]")
+        if not (0 <= self.strip_vivid_saturation <= 255 and 0.0 <= self.strip_vivid_min_fraction <= 1.0
+                and 0.0 <= self.strip_plain_min_fraction <= 1.0):
+            raise ValueError("strip_vivid_saturation must be in [0, 255] and strip_vivid_min_fraction and "
+                             "strip_plain_min_fraction in [0, 1]")
         if not (0 < self.strip_min_height_m <= self.strip_max_height_m and self.strip_max_width_m > 0):
             raise ValueError("strips need 0 < strip_min_height_m <= strip_max_height_m and strip_max_width_m > 0")
         if not 0.0 <= self.lab_island_chromatic_min_solidity <= 1.0 or self.lab_island_chromatic_distance < 0:

@@ -65,6 +65,8 @@ _MODE_RADIUS = 12       # a saturated pixel farther than this (24 degrees) from 
 _FILL_PX = 3.0          # unsaturated pixels take the mode of a saturated one at most this far
 _VALUE_MIN = 60         # darker pixels' hue is noise (HSV value, 0-255)
 _BESIDE_PX = 2          # a strip's neighbour in the row lies within this many pixels to its left or right
+_VIVID_GAP = 4          # saturation split: "vivid" / "plain" pixels lie this far above / below the bound ...
+_VIVID_VALLEY = 0.15    # ... and at most this fraction of the mode's pixels lie between
 
 
 def _hue_modes(hue: np.ndarray, min_count: int) -> np.ndarray:
@@ -108,23 +110,52 @@ def _side_by_side(strips: list[tuple[int, np.ndarray]]) -> list[tuple[int, np.nd
     return keep
 
 
+def _split_by_saturation(labels: np.ndarray, saturation: np.ndarray, n_modes: int, min_px: int,
+                         vivid: tuple[float, float, float]) -> tuple[np.ndarray, int]:
+    """Hue modes split into a vivid and a plain one (a yellow book against light wood of nearly its hue): a mode
+    whose pixels with saturation >= bound + ``_VIVID_GAP`` are at least ``vivid[1]`` of them (and ``min_px``),
+    those below bound - ``_VIVID_GAP`` at least ``vivid[2]``, and at most ``_VIVID_VALLEY`` between, gives its
+    pixels >= bound (``vivid[0]``) a mode of their own. Returns the labels and the number of modes.
+    Shape: (n,) int mode labels (0 = none) and uint8 saturations of the saturated pixels."""
+    labels = labels.copy()
+    bound, vivid_fraction, plain_fraction = vivid
+    for m in range(1, n_modes + 1):
+        idx = np.flatnonzero(labels == m)
+        s = saturation[idx].astype(np.float32)
+        n_vivid = int((s >= bound + _VIVID_GAP).sum())
+        n_plain = int((s < bound - _VIVID_GAP).sum())
+        if n_vivid >= max(min_px, vivid_fraction * len(s)) and n_plain >= max(min_px, plain_fraction * len(s)) \
+                and len(s) - n_vivid - n_plain <= _VIVID_VALLEY * len(s):
+            n_modes += 1
+            labels[idx[s >= bound]] = n_modes
+    return labels, n_modes
+
+
 def _mode_map(hsv: np.ndarray, saturated: np.ndarray, region: np.ndarray, min_px: int,
-              min_modes: int = 2) -> tuple[np.ndarray, np.ndarray, int] | None:
+              min_modes: int = 2, vivid: tuple[float, float, float] | None = None
+              ) -> tuple[np.ndarray, np.ndarray, int] | None:
     """Hue-mode label of every pixel of ``region`` (1..k; 0 = none) in a crop: saturated pixels take their
     nearest mode within ``_MODE_RADIUS``, white / grey ones (a book's printed stripes) the mode of the nearest
     saturated pixel within ``_FILL_PX``. Returns (mode, which pixels are coloured themselves, k), or None when
-    the region has fewer than ``min_modes`` modes. Shape: (h, w, 3) uint8 HSV, (h, w) bool x2."""
+    the region has fewer than ``min_modes`` modes. ``vivid``: (saturation bound, vivid and plain fractions) to
+    split modes by saturation (:func:`_split_by_saturation`), or None. Shape: (h, w, 3) uint8 HSV, (h, w) bool x2."""
     sat = saturated & region
     if sat.sum() < 2 * min_px:
         return None
     hue = hsv[..., 0][sat]
     modes = _hue_modes(hue, min_px)
-    if len(modes) < min_modes:
+    n_modes = len(modes)
+    if n_modes == 0 or (n_modes < min_modes and vivid is None):
         return None
     dh = np.abs(hue.astype(np.float32)[:, None] - modes.astype(np.float32))     # saturated pixels only
     dh = np.minimum(dh, 180.0 - dh)                          # hue is circular
+    labels = np.where(dh.min(axis=1) <= _MODE_RADIUS, np.argmin(dh, axis=1) + 1, 0)
+    if vivid is not None:
+        labels, n_modes = _split_by_saturation(labels, hsv[..., 1][sat], n_modes, min_px, vivid)
+        if n_modes < min_modes:
+            return None
     mode = np.zeros(region.shape, np.int64)
-    mode[sat] = np.where(dh.min(axis=1) <= _MODE_RADIUS, np.argmin(dh, axis=1) + 1, 0)
+    mode[sat] = labels
     own = mode > 0
     if not own.any():
         return None
@@ -132,7 +163,7 @@ def _mode_map(hsv: np.ndarray, saturated: np.ndarray, region: np.ndarray, min_px
                                                     labelType=cv2.DIST_LABEL_PIXEL)
     src = np.flatnonzero(own.ravel())
     mode = mode.ravel()[src[nearest.ravel() - 1]].reshape(mode.shape)
-    return np.where(region & (dist <= _FILL_PX), mode, 0), own, len(modes)
+    return np.where(region & (dist <= _FILL_PX), mode, 0), own, n_modes
 
 
 def _parts(mode: np.ndarray, own: np.ndarray, k: int, min_px: int, min_own: float):
@@ -433,6 +464,8 @@ def split_colour(cfg: GeometricConfig, inst: np.ndarray, strip_ids: set[int], fl
         island_ids = frozenset()
     w_img = inst.shape[1]
     lab = colour.lab(cfg.lab_island_lightness_weight) if cfg.lab_islands and island_ids else None
+    vivid = (cfg.strip_vivid_saturation, cfg.strip_vivid_min_fraction, cfg.strip_plain_min_fraction) \
+        if cfg.strip_vivid_saturation > 0 else None
     lab_min_px = max(min_px, round(cfg.lab_island_min_px * min_px / cfg.strip_min_px))
     lab_min_radius = cfg.lab_island_min_radius_px * w_img / 320.0
     new_ids: list[int] = []
@@ -445,7 +478,7 @@ def split_colour(cfg: GeometricConfig, inst: np.ndarray, strip_ids: set[int], fl
         region[ys - y0, xs - x0] = True
         Pc = P[y0:y1, x0:x1]
         crop = inst[y0:y1, x0:x1]
-        modes = _mode_map(hsv[y0:y1, x0:x1], saturated[y0:y1, x0:x1], region, min_px)
+        modes = _mode_map(hsv[y0:y1, x0:x1], saturated[y0:y1, x0:x1], region, min_px, vivid=vivid)
         cut: list[np.ndarray] = []
         parts = list(_parts(*modes, min_px, cfg.strip_saturated_fraction)) if modes is not None else []
         if iid in strip_ids:
