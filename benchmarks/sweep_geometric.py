@@ -203,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.variants:
         variants = [dict(base)] + [{**base, **v} for v in json.loads(args.variants.read_text())]
     else:
-        variants = default_variants(base, [f for f in args.fields.split(",") if f], [float(s) for s in args.scales.split(",")])
+        fields = [f for f in args.fields.split(",") if f]
+        variants = default_variants(base, fields, [float(s) for s in args.scales.split(",")])
     packed_path = str(args.packed) if args.packed else None
     if packed_path is None:   # render (or read the bench's cache) once here; forked workers inherit the views
         _load_views(pack_views(seeds), seeds)

@@ -250,7 +250,7 @@ class GeometricConfig:
     strip_saturated_fraction: float = 0.25
     """At least this fraction of a strip's pixels are saturated themselves (not only filled from neighbours)."""
     strip_vivid_saturation: float = 152.0
-    """Yellow books stand in light-wood shelves within 8 degrees of hue of the wood (one hue mode), but twice as
+    """Yellow books stand in light-wood shelves within 8 degrees of hue of the wood (one hue mode), but far more
     saturated (HSV saturation ~170-210 against ~110-140). For the strips, a hue mode of an instance whose
     saturated pixels are split by this saturation into a vivid part (>= ``strip_vivid_min_fraction`` of them)
     and a plain one (>= ``strip_plain_min_fraction``), with few near the bound, is two modes
@@ -632,7 +632,8 @@ class GeometricBackend:
         return released
 
     def _frame_colour(self, color: np.ndarray) -> FrameColour:
-        """The frame's colour conversions (``color`` is the frame's image at processing size)."""
+        """The colour conversions of the frame ``_segment`` works on (``color``: its image at processing size),
+        made on first use after ``_segment`` reset them."""
         if self._colour is None:
             self._colour = FrameColour(color)
         return self._colour

@@ -57,7 +57,8 @@ from .geometric_grouping import component_crops, join_label_pairs, label_pixels,
 if TYPE_CHECKING:  # only for annotations: geometric.py imports this module
     from .geometric import GeometricConfig
 
-__all__ = ["FrameColour", "depth_margin", "grow_by_colour", "join_depthless", "lab_image", "split_colour", "unlabelled_colour_parts"]
+__all__ = ["FrameColour", "depth_margin", "grow_by_colour", "join_depthless", "lab_image", "split_colour",
+           "unlabelled_colour_parts"]
 
 _HUE_BIN = 5            # hue histogram bin (OpenCV units, 10 degrees)
 _MODE_SEPARATION = 4    # bins (40 degrees) between two hue modes
