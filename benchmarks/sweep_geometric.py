@@ -72,6 +72,7 @@ def pack_views(seeds: list[int], path: Path | None = None) -> dict[str, np.ndarr
 
 
 def _load_views(packed: dict[str, np.ndarray], seeds: list[int]) -> None:
+    from bench_panoptic import gravity_in_camera
     _VIEWS.clear()
     for seed in seeds:
         K = packed[f"s{seed}_K"]
@@ -80,8 +81,8 @@ def _load_views(packed: dict[str, np.ndarray], seeds: list[int]) -> None:
         depth = packed[f"s{seed}_depth_table"][packed[f"s{seed}_depth_index"]]
         keys = [k.split("|") for k in packed[f"s{seed}_keys"].tolist()]
         for i in range(depth.shape[0]):
-            gravity = packed[f"s{seed}_T"][i][:3, :3].T @ np.array([0.0, 0.0, -1.0])   # z-up world
-            inp = PanopticInput(color=packed[f"s{seed}_rgb"][i], depth_m=depth[i], camera=cam, gravity_camera=gravity)
+            inp = PanopticInput(color=packed[f"s{seed}_rgb"][i], depth_m=depth[i], camera=cam,
+                                gravity_camera=gravity_in_camera(packed[f"s{seed}_T"][i]))
             _VIEWS.append((inp, packed[f"s{seed}_counted"][i], [(int(j), k) for v, j, k in keys if int(v) == i]))
 
 

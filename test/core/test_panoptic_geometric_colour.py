@@ -357,8 +357,7 @@ def _unlabelled_region():
 
 
 def _unlabelled_parts(sem, inst, color, valid, **cfg):
-    return unlabelled_colour_parts(GeometricConfig(**cfg), sem, inst, color, lab_image(color, 1.0), valid,
-                                   12, 24, 3000, 1, 20)
+    return unlabelled_colour_parts(GeometricConfig(**cfg), sem, inst, color, valid, 12, 24, 3000, 1, 20)
 
 
 def test_parts_of_one_hue_in_what_is_unlabelled_become_objects():

@@ -1079,7 +1079,7 @@ class GeometricBackend:
             join_stacked(cfg, inst, {i for i, c in classes.items() if c != obj_cls}, P, valid_obj, up,
                          _pixels_at(cfg.stack_min_px, h, w), apart)
         lab_colour = self._frame_colour(color).lab(1.0) if color is not None and (
-            cfg.colour_growth_delta > 0 or cfg.unlabelled_parts or cfg.depthless_join) else None
+            cfg.colour_growth_delta > 0 or cfg.depthless_join) else None
         if color is not None and cfg.colour_growth_delta > 0:
             # the pixels given by distance shaped the colour parts; outside those parts, colour decides them now
             filled &= ~np.isin(inst, colour_ids)
@@ -1090,7 +1090,7 @@ class GeometricBackend:
         self._wall_holes(sem, inst)
         if color is not None and cfg.unlabelled_parts:
             _, new_ids = unlabelled_colour_parts(
-                cfg, sem, inst, color, lab_colour, valid, _pixels_at(cfg.strip_min_px, h, w),
+                cfg, sem, inst, color, valid, _pixels_at(cfg.strip_min_px, h, w),
                 _pixels_at(cfg.unlabelled_parts_min_px, h, w), _pixels_at(cfg.unlabelled_parts_max_px, h, w),
                 max(classes, default=0) + 1, obj_cls, self._frame_colour(color))
             for i in new_ids:

@@ -604,7 +604,7 @@ def grow_by_colour(sem: np.ndarray, inst: np.ndarray, color_rgb: np.ndarray, max
 
 
 def unlabelled_colour_parts(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, color_rgb: np.ndarray,
-                            lab: np.ndarray, valid: np.ndarray, strip_min_px: int, min_px: int, max_px: int,
+                            valid: np.ndarray, strip_min_px: int, min_px: int, max_px: int,
                             next_id: int, object_class: int,
                             colour: FrameColour | None = None) -> tuple[int, list[int]]:
     """Object instances from parts of one hue in what every other stage left unlabelled (``sem == 0``), in place;
@@ -619,12 +619,11 @@ def unlabelled_colour_parts(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndar
     ``unlabelled_parts_stuff_distance`` (Lab) of the wall / floor / ceiling pixels around it (a wooden floor
     whose depth dropped out at a chair's foot is floor), nor when it reaches the frame of rows and columns
     without depth that a real sensor leaves round the image (:func:`depth_margin`: a wooden door at the top of a
-    TUM frame). ``lab``: ``lab_image(color_rgb, 1.0)``; ``valid``: which pixels have depth; ``colour``: the frame's
-    ``FrameColour`` when the caller has one.
-    Shape: (h, w) uint16 x2, (h, w, 3) uint8 RGB, (h, w, 3) float32, (h, w) bool."""
+    TUM frame); colours are compared in ``colour.lab(1.0)``. ``valid``: which pixels have depth; ``colour``: the
+    frame's ``FrameColour`` when the caller has one. Shape: (h, w) uint16 x2, (h, w, 3) uint8 RGB, (h, w) bool."""
     sensor_margin = cv2.dilate(depth_margin(valid).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
     colour = colour if colour is not None else FrameColour(color_rgb)
-    hsv, saturated = colour.hsv, colour.saturated(cfg)
+    hsv, saturated, lab = colour.hsv, colour.saturated(cfg), colour.lab(1.0)
     stuff = (sem > 0) & (inst == 0)
     kernel = np.ones((5, 5), np.uint8)
     new_ids: list[int] = []
