@@ -92,8 +92,15 @@ pixels wide and the labels are scaled back with nearest-neighbour):
    alone;
 13. **late poles** (``pole_late_pass``): poles are found again (as in step 6) among the pixels with depth that
    no instance holds, walls included (a metal leg in front of a grey wall is taken as wall), and join the
-   instance resting on them, which may be one the colour stages made (a far desk's top). Everything else without
-   a label is unknown (0).
+   instance resting on them, which may be one the colour stages made (a far desk's top);
+14. **leg bars** (``claim_leg_bars`` in :mod:`.geometric_legs`): below an instance that floats (its lowest points
+   clear of the floor), narrow upright bars of colour contrast that no instance holds, touching it and reaching
+   a good part of the way to the floor, are its legs (a far table's dark legs taken by the wall or floor planes,
+   whose tolerance grows with z^2, or left without depth) and join it;
+15. **legs and tops** (``join_legs_and_tops`` in :mod:`.geometric_legs`): a slender piece reaching from near the floor
+   up to a thin top, inside the top's footprint, joins it, and two thin tops at one height, both mostly without
+   depth, whose gap in the image holds nothing behind them (depth holes, or a chair in front) are one top.
+   Everything else without a label is unknown (0).
 
 Limits (see ``benchmarks/bench_panoptic.py`` for numbers): objects with little depth (thin lamp poles, metal
 table legs, desks seen edge-on whose depth drops out at their edges) are missed or cut; touching objects at the
@@ -106,13 +113,15 @@ off it; the unlabelled colour parts also take a coloured spot without depth that
 handle, at a monitor's edge: 2 parts in 50 real frames), and a vertical edge (of a whiteboard, a wall) can pass for
 a pole under a piece at its top (3DMatch and ICL frames); the depthless joins can join two things of one colour
 that touch where one of them has little depth (a far table and a shelf of its wood beside it); doors / windows are
-only found when their color differs and they have an edge against the wall.
+only found when their color differs and they have an edge against the wall; a leg bar is found only where the leg's
+colour differs from what is behind it (not a grey metal leg against a grey wall), and two tables of one height
+standing apart with a chair in front of the gap between them would be joined as one top.
 
 Code layout: steps 1-2 (normals, speckle fill, up estimate) are in :mod:`.geometric_depth`, the grouping of
 step 6 (patches, coplanar fragments, joins at patches) in :mod:`.geometric_grouping`; this module holds the
 configuration, the plane stages, the object cuts and the hole filling, and re-exports ``depth_normals``,
 ``estimate_up`` and ``fill_depth_speckles``; steps 8, 10 (the growth), 11 and 12 are in
-:mod:`.geometric_colour`, step 9 in :mod:`.geometric_grouping`.
+:mod:`.geometric_colour`, step 9 in :mod:`.geometric_grouping`, steps 14 and 15 in :mod:`.geometric_legs`.
 """
 from __future__ import annotations
 
@@ -128,6 +137,7 @@ from .geometric_colour import FrameColour, grow_by_colour, join_depthless, split
 from .geometric_depth import creases, depth_normals, estimate_up, fill_depth_speckles, norm3
 from .geometric_grouping import (component_crops, coplanar_pairs, horizontal_patches, join_at_patches, join_poles,
                                  join_stacked, split_set_back_fronts)
+from .geometric_legs import claim_leg_bars, join_legs_and_tops
 from .types import PanopticInput, PanopticResult, validate_input
 
 __all__ = ["GeometricConfig", "GeometricBackend", "estimate_up", "depth_normals", "fill_depth_speckles"]
@@ -212,6 +222,28 @@ class GeometricConfig:
     """Poles are found again after the colour stages, among all pixels with depth that no instance holds (a metal
     leg in front of a grey wall taken as wall), to join instances only those stages made (a far desk's top grown
     by colour, its depth mostly dropped out: at the first pass there was no instance on the legs' top)."""
+    leg_bar_min_contrast: float = 22.0
+    """Step 14 (``geometric_legs.claim_leg_bars``): below an instance that floats, narrow upright bars of at least
+    this colour contrast to both sides (OpenCV 8-bit Lab distance, averaged along the bar) that no instance holds
+    are its legs (taken by the wall or floor planes, or without depth) and join it. 0 disables; needs the color
+    image and a floor. 22 rather than 18 or 20: the same tables, without a plant's pot taking a wall strip."""
+    leg_bar_min_clearance_m: float = 0.25
+    """... an instance floats when its lowest points (5 %) are this far above the floor"""
+    leg_bar_max_width_m: float = 0.15
+    """... a bar is on average at most this wide (at the instance's depth)"""
+    leg_bar_min_span: float = 0.5
+    """... and at least this fraction of the instance's height above the floor tall (in pixels at its depth)."""
+    top_joins: bool = True
+    """Step 15 (``geometric_legs.join_legs_and_tops``): a slender piece reaching from the floor up to a thin top
+    inside its footprint joins it, and two thin tops at one height, cut apart by depth holes or by something in
+    front, are one. Needs a floor."""
+    top_max_thickness_m: float = 0.12
+    """... a top's points span at most this in height (5-95 %)"""
+    leg_piece_max_width_m: float = 0.35
+    """... a leg piece's footprint rectangle is at most this long"""
+    top_gap_max_depth_fraction: float = 0.5
+    """... two pieces of one top both have depth on at most this fraction of their pixels (where depth is dense,
+    its cuts stand: papers on a real desk stay apart from it)."""
     setback_min_step_m: float = 0.05
     """A piece whose front is two fronts at least this far apart, one above the other, the upper one set back (a box
     on a bigger box) is split between them (``geometric_grouping.split_set_back_fronts``; 0 disables) ..."""
@@ -445,6 +477,10 @@ class GeometricConfig:
         if min(self.pole_cell_m, self.pole_min_points, self.pole_min_span_m, self.pole_max_width_m,
                self.pole_join_height_m, self.pole_footprint_margin_m) < 0:
             raise ValueError("pole_* parameters must be >= 0")
+        if min(self.leg_bar_min_contrast, self.leg_bar_min_clearance_m, self.leg_bar_max_width_m,
+               self.leg_bar_min_span, self.top_max_thickness_m, self.leg_piece_max_width_m) < 0 \
+                or not 0 <= self.top_gap_max_depth_fraction <= 1:
+            raise ValueError("leg_bar_* and top_* parameters must be >= 0, top_gap_max_depth_fraction in [0, 1]")
         if not (1 <= self.unlabelled_parts_min_px <= self.unlabelled_parts_max_px
                 and 0.0 <= self.unlabelled_parts_min_solidity <= 1.0 and self.unlabelled_parts_stuff_distance >= 0):
             raise ValueError("unlabelled parts need 1 <= unlabelled_parts_min_px <= unlabelled_parts_max_px, "
@@ -1102,6 +1138,11 @@ class GeometricBackend:
                            max(1, round(cfg.depthless_join_min_contact_px * w / 320.0)))
         if cfg.pole_late_pass and cfg.pole_cell_m > 0 and floor_h is not None:
             self._late_poles(sem, inst, classes, valid_obj, P, height, up, floor_h)
+        if floor_h is not None and color is not None and cfg.leg_bar_min_contrast > 0:
+            claim_leg_bars(cfg, sem, inst, classes, self._frame_colour(color).lab_raw, valid_obj, P,
+                           height - floor_h, up, cam.fx, cam.fy)
+        if floor_h is not None and cfg.top_joins:
+            join_legs_and_tops(cfg, sem, inst, classes, valid_obj, P, height - floor_h, up, set(colour_ids))
         # ids that lost all pixels to nothing cannot happen (components are non-empty), but keep it exact
         present = set(np.unique(inst).tolist()) - {0}
         classes = {i: c for i, c in classes.items() if i in present}

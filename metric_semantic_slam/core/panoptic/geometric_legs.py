@@ -1,0 +1,250 @@
+"""Steps 14 and 15 of the ``geometric`` backend: a far table's legs and the pieces of its top.
+
+A table three or more metres away keeps depth on a fraction of its pixels: its legs, a few pixels wide, are all
+depth edge (the sensor drops depth there), and a dark or grazing top drops out in patches. What is left is a top cut
+into pieces by holes, legs taken by the wall or floor planes (their few depth pixels fall inside the planes'
+tolerance, which grows with z^2) or left unlabelled, and pieces of leg that reach part of the way up. These two
+passes run on the final instances (after the late pole pass), where the floor is known:
+
+* ``claim_leg_bars`` (step 14): below an instance that floats (its lowest points clear of the floor), the
+  narrow upright bars of colour contrast that no instance holds (a leg against the wall or floor behind it), that
+  touch the instance and reach a good part of the way down to the floor, join it;
+* ``join_legs_and_tops`` (step 15): a slender piece reaching from near the floor up to the underside of a thin
+  horizontal top, standing inside the top's footprint, joins it (a leg found as a piece of its own); and two thin
+  tops at one height, both mostly without depth, whose gap in the image holds nothing behind them (only depth
+  holes or something in front: a chair) are one top.
+
+Pieces cut out for their colour (the caller's ``colour_ids``: books lying flat, strips) are never tops here.
+Heights are along ``up`` above the floor (m); points and frames as in :mod:`.geometric`.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+
+from ..depth_confidence import nguyen_sigma_m
+from .geometric_depth import floor_basis
+from .geometric_grouping import _quantile, join_label_pairs, label_pixels, rectangle_coordinates, touching_labels
+
+if TYPE_CHECKING:
+    from .geometric import GeometricConfig
+
+_BAR_SCALES_PX = (2, 3)        # a bar's sides are looked for this far from its centre line (legs 2-6 px wide)
+_BAR_LENGTH_PX = 9             # the contrast is averaged along the bar over this length (stone-like wall texture
+                               # has short contrasts, a leg a long one)
+_BAR_ANGLE_STEP_DEG = 10       # bars are looked for along the image direction of up at the instance, in steps
+_BAR_MAX_ANGLE_DEG = 40
+_BAR_MIN_PX = 40               # instances smaller than this hold no legs worth finding
+_BAR_ABOVE_M = 0.10            # a bar's pixels with depth lie no higher than the instance's lowest points + this
+_BAR_REACH = 1.3               # bars are looked for down to this times the instance's height above the floor (px)
+
+_TOP_MIN_HEIGHT_M = 0.4        # a top's lowest points (5 %) are this high above the floor at least
+_LEG_LOW_M = 0.25              # a leg piece's lowest points (5 %) come down to this above the floor
+_LEG_GAP_M = 0.12              # ... and its highest (95 %) up to this below the top's lowest, not above its highest
+_LEG_OVER_M = 0.05
+_LEG_FOOTPRINT_MARGIN_M = 0.05
+_LEG_INSIDE = 0.8              # share of a leg piece's points inside the top's footprint (grown by the margin)
+_SLAB_M = 0.06                 # a piece's top slab: its points within this below its highest (95 %)
+_SLAB_MIN_FRACTION = 0.3
+_TOP_MAX_HEIGHT_DIFF_M = 0.03  # two pieces of one top: highest points (95 %) this close
+_GAP_MAX_PX = 80               # and their top slabs this close in the image, at least 3 px apart
+_GAP_SIGMAS = 3.0              # a gap pixel lies behind the line between the two ends by this many noise stds + 3 cm
+_GAP_MAX_BEHIND = 0.2          # share of the gap's pixels with depth that may lie behind it
+_GAP_MAX_FLOOR_M = 1.0         # and the slabs this close on the floor plane
+_MIN_DEPTH_PX = 8              # pieces with fewer pixels with depth are left out
+
+
+def bar_contrast(lab: np.ndarray, angle_deg: float) -> np.ndarray:
+    """How much each pixel stands out from both of its sides across a bar leaning ``angle_deg`` from the image's
+    vertical (positive: its bottom end to the left): the smaller of the Lab distances to the pixels
+    ``_BAR_SCALES_PX`` away on either side (the larger over the scales), averaged along the bar over
+    ``_BAR_LENGTH_PX``. A leg against a wall scores its contrast to the wall on its whole length; texture scores
+    in spots. Shape: (h, w, 3) float32 Lab -> (h, w) float32."""
+    h, w = lab.shape[:2]
+    t = np.deg2rad(angle_deg)
+    across = np.array([np.cos(t), np.sin(t)])          # x, y image direction across the bar
+    best = np.zeros((h, w), np.float32)
+    for s in _BAR_SCALES_PX:
+        sides = []
+        for sign in (1.0, -1.0):
+            shift = np.float32([[1, 0, sign * s * across[0]], [0, 1, sign * s * across[1]]])
+            side = cv2.warpAffine(lab, shift, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            sides.append(np.linalg.norm(lab - side, axis=2))
+        best = np.maximum(best, np.minimum(sides[0], sides[1]))
+    k = _BAR_LENGTH_PX
+    line = np.zeros((k, k), np.float32)
+    c = k // 2
+    for u in np.linspace(-c, c, 4 * k):                # the bar's direction is (-sin t, cos t)
+        line[int(round(c + u * across[0])), int(round(c - u * across[1]))] = 1
+    return cv2.filter2D(best, -1, line / line.sum())
+
+
+def _image_angle_of_up(point: np.ndarray, up: np.ndarray, fx: float, fy: float) -> float:
+    """The lean from the image's vertical (degrees, as in ``bar_contrast``) of an upright line through ``point``
+    (camera frame, m): legs below a table at the image's edge or seen with a rolled camera are not vertical."""
+    below = point - 0.3 * up
+    d = np.array([fx * below[0] / below[2] - fx * point[0] / point[2],
+                  fy * below[1] / below[2] - fy * point[1] / point[2]])
+    return float(np.rad2deg(np.arctan2(-d[0], d[1])))
+
+
+def claim_leg_bars(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, classes: dict[int, int],
+                   lab: np.ndarray, valid: np.ndarray, P: np.ndarray, height: np.ndarray, up: np.ndarray,
+                   fx: float, fy: float) -> None:
+    """Give a floating instance the legs the plane and depth stages lost, in place (step 14).
+
+    An instance of at least ``_BAR_MIN_PX`` pixels whose lowest points with depth (5 %) are at least
+    ``leg_bar_min_clearance_m`` above the floor stands on something. Below it (its columns, 3 px more on either
+    side, down to ``_BAR_REACH`` times its height above the floor in pixels at its median depth), the pixels no
+    instance holds (stuff or unknown) whose ``bar_contrast`` along the image direction of up at the instance is at
+    least ``leg_bar_min_contrast``, and whose depth (where they have it) is no higher than the instance's lowest
+    points plus ``_BAR_ABOVE_M``, form bars (8-connected parts). A bar touching the instance (within 1 px, 3 px
+    tall), at least ``leg_bar_min_span`` of the instance's height above the floor tall and on average at most
+    ``leg_bar_max_width_m`` wide, is a leg: its pixels and the pixels without depth beside it (1 px) join the
+    instance and take its class. ``lab``: OpenCV 8-bit Lab as float; ``height``: above the floor (m); ``valid``:
+    which pixels have depth. Shape: (h, w) uint16 x2, (h, w, 3) float32, (h, w) bool, (h, w, 3), (h, w), (3,)."""
+    h, w = inst.shape
+    Pf, Hf, vf = P.reshape(-1, 3), height.ravel(), valid.ravel()
+    contrast: dict[int, np.ndarray] = {}
+    for i, idx in label_pixels(inst.copy()):            # instances as they were: a leg claimed goes to one only
+        if i not in classes or len(idx) < _BAR_MIN_PX:
+            continue
+        idv = idx[vf[idx]]
+        if len(idv) < 20:
+            continue
+        low = _quantile(Hf[idv], 0.05)
+        if low < cfg.leg_bar_min_clearance_m:
+            continue
+        z = float(np.median(Pf[idv, 2]))
+        reach_px = low * fy / z
+        max_width_px = max(2.0, cfg.leg_bar_max_width_m * fx / z)
+        angle = _image_angle_of_up(np.median(Pf[idv], axis=0), up, fx, fy)
+        angle = int(np.clip(np.round(angle / _BAR_ANGLE_STEP_DEG) * _BAR_ANGLE_STEP_DEG,
+                            -_BAR_MAX_ANGLE_DEG, _BAR_MAX_ANGLE_DEG))
+        if angle not in contrast:
+            contrast[angle] = bar_contrast(lab, angle)
+        ys, xs = np.unravel_index(idx, (h, w))
+        box = (slice(int(ys.min()), min(h, int(ys.max() + _BAR_REACH * reach_px) + 1)),
+               slice(max(0, int(xs.min()) - 3), min(w, int(xs.max()) + 4)))
+        vb = valid[box]
+        bar = (inst[box] == 0) & (contrast[angle][box] >= cfg.leg_bar_min_contrast) \
+            & (~vb | (height[box] < low + _BAR_ABOVE_M))
+        touch = cv2.dilate((inst[box] == i).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        k, parts, stats, _ = cv2.connectedComponentsWithStats(bar.astype(np.uint8), connectivity=8)
+        tall = stats[:, cv2.CC_STAT_HEIGHT]
+        leg = np.zeros(k, bool)
+        leg[np.unique(parts[touch & bar])] = True
+        leg &= (tall >= cfg.leg_bar_min_span * reach_px) & (stats[:, cv2.CC_STAT_AREA] <= max_width_px * tall)
+        leg[0] = False
+        take = leg[parts]
+        if not take.any():
+            continue
+        beside = cv2.dilate(take.astype(np.uint8), np.ones((1, 3), np.uint8)).astype(bool)
+        take |= beside & (inst[box] == 0) & ~vb      # the leg's dropout edge
+        inst[box][take] = i
+        sem[box][take] = classes[i]
+
+
+def join_legs_and_tops(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, classes: dict[int, int],
+                       valid: np.ndarray, P: np.ndarray, height: np.ndarray, up: np.ndarray,
+                       colour_ids: set[int]) -> None:
+    """Join a far table's legs and the pieces of its top, in place (step 15).
+
+    Each instance in ``classes`` with at least ``_MIN_DEPTH_PX`` pixels with depth is described by its heights
+    above the floor (5 / 95 %), its floor footprint and its top slab (its points within ``_SLAB_M`` of its highest).
+    A **top** is thin (95 - 5 % at most ``top_max_thickness_m``) and at least ``_TOP_MIN_HEIGHT_M`` up.
+
+    * A **leg piece** touching a top (within 2 px), whose footprint is at most ``leg_piece_max_width_m`` long, that
+      comes down to ``_LEG_LOW_M`` above the floor and up to within ``_LEG_GAP_M`` of the top's lowest points (no
+      higher than ``_LEG_OVER_M`` above its highest), with ``_LEG_INSIDE`` of its points inside the top's footprint
+      rectangle (grown by ``_LEG_FOOTPRINT_MARGIN_M``), carries it: joined (a person seated at a desk, a shelf of
+      books under a board, are wider than a leg).
+    * **Two pieces of one top**: two instances not in ``colour_ids``, at least one thin, both with at least
+      ``_SLAB_MIN_FRACTION`` of their points in their top slab, their highest points within
+      ``_TOP_MAX_HEIGHT_DIFF_M``, both with depth on at most ``top_gap_max_depth_fraction`` of their pixels (the
+      holes cut them; where depth is dense, its cuts stand), and whose top slabs come within ``_GAP_MAX_PX`` in
+      the image (at least 3 px apart) and ``_GAP_MAX_FLOOR_M`` on the floor plane, are one when the straight gap
+      between their nearest slab pixels holds nothing behind them: at most ``_GAP_MAX_BEHIND`` of its other pixels
+      with depth lie more than ``_GAP_SIGMAS`` noise stds + 3 cm beyond the line between the two ends (holes and
+      something in front, a chair's back, leave it open).
+
+    Joined pixels take the class of the instance whose label they take. ``height``: above the floor (m).
+    Shape: (h, w) uint16 x2, (h, w) bool, (h, w, 3) camera-frame points, (h, w) m, (3,) unit vector."""
+    h, w = inst.shape
+    E = floor_basis(up)
+    Pf, Hf, vf = P.reshape(-1, 3), height.ravel(), valid.ravel()
+    pixels, quant, rect, foot, slab_share, slab_idx, slab_xy, depth_share = {}, {}, {}, {}, {}, {}, {}, {}
+    for i, idx in label_pixels(inst):
+        if i not in classes:
+            continue
+        pixels[i] = idx
+        iv = idx[vf[idx]]
+        if len(iv) < _MIN_DEPTH_PX:
+            continue
+        hv = Hf[iv]
+        quant[i] = np.percentile(hv, [5, 95])
+        xy = (Pf[iv[::max(1, len(iv) // 2000)]] @ E).astype(np.float32)
+        foot[i] = xy
+        rect[i] = cv2.minAreaRect(np.ascontiguousarray(xy))
+        in_slab = hv >= quant[i][1] - _SLAB_M
+        slab_share[i] = float(np.mean(in_slab))
+        s = iv[in_slab]
+        slab_idx[i] = s[::max(1, len(s) // 300)]
+        slab_xy[i] = (Pf[slab_idx[i]] @ E).astype(np.float32)
+        depth_share[i] = len(iv) / len(idx)
+    thin = {i: q[1] - q[0] <= cfg.top_max_thickness_m for i, q in quant.items()}
+    is_top = {i: thin[i] and q[0] >= _TOP_MIN_HEIGHT_M for i, q in quant.items()}
+    pairs = set()
+    for a in quant:
+        if not is_top[a]:
+            continue
+        lo_a, hi_a = quant[a]
+        for b in touching_labels(inst, a, pixels[a], radius_px=2):
+            if b == a or b not in quant or max(rect[b][1]) > cfg.leg_piece_max_width_m:
+                continue
+            lo_b, hi_b = quant[b]
+            if lo_b > _LEG_LOW_M or hi_b < lo_a - _LEG_GAP_M or hi_b > hi_a + _LEG_OVER_M:
+                continue
+            loc, half = rectangle_coordinates(rect[a], foot[b])
+            if np.mean(np.all(np.abs(loc) <= half + _LEG_FOOTPRINT_MARGIN_M, axis=1)) >= _LEG_INSIDE:
+                pairs.add((min(a, b), max(a, b)))
+    tops = [i for i in quant if i not in colour_ids and slab_share[i] >= _SLAB_MIN_FRACTION
+            and quant[i][1] >= _TOP_MIN_HEIGHT_M and depth_share[i] <= cfg.top_gap_max_depth_fraction]
+    z = P[..., 2]
+    for n_a, a in enumerate(tops):
+        for b in tops[n_a + 1:]:
+            if abs(quant[a][1] - quant[b][1]) > _TOP_MAX_HEIGHT_DIFF_M or not (thin[a] or thin[b]):
+                continue
+            if _gap_is_open(inst, a, b, slab_idx, z, valid) and \
+                    float(np.sqrt(((slab_xy[a][:, None] - slab_xy[b][None]) ** 2).sum(-1)).min()) <= _GAP_MAX_FLOOR_M:
+                pairs.add((min(a, b), max(a, b)))
+    if not pairs:
+        return
+    join_label_pairs(inst, pixels, sorted(pairs))
+    for i in {i for pair in pairs for i in pair}:
+        np.put(sem, pixels[i], classes[int(inst.ravel()[pixels[i][0]])])
+
+
+def _gap_is_open(inst: np.ndarray, a: int, b: int, slab_idx: dict[int, np.ndarray], z: np.ndarray,
+                 valid: np.ndarray) -> bool:
+    """Whether the straight image gap between the nearest top-slab pixels of ``a`` and ``b`` (3 to ``_GAP_MAX_PX``
+    px long) holds nothing behind the line joining its two ends (see ``join_legs_and_tops``)."""
+    h, w = inst.shape
+    pa = np.stack(np.unravel_index(slab_idx[a], (h, w)), 1)
+    pb = np.stack(np.unravel_index(slab_idx[b], (h, w)), 1)
+    d2 = ((pa[:, None, :] - pb[None, :, :]) ** 2).sum(-1)
+    ia, ib = divmod(int(np.argmin(d2)), d2.shape[1])
+    (ya, xa), (yb, xb) = pa[ia], pb[ib]
+    n = int(max(abs(ya - yb), abs(xa - xb)))
+    if n < 3 or n > _GAP_MAX_PX:
+        return False
+    t = np.linspace(0, 1, n + 1)[1:-1]
+    yy = np.round(ya + (yb - ya) * t).astype(int)
+    xx = np.round(xa + (xb - xa) * t).astype(int)
+    z_line = z[ya, xa] + (z[yb, xb] - z[ya, xa]) * t
+    other = (inst[yy, xx] != a) & (inst[yy, xx] != b)
+    with_depth = valid[yy, xx]
+    behind = with_depth & other & (z[yy, xx] > z_line + _GAP_SIGMAS * nguyen_sigma_m(np.maximum(z_line, 0.3)) + 0.03)
+    return int(behind.sum()) <= _GAP_MAX_BEHIND * max(1, int(with_depth.sum()))
