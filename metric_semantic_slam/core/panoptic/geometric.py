@@ -98,8 +98,9 @@ pixels wide and the labels are scaled back with nearest-neighbour):
    a good part of the way to the floor, are its legs (a far table's dark legs taken by the wall or floor planes,
    whose tolerance grows with z^2, or left without depth) and join it;
 15. **legs and tops** (``join_legs_and_tops`` in :mod:`.geometric_legs`): a slender piece reaching from near the floor
-   up to a thin top, inside the top's footprint, joins it, and two thin tops at one height, both mostly without
-   depth, whose gap in the image holds nothing behind them (depth holes, or a chair in front) are one top.
+   up to a thin top, inside the top's footprint, joins it, and two pieces whose tops are at one height, both mostly
+   without depth, whose gap in the image holds nothing behind them (depth holes, or a chair or a lamp in front:
+   a far desk's top, a screen) are one.
    Everything else without a label is unknown (0).
 
 Limits (see ``benchmarks/bench_panoptic.py`` for numbers): objects with little depth (thin lamp poles, metal
@@ -115,7 +116,7 @@ a pole under a piece at its top (3DMatch and ICL frames); the depthless joins ca
 that touch where one of them has little depth (a far table and a shelf of its wood beside it); doors / windows are
 only found when their color differs and they have an edge against the wall; a leg bar is found only where the leg's
 colour differs from what is behind it (not a grey metal leg against a grey wall), and two tables of one height
-standing apart with a chair in front of the gap between them would be joined as one top.
+standing apart with a chair in front of the gap between them, both mostly without depth, would be joined as one.
 
 Code layout: steps 1-2 (normals, speckle fill, up estimate) are in :mod:`.geometric_depth`, the grouping of
 step 6 (patches, coplanar fragments, joins at patches) in :mod:`.geometric_grouping`; this module holds the
@@ -235,15 +236,15 @@ class GeometricConfig:
     """... and at least this fraction of the instance's height above the floor tall (in pixels at its depth)."""
     top_joins: bool = True
     """Step 15 (``geometric_legs.join_legs_and_tops``): a slender piece reaching from the floor up to a thin top
-    inside its footprint joins it, and two thin tops at one height, cut apart by depth holes or by something in
-    front, are one. Needs a floor."""
+    inside its footprint joins it, and two pieces whose tops are at one height, cut apart by depth holes or by
+    something in front, are one. Needs a floor."""
     top_max_thickness_m: float = 0.12
     """... a top's points span at most this in height (5-95 %)"""
     leg_piece_max_width_m: float = 0.35
     """... a leg piece's footprint rectangle is at most this long"""
     top_gap_max_depth_fraction: float = 0.5
     """... two pieces of one top both have depth on at most this fraction of their pixels (where depth is dense,
-    its cuts stand: papers on a real desk stay apart from it)."""
+    its cuts stand: papers on a real desk stay apart from it; at 1.0 they join, 0 disables the join)."""
     setback_min_step_m: float = 0.05
     """A piece whose front is two fronts at least this far apart, one above the other, the upper one set back (a box
     on a bigger box) is split between them (``geometric_grouping.split_set_back_fronts``; 0 disables) ..."""

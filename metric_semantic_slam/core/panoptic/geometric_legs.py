@@ -10,9 +10,9 @@ passes run on the final instances (after the late pole pass), where the floor is
   narrow upright bars of colour contrast that no instance holds (a leg against the wall or floor behind it), that
   touch the instance and reach a good part of the way down to the floor, join it;
 * ``join_legs_and_tops`` (step 15): a slender piece reaching from near the floor up to the underside of a thin
-  horizontal top, standing inside the top's footprint, joins it (a leg found as a piece of its own); and two thin
-  tops at one height, both mostly without depth, whose gap in the image holds nothing behind them (only depth
-  holes or something in front: a chair) are one top.
+  horizontal top, standing inside the top's footprint, joins it (a leg found as a piece of its own); and two pieces
+  whose tops are at one height, both mostly without depth, whose gap in the image holds nothing behind them (only
+  depth holes or something in front: a chair, a lamp before a screen) are one.
 
 Pieces cut out for their colour (the caller's ``colour_ids``: books lying flat, strips) are never tops here.
 Heights are along ``up`` above the floor (m); points and frames as in :mod:`.geometric`.
@@ -161,14 +161,15 @@ def join_legs_and_tops(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, 
       higher than ``_LEG_OVER_M`` above its highest), with ``_LEG_INSIDE`` of its points inside the top's footprint
       rectangle (grown by ``_LEG_FOOTPRINT_MARGIN_M``), carries it: joined (a person seated at a desk, a shelf of
       books under a board, are wider than a leg).
-    * **Two pieces of one top**: two instances not in ``colour_ids``, at least one thin, both with at least
-      ``_SLAB_MIN_FRACTION`` of their points in their top slab, their highest points within
-      ``_TOP_MAX_HEIGHT_DIFF_M``, both with depth on at most ``top_gap_max_depth_fraction`` of their pixels (the
-      holes cut them; where depth is dense, its cuts stand), and whose top slabs come within ``_GAP_MAX_PX`` in
-      the image (at least 3 px apart) and ``_GAP_MAX_FLOOR_M`` on the floor plane, are one when the straight gap
-      between their nearest slab pixels holds nothing behind them: at most ``_GAP_MAX_BEHIND`` of its other pixels
-      with depth lie more than ``_GAP_SIGMAS`` noise stds + 3 cm beyond the line between the two ends (holes and
-      something in front, a chair's back, leave it open).
+    * **Two pieces of one top**: two instances not in ``colour_ids``, each with at least ``_SLAB_MIN_FRACTION`` of
+      its points in its top slab and its highest points at least ``_TOP_MIN_HEIGHT_M`` up (a table top cut by
+      holes, a screen cut in two by a lamp in front of it), their highest points within ``_TOP_MAX_HEIGHT_DIFF_M``,
+      both with depth on at most ``top_gap_max_depth_fraction`` of their pixels (the holes cut them; where depth
+      is dense, its cuts stand), and whose top slabs come within ``_GAP_MAX_PX`` in the image (at least 3 px
+      apart) and ``_GAP_MAX_FLOOR_M`` on the floor plane, are one when the straight gap between their nearest
+      slab pixels holds nothing behind them: at most ``_GAP_MAX_BEHIND`` of its other pixels with depth lie more
+      than ``_GAP_SIGMAS`` noise stds + 3 cm beyond the line between the two ends (holes and something in front,
+      a chair's back, leave it open).
 
     Joined pixels take the class of the instance whose label they take. ``height``: above the floor (m).
     Shape: (h, w) uint16 x2, (h, w) bool, (h, w, 3) camera-frame points, (h, w) m, (3,) unit vector."""
@@ -194,8 +195,7 @@ def join_legs_and_tops(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, 
         slab_idx[i] = s[::max(1, len(s) // 300)]
         slab_xy[i] = (Pf[slab_idx[i]] @ E).astype(np.float32)
         depth_share[i] = len(iv) / len(idx)
-    thin = {i: q[1] - q[0] <= cfg.top_max_thickness_m for i, q in quant.items()}
-    is_top = {i: thin[i] and q[0] >= _TOP_MIN_HEIGHT_M for i, q in quant.items()}
+    is_top = {i: q[1] - q[0] <= cfg.top_max_thickness_m and q[0] >= _TOP_MIN_HEIGHT_M for i, q in quant.items()}
     pairs = set()
     for a in quant:
         if not is_top[a]:
@@ -215,7 +215,7 @@ def join_legs_and_tops(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, 
     z = P[..., 2]
     for n_a, a in enumerate(tops):
         for b in tops[n_a + 1:]:
-            if abs(quant[a][1] - quant[b][1]) > _TOP_MAX_HEIGHT_DIFF_M or not (thin[a] or thin[b]):
+            if abs(quant[a][1] - quant[b][1]) > _TOP_MAX_HEIGHT_DIFF_M:
                 continue
             if _gap_is_open(inst, a, b, slab_idx, z, valid) and \
                     float(np.sqrt(((slab_xy[a][:, None] - slab_xy[b][None]) ** 2).sum(-1)).min()) <= _GAP_MAX_FLOOR_M:
