@@ -1125,12 +1125,13 @@ class GeometricBackend:
             grow_by_colour(sem, inst, color, cfg.colour_growth_delta, int(round(cfg.colour_growth_px * w / 320.0)),
                            cfg.colour_growth_max_ratio, cfg.colour_growth_mean_delta, lab_colour)
         self._wall_holes(sem, inst)
+        unlabelled_ids: list[int] = []
         if color is not None and cfg.unlabelled_parts:
-            _, new_ids = unlabelled_colour_parts(
+            _, unlabelled_ids = unlabelled_colour_parts(
                 cfg, sem, inst, color, valid, _pixels_at(cfg.strip_min_px, h, w),
                 _pixels_at(cfg.unlabelled_parts_min_px, h, w), _pixels_at(cfg.unlabelled_parts_max_px, h, w),
                 max(classes, default=0) + 1, obj_cls, self._frame_colour(color))
-            for i in new_ids:
+            for i in unlabelled_ids:
                 classes[i] = obj_cls
         if color is not None and cfg.depthless_join:
             # parts cut out for their colour stay apart: a mixed edge can bring their median near their surroundings'
@@ -1143,7 +1144,8 @@ class GeometricBackend:
             claim_leg_bars(cfg, sem, inst, classes, self._frame_colour(color).lab_raw, valid_obj, P,
                            height - floor_h, up, cam.fx, cam.fy)
         if floor_h is not None and cfg.top_joins:
-            join_legs_and_tops(cfg, sem, inst, classes, valid_obj, P, height - floor_h, up, set(colour_ids))
+            join_legs_and_tops(cfg, sem, inst, classes, valid_obj, P, height - floor_h, up,
+                               set(colour_ids) | set(unlabelled_ids))
         # ids that lost all pixels to nothing cannot happen (components are non-empty), but keep it exact
         present = set(np.unique(inst).tolist()) - {0}
         classes = {i: c for i, c in classes.items() if i in present}

@@ -14,7 +14,8 @@ passes run on the final instances (after the late pole pass), where the floor is
   whose tops are at one height, both mostly without depth, whose gap in the image holds nothing behind them (only
   depth holes or something in front: a chair, a lamp before a screen) are one.
 
-Pieces cut out for their colour (the caller's ``colour_ids``: books lying flat, strips) are never tops here.
+Pieces cut out or found by their colour (the caller's ``colour_ids``: strips, books lying flat, books without depth
+found in what was unlabelled) are never pieces of a top here.
 Heights are along ``up`` above the floor (m); points and frames as in :mod:`.geometric`.
 """
 from __future__ import annotations
