@@ -280,6 +280,43 @@ def test_groups_stacked_on_one_footprint_are_one_object():
     assert (kept == labels).all()
 
 
+def test_compartments_of_one_width_and_a_side_panel_are_one_shelf():
+    # a shelf seen from the front: its lower compartment's front (rows 60-99, a 5 cm deep slab of points), its upper
+    # one seeing the boards and back (rows 20-59, 30 cm deep): one width, but footprints of IoU ~0.2; a box on top
+    # (rows 0-19, narrower); its right side panel seen along its depth (columns 80-84, 0.9 m tall, 2 cm thick); a
+    # floor lamp's pole in front of the middle (columns 40-42, rows 60-99, 1.5 m tall)
+    from metric_semantic_slam.core.panoptic.geometric_grouping import join_stacked
+
+    rng = np.random.default_rng(0)
+    labels = np.zeros((100, 85), np.int64)
+    P = np.zeros((100, 85, 3), np.float32)
+
+    def fill(rows, cols, lab, lo, hi):
+        labels[rows, cols] = lab
+        n = labels[rows, cols].size
+        P[rows, cols] = rng.uniform(lo, hi, (n, 3)).reshape(P[rows, cols].shape)
+
+    fill(slice(60, 100), slice(0, 80), 1, (0.0, 2.0, 0.1), (0.8, 2.05, 0.4))
+    fill(slice(20, 60), slice(0, 80), 2, (0.02, 2.0, 0.45), (0.8, 2.3, 0.8))
+    fill(slice(0, 20), slice(25, 50), 3, (0.3, 2.05, 0.82), (0.6, 2.25, 1.1))
+    fill(slice(20, 100), slice(80, 85), 4, (0.8, 2.0, 0.0), (0.82, 2.3, 1.0))
+    fill(slice(60, 100), slice(40, 43), 5, (0.4, 1.6, 0.0), (0.42, 1.62, 1.5))
+    up = np.array([0.0, 0.0, 1.0])
+    out = labels.copy()
+    join_stacked(GeometricConfig(), out, set(), P, labels > 0, up, 50)
+    shelf = int(out[labels == 1][0])
+    assert all((out[labels == k] == shelf).all() for k in (1, 2, 4))
+    assert len({shelf, int(out[labels == 3][0]), int(out[labels == 5][0])}) == 3   # the box and the pole stay apart
+    no_panel = np.where(labels == 4, 0, labels)          # the compartments join without the panel too
+    join_stacked(GeometricConfig(), no_panel, set(), P, no_panel > 0, up, 50)
+    assert no_panel[labels == 2][0] == no_panel[labels == 1][0] != no_panel[labels == 3][0]
+    # with the footprint-IoU pass alone (the second pass off) nothing joins
+    only_iou = labels.copy()
+    join_stacked(GeometricConfig(stack_min_width_iou=0.0, side_panel_min_height_m=0.0), only_iou, set(), P,
+                 labels > 0, up, 50)
+    assert (only_iou == labels).all()
+
+
 def test_a_lamp_inside_a_far_walls_tolerance_is_not_wall(space):
     # at 4.5 m the wall plane takes everything within 18 cm; a lamp 12 cm in front of it stands out of the noise
     from metric_semantic_slam.core.depth_confidence import nguyen_sigma_m

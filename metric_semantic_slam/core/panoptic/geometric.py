@@ -73,6 +73,9 @@ pixels wide and the labels are scaled back with nearest-neighbour):
 9. **stacked groups** (``join_stacked`` in :mod:`.geometric_grouping`): object instances touching in the image
    whose floor footprints coincide (IoU >= ``stack_min_footprint_iou``) and that lie one above the other are
    one object (a bookshelf's compartments, cut apart by its boards), but not two set-back fronts split in step 6;
+   then so are two one above the other of one width along their common long axis (``stack_min_width_iou``:
+   compartments whose footprint rectangles turned with the noise), and a tall thin piece standing at the end of a
+   wide one and spanning its heights (``side_panel_min_height_m``: a shelf's side panel seen along its depth);
 10. **colour growth** (``grow_by_colour`` in :mod:`.geometric_colour`): the pixels that step 6 gave to the
    nearest object by distance (``fill_px``; they shaped the colour parts) are given back, except inside
    colour parts, and object instances grow into the unlabelled pixels of their own colour (Lab distance <
@@ -273,6 +276,13 @@ class GeometricConfig:
     stack_max_height_overlap: float = 0.5
     stack_min_px: int = 80
     """Groups with fewer pixels with depth (at 320x240) are left out of the stacking test."""
+    stack_min_width_iou: float = 0.9
+    """Step 9's second pass (``geometric_grouping._join_by_outline``): groups one above the other whose extents
+    along their common long axis overlap by at least this IoU are one (a shelf's compartments of one width, whose
+    footprint rectangles turn with depth noise; 0.75 joined a box under a table of its width). 0 disables."""
+    side_panel_min_height_m: float = 0.8
+    """... and a piece at least this tall, thin along a wide piece's long axis and standing at its end, spanning
+    its heights, is its side panel (seen along its depth, cut off by the step at its front edge). 0 disables."""
     colour_strips: bool = True
     """Cut upright strips of distinct colour out of object instances (books in a row flush with the shelf
     front: no depth step parts them; ``geometric_colour.split_colour``). Needs the color image."""
@@ -478,6 +488,8 @@ class GeometricConfig:
         if min(self.pole_cell_m, self.pole_min_points, self.pole_min_span_m, self.pole_max_width_m,
                self.pole_join_height_m, self.pole_footprint_margin_m) < 0:
             raise ValueError("pole_* parameters must be >= 0")
+        if not 0 <= self.stack_min_width_iou <= 1 or self.side_panel_min_height_m < 0:
+            raise ValueError("stack_min_width_iou must be in [0, 1], side_panel_min_height_m >= 0")
         if min(self.leg_bar_min_contrast, self.leg_bar_min_clearance_m, self.leg_bar_max_width_m,
                self.leg_bar_min_span, self.top_max_thickness_m, self.leg_piece_max_width_m) < 0 \
                 or not 0 <= self.top_gap_max_depth_fraction <= 1:

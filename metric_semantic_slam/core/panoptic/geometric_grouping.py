@@ -351,6 +351,107 @@ def join_stacked(cfg: GeometricConfig, labels: np.ndarray, skip: set[int], P: np
             if iou >= cfg.stack_min_footprint_iou and height_overlap < cfg.stack_max_height_overlap:
                 pairs.append((i, j))
     join_label_pairs(labels, pixels, pairs)
+    if cfg.stack_min_width_iou > 0 or cfg.side_panel_min_height_m > 0:
+        _join_by_outline(cfg, labels, skip, P, valid, up, min_px, apart)
+
+
+def _span(x: np.ndarray) -> np.ndarray:
+    return np.percentile(x, [5, 95])
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> float:
+    return max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+
+
+def _long_axis(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors along the long and the short side of the minimum-area rectangle of floor-plane points."""
+    (_, _), (rw, rh), ang = cv2.minAreaRect(np.ascontiguousarray(xy))
+    t = np.deg2rad(ang if rw >= rh else ang + 90.0)
+    u = np.array([np.cos(t), np.sin(t)], np.float32)
+    return u, np.array([-u[1], u[0]], np.float32)
+
+
+_WIDTH_MIN_M = 0.3           # both pieces of a same-width stack are at least this wide along the pair's long axis
+_DEPTH_OVERLAP = 0.5         # pieces overlap by this share of the shorter along the other axis (both joins)
+_PANEL_MAX_THICK_M = 0.15    # a side panel is at most this thick along the wide piece's long axis ...
+_PANEL_MIN_WIDE_M = 0.4      # ... standing at an end of a piece at least this wide,
+_PANEL_END_IN_M = 0.12       # its centre from this inside that end to _PANEL_END_OUT_M outside it,
+_PANEL_END_OUT_M = 0.5
+_PANEL_HEIGHT_MARGIN_M = 0.15  # the wide piece's heights within the panel's, give or take this,
+_PANEL_MAX_GAP_M = 0.12      # and their points this close on the floor plane
+
+
+def _join_by_outline(cfg: GeometricConfig, labels: np.ndarray, skip: set[int], P: np.ndarray, valid: np.ndarray,
+                     up: np.ndarray, min_px: int, apart: set[tuple[int, int]]) -> None:
+    """The second pass of ``join_stacked``, in place: two more ways in which touching groups (as there) are one
+    piece of furniture. Their footprints are compared along axes rather than as rectangles: the rectangles of a
+    bookshelf's compartments turn and shift with depth noise and with which board tops are seen (IoU 0.3-0.5 for
+    one width), and a side panel seen along its depth has a thin strip of a footprint beside the shelf's.
+
+    * **same-width stack**: one above the other (height ranges overlapping by less than ``stack_max_height_overlap``
+      of the shorter), both at least ``_WIDTH_MIN_M`` wide along the long axis of the footprint of both together,
+      their extents along it (5-95 %) overlapping by IoU >= ``stack_min_width_iou`` and along the other axis by
+      ``_DEPTH_OVERLAP`` of the shorter: compartments of one width (books and boxes in them are narrower);
+    * **side panel**: a piece at least ``side_panel_min_height_m`` tall and at most ``_PANEL_MAX_THICK_M`` thick
+      along the long axis of a piece at least ``_PANEL_MIN_WIDE_M`` wide, whose centre lies at one end of that
+      piece (``_PANEL_END_IN_M`` inside to ``_PANEL_END_OUT_M`` outside), whose heights hold the wide piece's
+      (give or take ``_PANEL_HEIGHT_MARGIN_M``), overlapping it by ``_DEPTH_OVERLAP`` along its short axis, with
+      points within ``_PANEL_MAX_GAP_M`` of it on the floor plane: a shelf's or a cabinet's side panel, cut off by
+      the depth step at its front edge.
+    Shape: as ``join_stacked``."""
+    E = floor_basis(up).astype(np.float32)
+    up32 = up.astype(np.float32)
+    Pf, vf = P.reshape(-1, 3), valid.ravel()
+    pieces, pixels = {}, {}
+    for i, idx in label_pixels(labels):
+        if i == 0 or i in skip:
+            continue
+        X = Pf[idx[vf[idx]]]
+        if len(X) < min_px:
+            continue
+        X = X[::max(1, len(X) // 2000)]
+        pieces[i] = (X @ E, _span(X @ up32))
+        pixels[i] = idx
+    pairs = []
+    for a, (xa, ha) in pieces.items():
+        for b in touching_labels(labels, a, pixels[a]):
+            if b <= a or b not in pieces or (a, b) in apart or (b, a) in apart:
+                continue
+            xb, hb = pieces[b]
+            if cfg.stack_min_width_iou > 0 and \
+                    _overlap(ha, hb) < cfg.stack_max_height_overlap * min(ha[1] - ha[0], hb[1] - hb[0]):
+                u, v = _long_axis(np.concatenate([xa, xb]))
+                ua, ub, va, vb = _span(xa @ u), _span(xb @ u), _span(xa @ v), _span(xb @ v)
+                if min(ua[1] - ua[0], ub[1] - ub[0]) >= _WIDTH_MIN_M \
+                        and _overlap(ua, ub) >= cfg.stack_min_width_iou * (max(ua[1], ub[1]) - min(ua[0], ub[0])) \
+                        and _overlap(va, vb) >= _DEPTH_OVERLAP * min(va[1] - va[0], vb[1] - vb[0]):
+                    pairs.append((a, b))
+                    continue
+            if cfg.side_panel_min_height_m > 0 and (_is_side_panel(cfg, xa, ha, xb, hb)
+                                                     or _is_side_panel(cfg, xb, hb, xa, ha)):
+                pairs.append((a, b))
+    join_label_pairs(labels, pixels, pairs)
+
+
+def _is_side_panel(cfg: GeometricConfig, xp: np.ndarray, hp: np.ndarray, xq: np.ndarray, hq: np.ndarray) -> bool:
+    """Whether piece p (floor-plane points ``xp``, height span ``hp``) is a side panel of piece q (see
+    ``_join_by_outline``)."""
+    if hp[1] - hp[0] < cfg.side_panel_min_height_m:
+        return False
+    u, v = _long_axis(xq)
+    pu, qu, pv, qv = _span(xp @ u), _span(xq @ u), _span(xp @ v), _span(xq @ v)
+    if qu[1] - qu[0] < _PANEL_MIN_WIDE_M or pu[1] - pu[0] > _PANEL_MAX_THICK_M:
+        return False
+    if hq[0] < hp[0] - _PANEL_HEIGHT_MARGIN_M or hq[1] > hp[1] + _PANEL_HEIGHT_MARGIN_M:
+        return False
+    centre = 0.5 * (pu[0] + pu[1])
+    if not (qu[0] - _PANEL_END_OUT_M <= centre <= qu[0] + _PANEL_END_IN_M
+            or qu[1] - _PANEL_END_IN_M <= centre <= qu[1] + _PANEL_END_OUT_M):
+        return False
+    sp, sq = xp[::max(1, len(xp) // 300)], xq[::max(1, len(xq) // 300)]
+    if float(np.sqrt(((sp[:, None] - sq[None]) ** 2).sum(-1)).min()) > _PANEL_MAX_GAP_M:
+        return False
+    return _overlap(pv, qv) >= _DEPTH_OVERLAP * min(pv[1] - pv[0], qv[1] - qv[0])
 
 
 def join_poles(cfg: GeometricConfig, labels: np.ndarray, material: np.ndarray, P: np.ndarray, height: np.ndarray,
