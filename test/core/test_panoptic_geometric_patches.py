@@ -251,25 +251,29 @@ def test_books_standing_flush_in_a_row_are_parted_by_colour(space):
     assert all(_best_iou(row.instance, inst == i + 1) < 0.5 for i in range(4))
 
 
+def _point_groups(shape: tuple[int, int], groups) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and points of image groups: each (rows, cols, label, lo, hi) gets points drawn uniformly in the box
+    from ``lo`` to ``hi``. Returns (h, w) int64 labels and (h, w, 3) float32 points."""
+    rng = np.random.default_rng(0)
+    labels = np.zeros(shape, np.int64)
+    P = np.zeros(shape + (3,), np.float32)
+    for rows, cols, lab, lo, hi in groups:
+        labels[rows, cols] = lab
+        P[rows, cols] = rng.uniform(lo, hi, (labels[rows, cols].size, 3)).reshape(P[rows, cols].shape)
+    return labels, P
+
+
 def test_groups_stacked_on_one_footprint_are_one_object():
     # image rows 10-29: a shelf's upper compartment, rows 30-49: its lower one (the same 0.8 x 0.3 m
     # footprint, one above the other); rows 2-9: a plant standing on top (a small footprint); columns 60-79
     # of rows 30-49: a box beside the lower compartment (its own footprint, the same heights)
     from metric_semantic_slam.core.panoptic.geometric_grouping import join_stacked
 
-    rng = np.random.default_rng(0)
-    labels = np.zeros((50, 80), np.int64)
-    P = np.zeros((50, 80, 3), np.float32)
-
-    def fill(rows, cols, lab, lo, hi):
-        labels[rows, cols] = lab
-        n = labels[rows, cols].size
-        P[rows, cols] = rng.uniform(lo, hi, (n, 3)).reshape(P[rows, cols].shape)
-
-    fill(slice(10, 30), slice(0, 60), 1, (0.0, 0.0, 0.42), (0.8, 0.3, 0.8))
-    fill(slice(30, 50), slice(0, 60), 2, (0.0, 0.0, 0.0), (0.8, 0.3, 0.4))
-    fill(slice(2, 10), slice(20, 30), 3, (0.3, 0.1, 0.8), (0.45, 0.2, 1.1))
-    fill(slice(30, 50), slice(60, 80), 4, (0.85, 0.0, 0.0), (1.25, 0.4, 0.4))
+    labels, P = _point_groups((50, 80), [
+        (slice(10, 30), slice(0, 60), 1, (0.0, 0.0, 0.42), (0.8, 0.3, 0.8)),
+        (slice(30, 50), slice(0, 60), 2, (0.0, 0.0, 0.0), (0.8, 0.3, 0.4)),
+        (slice(2, 10), slice(20, 30), 3, (0.3, 0.1, 0.8), (0.45, 0.2, 1.1)),
+        (slice(30, 50), slice(60, 80), 4, (0.85, 0.0, 0.0), (1.25, 0.4, 0.4))])
     cfg = GeometricConfig()
     out = labels.copy()
     join_stacked(cfg, out, set(), P, labels > 0, np.array([0.0, 0.0, 1.0]), 50)
@@ -283,24 +287,16 @@ def test_groups_stacked_on_one_footprint_are_one_object():
 def test_compartments_of_one_width_and_a_side_panel_are_one_shelf():
     # a shelf seen from the front: its lower compartment's front (rows 60-99, a 5 cm deep slab of points), its upper
     # one seeing the boards and back (rows 20-59, 30 cm deep): one width, but footprints of IoU ~0.2; a box on top
-    # (rows 0-19, narrower); its right side panel seen along its depth (columns 80-84, 0.9 m tall, 2 cm thick); a
+    # (rows 0-19, narrower); its right side panel seen along its depth (columns 80-84, 1 m tall, 2 cm thick); a
     # floor lamp's pole in front of the middle (columns 40-42, rows 60-99, 1.5 m tall)
     from metric_semantic_slam.core.panoptic.geometric_grouping import join_stacked
 
-    rng = np.random.default_rng(0)
-    labels = np.zeros((100, 85), np.int64)
-    P = np.zeros((100, 85, 3), np.float32)
-
-    def fill(rows, cols, lab, lo, hi):
-        labels[rows, cols] = lab
-        n = labels[rows, cols].size
-        P[rows, cols] = rng.uniform(lo, hi, (n, 3)).reshape(P[rows, cols].shape)
-
-    fill(slice(60, 100), slice(0, 80), 1, (0.0, 2.0, 0.1), (0.8, 2.05, 0.4))
-    fill(slice(20, 60), slice(0, 80), 2, (0.02, 2.0, 0.45), (0.8, 2.3, 0.8))
-    fill(slice(0, 20), slice(25, 50), 3, (0.3, 2.05, 0.82), (0.6, 2.25, 1.1))
-    fill(slice(20, 100), slice(80, 85), 4, (0.8, 2.0, 0.0), (0.82, 2.3, 1.0))
-    fill(slice(60, 100), slice(40, 43), 5, (0.4, 1.6, 0.0), (0.42, 1.62, 1.5))
+    labels, P = _point_groups((100, 85), [
+        (slice(60, 100), slice(0, 80), 1, (0.0, 2.0, 0.1), (0.8, 2.05, 0.4)),
+        (slice(20, 60), slice(0, 80), 2, (0.02, 2.0, 0.45), (0.8, 2.3, 0.8)),
+        (slice(0, 20), slice(25, 50), 3, (0.3, 2.05, 0.82), (0.6, 2.25, 1.1)),
+        (slice(20, 100), slice(80, 85), 4, (0.8, 2.0, 0.0), (0.82, 2.3, 1.0)),
+        (slice(60, 100), slice(40, 43), 5, (0.4, 1.6, 0.0), (0.42, 1.62, 1.5))])
     up = np.array([0.0, 0.0, 1.0])
     out = labels.copy()
     join_stacked(GeometricConfig(), out, set(), P, labels > 0, up, 50)

@@ -303,6 +303,21 @@ def label_pixels(labels: np.ndarray):
         yield i, order[a:b]
 
 
+def _group_points(labels: np.ndarray, skip: set[int], P: np.ndarray, valid: np.ndarray, min_px: int):
+    """The groups of ``labels`` (not 0, not in ``skip``) with at least ``min_px`` pixels with depth: their flat pixel
+    indices and up to ~2000 of their points. Shape: (h, w) labels, (h, w, 3), (h, w) bool -> two dicts by id."""
+    Pf, vf = P.reshape(-1, 3), valid.ravel()
+    pixels, points = {}, {}
+    for i, idx in label_pixels(labels):
+        if i == 0 or i in skip:
+            continue
+        X = Pf[idx[vf[idx]]]
+        if len(X) < min_px:
+            continue
+        pixels[i], points[i] = idx, X[::max(1, len(X) // 2000)]
+    return pixels, points
+
+
 def join_stacked(cfg: GeometricConfig, labels: np.ndarray, skip: set[int], P: np.ndarray, valid: np.ndarray,
                  up: np.ndarray, min_px: int, apart: set[tuple[int, int]] = frozenset()) -> None:
     """Join groups stacked on the same footprint, in place in ``labels``: a bookshelf's compartments, which
@@ -319,19 +334,12 @@ def join_stacked(cfg: GeometricConfig, labels: np.ndarray, skip: set[int], P: np
     Shape: (h, w) int labels (0 = none), (h, w, 3) points, (h, w) bool, (3,) unit up vector."""
     E = floor_basis(up)
     up32 = up.astype(np.float32)
-    Pf, vf = P.reshape(-1, 3), valid.ravel()
-    boxes, pixels = {}, {}
-    for i, idx in label_pixels(labels):
-        if i == 0 or i in skip:
-            continue
-        X = Pf[idx[vf[idx]]]
-        if len(X) < min_px:
-            continue
-        X = X[::max(1, len(X) // 2000)]
+    pixels, points = _group_points(labels, skip, P, valid, min_px)
+    boxes = {}
+    for i, X in points.items():
         rect = cv2.minAreaRect(np.ascontiguousarray(X @ E, np.float32))
         lo, hi = np.percentile(X @ up32, [5, 95])
         boxes[i] = (rect, float(lo), float(hi))
-        pixels[i] = idx
     if len(boxes) < 2:
         return
     pairs = []
@@ -401,17 +409,8 @@ def _join_by_outline(cfg: GeometricConfig, labels: np.ndarray, skip: set[int], P
     Shape: as ``join_stacked``."""
     E = floor_basis(up).astype(np.float32)
     up32 = up.astype(np.float32)
-    Pf, vf = P.reshape(-1, 3), valid.ravel()
-    pieces, pixels = {}, {}
-    for i, idx in label_pixels(labels):
-        if i == 0 or i in skip:
-            continue
-        X = Pf[idx[vf[idx]]]
-        if len(X) < min_px:
-            continue
-        X = X[::max(1, len(X) // 2000)]
-        pieces[i] = (X @ E, _span(X @ up32))
-        pixels[i] = idx
+    pixels, points = _group_points(labels, skip, P, valid, min_px)
+    pieces = {i: (X @ E, _span(X @ up32)) for i, X in points.items()}
     pairs = []
     for a, (xa, ha) in pieces.items():
         for b in touching_labels(labels, a, pixels[a]):
