@@ -79,6 +79,17 @@ def test_yellow_books_in_light_wood_of_their_hue_are_cut_by_saturation():
     assert all(np.bincount(out[m]).argmax() == 5 for m in (masks[0], masks[2]))   # one mode with the wood
 
 
+def test_books_of_hues_30_degrees_apart_are_parted_as_strips():
+    # yellow (HSV hue 48 degrees) beside orange-red (16 degrees): two hue modes for the strips
+    orange = (220, 80, 30)
+    inst, color, z, height, masks = _scene([YELLOW, orange, YELLOW])
+    out, ids = _split(inst, color, z, height)
+    assert len(ids) == 3 and all(np.bincount(out[m]).argmax() in ids for m in masks)
+    # modes farther apart than the two hues (with the histogram's smoothing): one mode, a single strip is no row
+    out, ids = _split(inst, color, z, height, strip_mode_separation_bins=6)
+    assert ids == []
+
+
 def test_a_books_less_saturated_lit_band_does_not_split_it():
     # a third of the blue book is a paler blue (saturation 102 vs 191): not a second mode, the plain part does
     # not dominate its mode (it would with strip_plain_min_fraction 0.1)

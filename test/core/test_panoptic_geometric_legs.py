@@ -170,3 +170,32 @@ def test_pieces_of_a_top_stay_apart_with_the_wall_between_dense_depth_or_a_colou
     sem, inst, classes, valid, P, height = _split_top(None)
     join_legs_and_tops(GeometricConfig(), sem, inst, classes, valid, P, height, UP, {2})
     assert inst[164, 120] != inst[164, 180]                    # a part cut out for its colour (a book lying flat)
+
+
+def _frames(second_is_box: bool = False):
+    """Two 'frames' of one far table (legs and a stretch of apron each, 3.8 m away, instances 1 and 2) with an
+    8 px hole between their aprons; or the second one a filled box of the same heights."""
+    first = [(slice(165, 170), slice(100, 134)), (slice(170, 216), slice(100, 104)), (slice(170, 216), slice(130, 134))]
+    second = [(slice(165, 216), slice(142, 176))] if second_is_box else \
+        [(slice(165, 170), slice(142, 176)), (slice(170, 216), slice(142, 146)), (slice(170, 216), slice(172, 176))]
+    P, height = _scene([(r, c, 3.8) for r, c in first + second])
+    inst = np.zeros((H, W), np.uint16)
+    for label, parts in ((1, first), (2, second)):
+        for r, c in parts:
+            inst[r, c] = label
+    valid = np.ones((H, W), bool)
+    valid[165:170, 134:142] = False
+    sem = np.where(inst > 0, OBJECT, WALL).astype(np.uint16)
+    return sem, inst, {1: OBJECT, 2: OBJECT}, valid, P, height
+
+
+def test_two_frames_of_a_far_table_are_one_but_not_a_frame_and_a_box():
+    sem, inst, classes, valid, P, height = _frames()
+    join_legs_and_tops(GeometricConfig(), sem, inst, classes, valid, P, height, UP, set())
+    assert inst[167, 110] == inst[167, 160]
+    sem, inst, classes, valid, P, height = _frames(second_is_box=True)
+    join_legs_and_tops(GeometricConfig(), sem, inst, classes, valid, P, height, UP, set())
+    assert inst[167, 110] != inst[167, 160]
+    sem, inst, classes, valid, P, height = _frames()
+    join_legs_and_tops(GeometricConfig(), sem, inst, classes, valid, P, height, UP, {2})   # a colour part
+    assert inst[167, 110] != inst[167, 160]

@@ -103,7 +103,8 @@ pixels wide and the labels are scaled back with nearest-neighbour):
 15. **legs and tops** (``join_legs_and_tops`` in :mod:`.geometric_legs`): a slender piece reaching from near the floor
    up to a thin top, inside the top's footprint, joins it, and two pieces whose tops are at one height, both mostly
    without depth, whose gap in the image holds nothing behind them (depth holes, or a chair or a lamp in front:
-   a far desk's top, a screen) are one.
+   a far desk's top, a screen) are one, and so are a table's "frames" (legs and a stretch of apron in one piece)
+   whose top slabs meet.
    Everything else without a label is unknown (0).
 
 Limits (see ``benchmarks/bench_panoptic.py`` for numbers): objects with little depth (thin lamp poles, metal
@@ -302,6 +303,10 @@ class GeometricConfig:
     strip_plain_min_fraction: float = 0.6
     """The plain part must dominate: a book's own lit band (a third of its pixels, less saturated) is no second
     mode (without this bound books were cut along their shading: -44 books on the seed groups)."""
+    strip_mode_separation_bins: int = 3
+    """For the strips only, hue modes are at least this many 10-degree bins apart (the flat blobs and islands keep
+    4): a yellow book beside an orange or red one is 30-35 degrees away, one mode at 4 (+10 books on the seed
+    groups chosen on; 3 everywhere cut desk tops of two wood shades into flat blobs)."""
     strip_max_width_m: float = 0.25
     strip_min_height_m: float = 0.10
     strip_max_height_m: float = 0.32
@@ -460,8 +465,8 @@ class GeometricConfig:
             raise ValueError("wall_front_sigmas and wall_front_min_m must be >= 0, wall_front_min_px >= 1")
         if self.island_max_convex_ratio <= 0:
             raise ValueError("island_max_convex_ratio must be > 0")
-        if self.thin_min_px < 0 or self.strip_min_px < 1:
-            raise ValueError("thin_min_px must be >= 0 and strip_min_px >= 1")
+        if self.thin_min_px < 0 or self.strip_min_px < 1 or self.strip_mode_separation_bins < 1:
+            raise ValueError("thin_min_px must be >= 0, strip_min_px and strip_mode_separation_bins >= 1")
         if not (0 <= self.strip_saturation_min <= 255 and 0.0 <= self.strip_saturated_fraction <= 1.0):
             raise ValueError("strip_saturation_min must be in [0, 255] and strip_saturated_fraction in [0, 1]")
         if not (0 <= self.strip_vivid_saturation <= 255 and 0.0 <= self.strip_vivid_min_fraction <= 1.0

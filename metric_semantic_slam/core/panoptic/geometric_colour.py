@@ -61,7 +61,7 @@ __all__ = ["FrameColour", "depth_margin", "grow_by_colour", "join_depthless", "l
            "unlabelled_colour_parts"]
 
 _HUE_BIN = 5            # hue histogram bin (OpenCV units, 10 degrees)
-_MODE_SEPARATION = 4    # bins (40 degrees) between two hue modes
+_MODE_SEPARATION = 4    # bins (40 degrees) between two hue modes (the strips: ``strip_mode_separation_bins``)
 _MODE_RADIUS = 12       # a saturated pixel farther than this (24 degrees) from every mode takes none
 _FILL_PX = 3.0          # unsaturated pixels take the mode of a saturated one at most this far
 _VALUE_MIN = 60         # darker pixels' hue is noise (HSV value, 0-255)
@@ -70,9 +70,9 @@ _VIVID_GAP = 4          # saturation split: "vivid" / "plain" pixels lie this fa
 _VIVID_VALLEY = 0.15    # ... and at most this fraction of the mode's pixels lie between
 
 
-def _hue_modes(hue: np.ndarray, min_count: int) -> np.ndarray:
+def _hue_modes(hue: np.ndarray, min_count: int, separation: int = _MODE_SEPARATION) -> np.ndarray:
     """Centres (OpenCV hue units) of the distinct modes of a hue sample, strongest first: peaks of a
-    circular 36-bin histogram (lightly smoothed) at least ``_MODE_SEPARATION`` bins apart with at least
+    circular 36-bin histogram (lightly smoothed) at least ``separation`` bins apart with at least
     ``min_count`` pixels. Shape: (n,) uint8 -> (k,) float."""
     hist = np.bincount(hue.astype(np.int64) // _HUE_BIN, minlength=180 // _HUE_BIN).astype(np.float64)
     smooth = hist + 0.5 * (np.roll(hist, 1) + np.roll(hist, -1))
@@ -81,7 +81,7 @@ def _hue_modes(hue: np.ndarray, min_count: int) -> np.ndarray:
     for b in np.argsort(-smooth, kind="stable"):
         if smooth[b] < min_count:
             break
-        if all(min(abs(int(b) - p), n_bins - abs(int(b) - p)) >= _MODE_SEPARATION for p in peaks):
+        if all(min(abs(int(b) - p), n_bins - abs(int(b) - p)) >= separation for p in peaks):
             peaks.append(int(b))
     return np.array(peaks, np.float64) * _HUE_BIN + _HUE_BIN / 2.0
 
@@ -133,18 +133,19 @@ def _split_by_saturation(labels: np.ndarray, saturation: np.ndarray, n_modes: in
 
 
 def _mode_map(hsv: np.ndarray, saturated: np.ndarray, region: np.ndarray, min_px: int,
-              min_modes: int = 2, vivid: tuple[float, float, float] | None = None
-              ) -> tuple[np.ndarray, np.ndarray, int] | None:
+              min_modes: int = 2, vivid: tuple[float, float, float] | None = None,
+              separation: int = _MODE_SEPARATION) -> tuple[np.ndarray, np.ndarray, int] | None:
     """Hue-mode label of every pixel of ``region`` (1..k; 0 = none) in a crop: saturated pixels take their
     nearest mode within ``_MODE_RADIUS``, white / grey ones (a book's printed stripes) the mode of the nearest
     saturated pixel within ``_FILL_PX``. Returns (mode, which pixels are coloured themselves, k), or None when
     the region has fewer than ``min_modes`` modes. ``vivid``: (saturation bound, vivid and plain fractions) to
-    split modes by saturation (:func:`_split_by_saturation`), or None. Shape: (h, w, 3) uint8 HSV, (h, w) bool x2."""
+    split modes by saturation (:func:`_split_by_saturation`), or None; ``separation``: of the modes, in hue bins.
+    Shape: (h, w, 3) uint8 HSV, (h, w) bool x2."""
     sat = saturated & region
     if sat.sum() < 2 * min_px:
         return None
     hue = hsv[..., 0][sat]
-    modes = _hue_modes(hue, min_px)
+    modes = _hue_modes(hue, min_px, separation)
     n_modes = len(modes)
     if n_modes == 0 or (n_modes < min_modes and vivid is None):
         return None
@@ -483,10 +484,20 @@ def split_colour(cfg: GeometricConfig, inst: np.ndarray, strip_ids: set[int], fl
         cut: list[np.ndarray] = []
         parts = list(_parts(*modes, min_px, cfg.strip_saturated_fraction)) if modes is not None else []
         if iid in strip_ids:
-            cut += [part for _, part in _side_by_side(_upright_strips(cfg, parts, Pc[..., 2], Pc @ up32, fx))]
+            strip_parts = parts
+            if cfg.strip_mode_separation_bins != _MODE_SEPARATION:
+                # books of two hues 30 degrees apart (yellow beside orange) are one mode at 40: finer for strips only
+                strip_modes = _mode_map(hsv[y0:y1, x0:x1], saturated[y0:y1, x0:x1], region, min_px, vivid=vivid,
+                                        separation=cfg.strip_mode_separation_bins)
+                strip_parts = list(_parts(*strip_modes, min_px, cfg.strip_saturated_fraction)) \
+                    if strip_modes is not None else []
+            cut += [part for _, part in _side_by_side(_upright_strips(cfg, strip_parts, Pc[..., 2], Pc @ up32, fx))]
         if iid in flat_ids and parts:
-            # parts do not overlap: the ones not cut as strips yet
-            rest = [p for p in parts if not any(p[1] is c for c in cut)]
+            rest = parts
+            if cut:     # what the strips left of each part; one mostly cut (or cut whole) is gone
+                taken = np.any(cut, axis=0)
+                rest = [(k, part & ~taken, int(np.count_nonzero(part & ~taken)), bh) for k, part, area, bh in parts
+                        if np.count_nonzero(part & ~taken) >= max(min_px, 0.5 * area)]
             dominant = int(np.argmax(np.bincount(modes[0].ravel(), minlength=modes[2] + 1)[1:])) + 1
             cut += _flat_blobs(cfg, rest, dominant, len(idx), Pc, E, up32)
         if iid in flat_ids and modes is None:

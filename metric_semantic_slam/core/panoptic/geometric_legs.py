@@ -12,7 +12,8 @@ passes run on the final instances (after the late pole pass), where the floor is
 * ``join_legs_and_tops`` (step 15): a slender piece reaching from near the floor up to the underside of a thin
   horizontal top, standing inside the top's footprint, joins it (a leg found as a piece of its own); and two pieces
   whose tops are at one height, both mostly without depth, whose gap in the image holds nothing behind them (only
-  depth holes or something in front: a chair, a lamp before a screen) are one.
+  depth holes or something in front: a chair, a lamp before a screen) are one; so are a table's "frames" (legs and
+  a stretch of apron in one piece, hollow in the image) whose top slabs meet, with each other or with a thin top.
 
 Pieces cut out or found by their colour (the caller's ``colour_ids``: strips, books lying flat, books without depth
 found in what was unlabelled) are never pieces of a top here.
@@ -55,6 +56,13 @@ _GAP_SIGMAS = 3.0              # a gap pixel lies behind the line between the tw
 _GAP_MAX_BEHIND = 0.2          # share of the gap's pixels with depth that may lie behind it
 _GAP_MAX_FLOOR_M = 1.0         # and the slabs this close on the floor plane
 _MIN_DEPTH_PX = 8              # pieces with fewer pixels with depth are left out
+_FRAME_LOW_M = 0.25            # a frame (legs and apron in one piece) comes down to this above the floor ...
+_FRAME_MAX_FILL = 0.4          # ... fills at most this share of its image bounding box (a box or a person: more)
+_FRAME_MAX_SLAB = 0.6          # ... and holds at most this share of its points in its top slab
+_FRAMES_MAX_HEIGHT_DIFF_M = 0.03   # two frames of one table: highest points this close
+_TOP_FRAME_MARGIN_M = 0.05     # a frame under a top: its highest points within the top's heights, give or take this
+_MEET_PX = 12                  # two top slabs meet: their nearest pixels this close in the image ...
+_MEET_M = 0.15                 # ... and their 5 nearest pairs (in the image) this close on the floor (median)
 
 
 def bar_contrast(lab: np.ndarray, angle_deg: float) -> np.ndarray:
@@ -221,11 +229,82 @@ def join_legs_and_tops(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, 
             if _gap_is_open(inst, a, b, slab_idx, z, valid) and \
                     float(np.sqrt(((slab_xy[a][:, None] - slab_xy[b][None]) ** 2).sum(-1)).min()) <= _GAP_MAX_FLOOR_M:
                 pairs.add((min(a, b), max(a, b)))
+    _join(sem, inst, classes, pixels, pairs)
+    _join_frames(cfg, sem, inst, classes, valid, P, height, up, colour_ids)
+
+
+def _join(sem: np.ndarray, inst: np.ndarray, classes: dict[int, int], pixels: dict[int, np.ndarray],
+          pairs: set[tuple[int, int]]) -> None:
+    """Join the pairs of instances (transitively), in place; joined pixels take the class of the label they take."""
     if not pairs:
         return
     join_label_pairs(inst, pixels, sorted(pairs))
     for i in {i for pair in pairs for i in pair}:
         np.put(sem, pixels[i], classes[int(inst.ravel()[pixels[i][0]])])
+
+
+def _join_frames(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, classes: dict[int, int],
+                 valid: np.ndarray, P: np.ndarray, height: np.ndarray, up: np.ndarray, colour_ids: set[int]) -> None:
+    """The last rule of step 15, on the instances the others leave, in place: a far table cut into **frames**, each
+    its legs and a stretch of apron in one piece, with neither a thin top (a plant pot or a hole between them).
+
+    A frame is an instance not in ``colour_ids`` with at least ``_MIN_DEPTH_PX`` pixels with depth, coming down to
+    ``_FRAME_LOW_M`` above the floor (5 %) and up to ``_TOP_MIN_HEIGHT_M`` (95 %), hollow in the image (at most
+    ``_FRAME_MAX_FILL`` of its bounding box: legs under an apron, not a box, a cabinet or a person) and with at
+    most ``_FRAME_MAX_SLAB`` of its points in its top slab (legs below a top, not a top with a stray pixel below).
+    Two pieces join when their top slabs meet (nearest pixels within ``_MEET_PX`` in the image, the 5 nearest
+    pairs' median distance on the floor plane within ``_MEET_M``, and the image gap between them open as in
+    ``join_legs_and_tops`` when 3 px or more) and they are two frames whose highest points are within
+    ``_FRAMES_MAX_HEIGHT_DIFF_M``, or a thin top and a frame whose highest points lie within the top's heights,
+    give or take ``_TOP_FRAME_MARGIN_M``. Shape: as ``join_legs_and_tops``."""
+    h, w = inst.shape
+    E = floor_basis(up)
+    Pf, Hf, vf = P.reshape(-1, 3), height.ravel(), valid.ravel()
+    pixels, quant, frame, slab_idx, slab_rc, slab_xy = {}, {}, {}, {}, {}, {}
+    for i, idx in label_pixels(inst):
+        if i not in classes:
+            continue
+        pixels[i] = idx
+        iv = idx[vf[idx]]
+        if len(iv) < _MIN_DEPTH_PX or i in colour_ids:
+            continue
+        hv = Hf[iv]
+        quant[i] = lo, hi = np.percentile(hv, [5, 95])
+        ys, xs = np.divmod(idx, w)
+        fill = len(idx) / ((ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1))
+        in_slab = hv >= hi - _SLAB_M
+        frame[i] = lo <= _FRAME_LOW_M and hi >= _TOP_MIN_HEIGHT_M and fill <= _FRAME_MAX_FILL \
+            and float(np.mean(in_slab)) <= _FRAME_MAX_SLAB
+        s = iv[in_slab]
+        slab_idx[i] = s[::max(1, len(s) // 300)]
+        slab_rc[i] = np.stack(np.divmod(slab_idx[i], w), 1)
+        slab_xy[i] = (Pf[slab_idx[i]] @ E).astype(np.float32)
+    is_top = {i: q[1] - q[0] <= cfg.top_max_thickness_m and q[0] >= _TOP_MIN_HEIGHT_M for i, q in quant.items()}
+    z = P[..., 2]
+
+    def slabs_meet(a: int, b: int) -> bool:
+        d2 = ((slab_rc[a][:, None] - slab_rc[b][None]) ** 2).sum(-1)
+        if d2.min() > _MEET_PX ** 2:
+            return False
+        floor_d = np.sqrt(((slab_xy[a][:, None] - slab_xy[b][None]) ** 2).sum(-1))
+        if float(np.median(floor_d.ravel()[np.argsort(d2.ravel())[:5]])) > _MEET_M:
+            return False
+        return d2.min() < 9 or _gap_is_open(inst, a, b, slab_idx, z, valid)
+
+    pairs = set()
+    ids = sorted(quant)
+    for n_a, a in enumerate(ids):
+        for b in ids[n_a + 1:]:
+            if frame[a] and frame[b]:
+                if abs(quant[a][1] - quant[b][1]) <= _FRAMES_MAX_HEIGHT_DIFF_M and slabs_meet(a, b):
+                    pairs.add((a, b))
+                continue
+            for t, f in ((a, b), (b, a)):
+                if is_top[t] and frame[f] and slabs_meet(t, f) and \
+                        quant[t][0] - _TOP_FRAME_MARGIN_M <= quant[f][1] <= quant[t][1] + _TOP_FRAME_MARGIN_M:
+                    pairs.add((a, b))
+                    break
+    _join(sem, inst, classes, pixels, pairs)
 
 
 def _gap_is_open(inst: np.ndarray, a: int, b: int, slab_idx: dict[int, np.ndarray], z: np.ndarray,
