@@ -447,3 +447,24 @@ def test_instances_of_other_colours_black_ones_and_those_left_out_are_not_joined
     assert len(np.unique(_join(inst.copy(), black, valid, depthless_join_min_lightness=0.0)[inst > 0])) == 1
     out = _join(inst.copy(), lab, valid, ids={1, 2})                # leg 3 is a colour part: left as it is
     assert (out[inst == 3] == 3).all() and (out[inst == 2] == out[inst == 1][0]).all()
+
+
+def test_a_pale_shade_without_hue_in_what_is_unlabelled_is_an_object_but_not_a_dark_leg():
+    from metric_semantic_slam.core.panoptic.geometric_colour import FrameColour, pale_parts
+
+    h, w = 60, 80
+    sem = np.full((h, w), 2, np.uint16)                          # wall
+    inst = np.zeros((h, w), np.uint16)
+    color = np.full((h, w, 3), 150, np.uint8)                    # grey wall
+    valid = np.ones((h, w), bool)
+    shade, leg, bare = (slice(10, 22), slice(10, 26)), (slice(10, 40), slice(40, 52)), (slice(30, 42), slice(60, 76))
+    for box in (shade, leg, bare):
+        sem[box] = 0
+        valid[box] = np.random.default_rng(4).random((box[0].stop - box[0].start, box[1].stop - box[1].start)) < 0.4
+    color[shade] = color[bare] = (200, 190, 150)                 # cream: saturation 64, lighter and yellower
+    color[leg] = (70, 50, 40)                                    # dark wood
+    valid[bare] = False                                          # no depth at all: a dropout strip, no object
+    next_id, ids = pale_parts(GeometricConfig(), sem, inst, valid, 24, 600, 7, 20, FrameColour(color))
+    assert ids == [7] and next_id == 8
+    assert (inst[shade] == 7).mean() > 0.95 and (sem[inst == 7] == 20).all()
+    assert (inst[leg] == 0).all() and (inst[bare] == 0).all()

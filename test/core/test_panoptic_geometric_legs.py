@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 
 from metric_semantic_slam.core.panoptic.geometric import GeometricConfig
-from metric_semantic_slam.core.panoptic.geometric_legs import bar_contrast, claim_leg_bars, join_legs_and_tops
+from metric_semantic_slam.core.panoptic.geometric_legs import bar_contrast, claim_leg_bars, join_legs_and_tops, trace_poles
 
 FX = FY = 262.5
 CX, CY = 159.5, 119.5
@@ -199,3 +199,36 @@ def test_two_frames_of_a_far_table_are_one_but_not_a_frame_and_a_box():
     sem, inst, classes, valid, P, height = _frames()
     join_legs_and_tops(GeometricConfig(), sem, inst, classes, valid, P, height, UP, {2})   # a colour part
     assert inst[167, 110] != inst[167, 160]
+
+
+def _lamp(shade_is_pale: bool = True, neighbour_beside: bool = False):
+    """A desk lamp 3 m away: its shade (instance 1, rows 120-131, 16 px wide, 1.0-1.1 m above the floor) over a
+    pole 2 px wide down to row 160, taken by the wall (stuff) and half without depth; optionally an object with
+    depth right beside the pole (instance 2: a monitor's edge)."""
+    P, height = _scene([(slice(120, 132), slice(150, 166), 3.0), (slice(132, 161), slice(157, 159), 3.0)])
+    inst = np.zeros((H, W), np.uint16)
+    inst[120:132, 150:166] = 1
+    rgb = _textured_wall()
+    rgb[120:132, 150:166] = (200, 190, 150)
+    rgb[132:161, 157:159] = (60, 60, 65)
+    valid = np.ones((H, W), bool)
+    valid[132:161, 157:159] = np.random.default_rng(5).random((29, 2)) < 0.5
+    classes = {1: OBJECT}
+    if neighbour_beside:
+        inst[132:161, 160:180] = 2
+        classes[2] = OBJECT
+    sem = np.where(inst > 0, OBJECT, WALL).astype(np.uint16)
+    return sem, inst, classes, rgb, valid, P, height, [1] if shade_is_pale else []
+
+
+def test_a_pole_is_traced_below_a_pale_shade_but_not_along_an_objects_edge():
+    sem, inst, classes, rgb, valid, P, height, pale = _lamp()
+    trace_poles(GeometricConfig(), sem, inst, classes, _lab(rgb), valid, P, height, UP, FX, FY, pale, OBJECT)
+    assert (inst[132:161, 157:159] == 1).mean() > 0.9
+    # an object that is no pale part, with another object's edge 2 px beside its pole on every row: no pole
+    sem, inst, classes, rgb, valid, P, height, pale = _lamp(shade_is_pale=False, neighbour_beside=True)
+    trace_poles(GeometricConfig(), sem, inst, classes, _lab(rgb), valid, P, height, UP, FX, FY, pale, OBJECT)
+    assert (inst[132:161, 157:159] == 0).all()
+    sem, inst, classes, rgb, valid, P, height, pale = _lamp(shade_is_pale=False)
+    trace_poles(GeometricConfig(), sem, inst, classes, _lab(rgb), valid, P, height, UP, FX, FY, pale, OBJECT)
+    assert (inst[132:161, 157:159] == 1).mean() > 0.9           # alone, a small floating object holds its pole

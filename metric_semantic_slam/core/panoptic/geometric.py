@@ -87,7 +87,9 @@ pixels wide and the labels are scaled back with nearest-neighbour):
 11. **unlabelled colour parts** (``unlabelled_colour_parts`` in :mod:`.geometric_colour`): in what is still
    unlabelled, compact parts of one hue (``unlabelled_parts_*``) become objects: books in a dark shelf, or lying
    flat on a far desk, whose depth drops out; not a part of the colour of the wall / floor around it, nor one
-   reaching the rows and columns without depth round a real sensor's image;
+   reaching the rows and columns without depth round a real sensor's image; then compact pale parts, lighter and
+   of another colour than what rings their region (``pale_parts``: a far desk lamp's cream shade, too unsaturated
+   for a hue);
 12. **depthless joins** (``join_depthless`` in :mod:`.geometric_colour`): touching object instances of one colour
    (median Lab within ``depthless_join_max_delta``, not black) of which one has depth on at most
    ``depthless_join_max_depth_fraction`` of its pixels are one: a far desk's top and its dark legs, grown or found
@@ -99,7 +101,9 @@ pixels wide and the labels are scaled back with nearest-neighbour):
 14. **leg bars** (``claim_leg_bars`` in :mod:`.geometric_legs`): below an instance that floats (its lowest points
    clear of the floor), narrow upright bars of colour contrast that no instance holds, touching it and reaching
    a good part of the way to the floor, are its legs (a far table's dark legs taken by the wall or floor planes,
-   whose tolerance grows with z^2, or left without depth) and join it;
+   whose tolerance grows with z^2, or left without depth) and join it; then poles are traced down from small
+   floating objects and the pale parts (``trace_poles``: a desk lamp's pole, too short for a leg bar, maybe in
+   front of a screen);
 15. **legs and tops** (``join_legs_and_tops`` in :mod:`.geometric_legs`): a slender piece reaching from near the floor
    up to a thin top, inside the top's footprint, joins it, and two pieces whose tops are at one height, both mostly
    without depth, whose gap in the image holds nothing behind them (depth holes, or a chair or a lamp in front:
@@ -138,11 +142,12 @@ import numpy as np
 from ..camera import PinholeCamera
 from ..depth_confidence import nguyen_sigma_m
 from ..labels import LabelSpace
-from .geometric_colour import FrameColour, grow_by_colour, join_depthless, split_colour, unlabelled_colour_parts
+from .geometric_colour import (FrameColour, grow_by_colour, join_depthless, pale_parts, split_colour,
+                               unlabelled_colour_parts)
 from .geometric_depth import creases, depth_normals, estimate_up, fill_depth_speckles, norm3
 from .geometric_grouping import (component_crops, coplanar_pairs, horizontal_patches, join_at_patches, join_poles,
                                  join_stacked, split_set_back_fronts)
-from .geometric_legs import claim_leg_bars, join_legs_and_tops
+from .geometric_legs import claim_leg_bars, join_legs_and_tops, trace_poles
 from .types import PanopticInput, PanopticResult, validate_input
 
 __all__ = ["GeometricConfig", "GeometricBackend", "estimate_up", "depth_normals", "fill_depth_speckles"]
@@ -414,6 +419,17 @@ class GeometricConfig:
     """... filling this fraction of their convex hull"""
     unlabelled_parts_stuff_distance: float = 10.0
     """... and farther than this (Lab) in mean colour from the wall / floor / ceiling pixels around them."""
+    pale_parts: bool = True
+    """Step 11 also makes objects of pale parts of what is still unlabelled (``geometric_colour.pale_parts``: a far
+    desk lamp's cream shade, too unsaturated for a hue, keeping depth on a third of its pixels)."""
+    pale_parts_min_delta: float = 8.0
+    """... a part's mean colour lies at least this far (Lab) from the ring around its region, and not darker."""
+    pale_parts_max_px: int = 600
+    """... and it has at most this many pixels (at 320x240; at least ``unlabelled_parts_min_px``)."""
+    pole_trace_min_contrast: float = 15.0
+    """Step 14 then traces a pole down from small floating objects and pale parts (``geometric_legs.trace_poles``:
+    a desk lamp's pole, too short for a leg bar, maybe in front of a screen) over pixels of at least this
+    ``bar_contrast``. 0 disables; needs a floor."""
     depthless_join: bool = True
     """Touching object instances of one colour join when one of them has little depth (a far desk's top and its
     legs, whose depth dropped out; ``geometric_colour.join_depthless``), after every other stage. Needs the color
@@ -499,6 +515,8 @@ class GeometricConfig:
                self.leg_bar_min_span, self.top_max_thickness_m, self.leg_piece_max_width_m) < 0 \
                 or not 0 <= self.top_gap_max_depth_fraction <= 1:
             raise ValueError("leg_bar_* and top_* parameters must be >= 0, top_gap_max_depth_fraction in [0, 1]")
+        if self.pale_parts_min_delta < 0 or self.pale_parts_max_px < 1 or self.pole_trace_min_contrast < 0:
+            raise ValueError("pale_parts_min_delta and pole_trace_min_contrast must be >= 0, pale_parts_max_px >= 1")
         if not (1 <= self.unlabelled_parts_min_px <= self.unlabelled_parts_max_px
                 and 0.0 <= self.unlabelled_parts_min_solidity <= 1.0 and self.unlabelled_parts_stuff_distance >= 0):
             raise ValueError("unlabelled parts need 1 <= unlabelled_parts_min_px <= unlabelled_parts_max_px, "
@@ -1150,6 +1168,13 @@ class GeometricBackend:
                 max(classes, default=0) + 1, obj_cls, self._frame_colour(color))
             for i in unlabelled_ids:
                 classes[i] = obj_cls
+        pale_ids: list[int] = []
+        if color is not None and cfg.unlabelled_parts and cfg.pale_parts:
+            _, pale_ids = pale_parts(cfg, sem, inst, valid, _pixels_at(cfg.unlabelled_parts_min_px, h, w),
+                                     _pixels_at(cfg.pale_parts_max_px, h, w), max(classes, default=0) + 1, obj_cls,
+                                     self._frame_colour(color))
+            for i in pale_ids:
+                classes[i] = obj_cls
         if color is not None and cfg.depthless_join:
             # parts cut out for their colour stay apart: a mixed edge can bring their median near their surroundings'
             objects = {i for i, c in classes.items() if c == obj_cls} - set(colour_ids)
@@ -1160,9 +1185,12 @@ class GeometricBackend:
         if floor_h is not None and color is not None and cfg.leg_bar_min_contrast > 0:
             claim_leg_bars(cfg, sem, inst, classes, self._frame_colour(color).lab_raw, valid_obj, P,
                            height - floor_h, up, cam.fx, cam.fy)
+            if cfg.pole_trace_min_contrast > 0:
+                trace_poles(cfg, sem, inst, classes, self._frame_colour(color).lab_raw, valid_obj, P,
+                            height - floor_h, up, cam.fx, cam.fy, pale_ids, obj_cls)
         if floor_h is not None and cfg.top_joins:
             join_legs_and_tops(cfg, sem, inst, classes, valid_obj, P, height - floor_h, up,
-                               set(colour_ids) | set(unlabelled_ids))
+                               set(colour_ids) | set(unlabelled_ids) | set(pale_ids))
         # ids that lost all pixels to nothing cannot happen (components are non-empty), but keep it exact
         present = set(np.unique(inst).tolist()) - {0}
         classes = {i: c for i, c in classes.items() if i in present}

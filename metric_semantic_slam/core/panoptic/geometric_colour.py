@@ -57,8 +57,8 @@ from .geometric_grouping import component_crops, join_label_pairs, label_pixels,
 if TYPE_CHECKING:  # only for annotations: geometric.py imports this module
     from .geometric import GeometricConfig
 
-__all__ = ["FrameColour", "depth_margin", "grow_by_colour", "join_depthless", "lab_image", "split_colour",
-           "unlabelled_colour_parts"]
+__all__ = ["FrameColour", "depth_margin", "grow_by_colour", "join_depthless", "lab_image", "pale_parts",
+           "split_colour", "unlabelled_colour_parts"]
 
 _HUE_BIN = 5            # hue histogram bin (OpenCV units, 10 degrees)
 _MODE_SEPARATION = 4    # bins (40 degrees) between two hue modes (the strips: ``strip_mode_separation_bins``)
@@ -654,6 +654,63 @@ def unlabelled_colour_parts(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndar
             crop = lab[box]
             if np.count_nonzero(ring) >= 3 and \
                     norm3(crop[part].mean(axis=0) - crop[ring].mean(axis=0)) < cfg.unlabelled_parts_stuff_distance:
+                continue
+            inst[box][part] = next_id
+            sem[box][part] = object_class
+            new_ids.append(next_id)
+            next_id += 1
+    return next_id, new_ids
+
+
+_PALE_PIXEL_DELTA = 6.0     # a pale part's pixels lie this far (Lab) from the median of the ring around the region
+_PALE_MIN_THICK = 0.5       # at least this share of a pale part survives a 3x3 opening (no slivers along an edge)
+_PALE_MIN_DEPTH = 0.15      # and has depth on this share of its pixels (a sensor's dropout strips have none)
+_PALE_RING_MIN_PX = 8       # the ring is the stuff around the region when it has this many pixels, else all labels
+
+
+def pale_parts(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, valid: np.ndarray, min_px: int,
+               max_px: int, next_id: int, object_class: int, colour: FrameColour) -> tuple[int, list[int]]:
+    """Object instances from pale parts of what is still unlabelled after :func:`unlabelled_colour_parts`, in
+    place; returns the next free id and the new ids.
+
+    A far desk lamp's cream shade keeps depth on a third of its pixels and its hue is too unsaturated to count
+    (HSV saturation 44-60), so the depth stages and the hue parts miss it; it is lighter and yellower than the
+    wall or the screen behind it (9-14 in Lab). Every 8-connected unlabelled region of at least ``min_px`` pixels
+    is compared with the labelled ring round it (5x5; its stuff pixels when there are ``_PALE_RING_MIN_PX``, else
+    all of it: a shade in front of a screen instance): its pixels farther than ``_PALE_PIXEL_DELTA`` from the
+    ring's median (``colour.lab(1.0)``) form 8-connected parts, and a part of ``min_px`` to ``max_px`` pixels,
+    filling ``unlabelled_parts_min_solidity`` of its convex hull, ``_PALE_MIN_THICK`` of it surviving a 3x3
+    opening, with depth on ``_PALE_MIN_DEPTH`` of its pixels, clear of the sensor's margin (:func:`depth_margin`),
+    whose mean lies at least ``pale_parts_min_delta`` from the ring's median and is not darker than it (dark table
+    legs left unlabelled are no objects of their own), is an object. Shape: (h, w) uint16 x2, (h, w) bool."""
+    lab = colour.lab(1.0)
+    sensor_margin = cv2.dilate(depth_margin(valid).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    stuff, labelled = (sem > 0) & (inst == 0), sem > 0
+    ring_kernel, open_kernel = np.ones((5, 5), np.uint8), np.ones((3, 3), np.uint8)
+    new_ids: list[int] = []
+    for box, region in component_crops(sem == 0, min_px, margin_px=3):
+        around = cv2.dilate(region.astype(np.uint8), ring_kernel).astype(bool) & ~region & labelled[box]
+        ring = around & stuff[box]
+        if np.count_nonzero(ring) < _PALE_RING_MIN_PX:
+            ring = around
+        if np.count_nonzero(ring) < 3:
+            continue
+        crop = lab[box]
+        ref = np.median(crop[ring], axis=0)
+        far = region & (np.linalg.norm(crop - ref, axis=2) > _PALE_PIXEL_DELTA)
+        n, parts, stats, _ = cv2.connectedComponentsWithStats(far.astype(np.uint8), connectivity=8)
+        for q in range(1, n):
+            area = int(stats[q, cv2.CC_STAT_AREA])
+            if not min_px <= area <= max_px:
+                continue
+            part = parts == q
+            if area < cfg.unlabelled_parts_min_solidity * _hull_area(part) or np.count_nonzero(
+                    cv2.morphologyEx(part.astype(np.uint8), cv2.MORPH_OPEN, open_kernel)) < _PALE_MIN_THICK * area:
+                continue
+            if np.count_nonzero(part & valid[box]) < _PALE_MIN_DEPTH * area or np.any(part & sensor_margin[box]):
+                continue
+            mean = crop[part].mean(axis=0)
+            if norm3(mean - ref) < cfg.pale_parts_min_delta or mean[0] < ref[0]:
                 continue
             inst[box][part] = next_id
             sem[box][part] = object_class

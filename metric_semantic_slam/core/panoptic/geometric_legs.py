@@ -156,6 +156,131 @@ def claim_leg_bars(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, clas
         sem[box][take] = classes[i]
 
 
+_POLE_MAX_PX = 3000            # objects this small (at 320x240) may hang on a traced pole ...
+_POLE_CLEARANCE_M = 0.3        # ... when their lowest points (5 %) are this far above the floor
+_POLE_MAX_RUN_PX = 3           # a pole's run in one row is at most this wide
+_POLE_MIN_ROWS = 5
+_POLE_REACH = 5.0              # a pole is traced down to this many times the object's own height in the image
+_POLE_MAX_DZ_M = 0.3           # a pole's pixels with depth lie within this of the object's median depth
+_POLE_MIN_ASPECT = 0.8         # the object is at least this wide for its height in the image ...
+_POLE_MIN_WIDTH_RATIO = 3.0    # ... and this many times wider than the pole
+_POLE_MAX_SIDE = 0.3           # a pole has another instance with depth 2 px beside it on at most this share of its rows
+_SPARSE_DEPTH = 0.3            # an instance with depth on at most this share of its pixels (a screen) hides no pole
+
+
+def trace_poles(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, classes: dict[int, int], lab: np.ndarray,
+                valid: np.ndarray, P: np.ndarray, height: np.ndarray, up: np.ndarray, fx: float, fy: float,
+                pale_ids: list[int], object_class: int) -> None:
+    """Give a desk lamp's shade its pole, in place (step 14, after ``claim_leg_bars``): a pole a pixel or two wide
+    under a shade a few dozen pixels across is too short for a leg bar (it does not reach the floor: the lamp
+    stands on a desk) and may lie in front of a screen, an instance without depth.
+
+    The candidates are the pale parts (``pale_ids``, :func:`.geometric_colour.pale_parts`) and the objects
+    (``object_class``) of at most ``_POLE_MAX_PX`` pixels whose lowest points with depth (5 %, >= 20 of them) are
+    ``_POLE_CLEARANCE_M`` above the floor. Below each, a pole is traced row by row from the columns of its bottom
+    row: in each row the pixel of highest ``bar_contrast`` (along the image direction of up at the object; at least
+    ``pole_trace_min_contrast``) within one column of the previous row's run, grown left and right over such
+    pixels to ``_POLE_MAX_RUN_PX``; one row without any is bridged; down to ``_POLE_REACH`` times the object's
+    height in the image. The pixels a trace may take are unlabelled or stuff (for a pale part also the pixels
+    without depth of objects of its class, and all of a screen's: an instance of its class with depth on at most
+    ``_SPARSE_DEPTH`` of its pixels), and where they have depth it lies within ``_POLE_MAX_DZ_M`` of the object's.
+    The trace is the object's pole when it is at least ``_POLE_MIN_ROWS`` rows and the object's height long, the
+    object is ``_POLE_MIN_ASPECT`` as wide as tall and ``_POLE_MIN_WIDTH_RATIO`` times wider than the pole, (for
+    an object that is not a pale part) another instance with depth lies 2 px beside it on at most
+    ``_POLE_MAX_SIDE`` of its rows (a monitor's bezel edge is no pole), and its pixels with depth lie, at their
+    median, within ``_POLE_MAX_DZ_M`` of the object. Its pixels join the object and take its class.
+    ``lab``: OpenCV 8-bit Lab as float; ``height``: above the floor (m). Shape: as ``claim_leg_bars``."""
+    h, w = inst.shape
+    candidates = list(pale_ids)
+    Hf, vf = height.ravel(), valid.ravel()
+    for j, idx in label_pixels(inst.copy()):
+        if j in pale_ids or classes.get(j) != object_class or len(idx) > _POLE_MAX_PX:
+            continue
+        iv = idx[vf[idx]]
+        if len(iv) >= 20 and np.quantile(Hf[iv], 0.05) >= _POLE_CLEARANCE_M:
+            candidates.append(j)
+    contrast: dict[int, np.ndarray] = {}
+    for i in candidates:
+        part = inst == i
+        if not part.any():
+            continue
+        ys, xs = np.nonzero(part)
+        size = np.bincount(inst.ravel())              # as the poles traced so far left them
+        with_depth = np.bincount(inst[valid], minlength=len(size))
+        sparse = [j for j, k in classes.items() if k == classes[i] and
+                  (j >= len(size) or with_depth[j] <= _SPARSE_DEPTH * size[j])]
+        with_z = part & valid
+        angle, z_part = 0, None
+        if np.count_nonzero(with_z) >= 3:
+            centre = np.median(P[with_z], axis=0)
+            z_part = float(centre[2])
+            angle = int(np.clip(np.round(_image_angle_of_up(centre, up, fx, fy) / _BAR_ANGLE_STEP_DEG)
+                                * _BAR_ANGLE_STEP_DEG, -_BAR_MAX_ANGLE_DEG, _BAR_MAX_ANGLE_DEG))
+        if angle not in contrast:
+            contrast[angle] = bar_contrast(lab, angle)
+        c = contrast[angle]
+        if i in pale_ids:
+            same = [j for j, k in classes.items() if k == classes[i]]
+            free = ((np.isin(inst, same) & ~valid) | np.isin(inst, sparse) | (inst == 0)) & (inst != i)
+        else:
+            free = inst == 0
+        bar = (c >= cfg.pole_trace_min_contrast) & free
+        if z_part is not None:
+            bar &= ~valid | (np.abs(P[..., 2] - z_part) <= _POLE_MAX_DZ_M)
+        part_h = int(ys.max() - ys.min() + 1)
+        runs = _trace(bar, c, xs[ys == ys.max()], int(ys.max()) + 1, int(_POLE_REACH * part_h))
+        if len(runs) < max(_POLE_MIN_ROWS, part_h):
+            continue
+        part_w = int(xs.max() - xs.min() + 1)
+        if part_w < _POLE_MIN_ASPECT * part_h or part_w < _POLE_MIN_WIDTH_RATIO * np.mean([len(r) for _, r in runs]):
+            continue
+        pole = np.zeros((h, w), bool)
+        beside = 0
+        for r, cols in runs:
+            pole[r, cols] = True
+            left, right = inst[r, max(0, cols.min() - 2)], inst[r, min(w - 1, cols.max() + 2)]
+            beside += any(int(x) not in sparse and x not in (0, i) for x in (left, right))
+        if i not in pale_ids and beside > _POLE_MAX_SIDE * len(runs):
+            continue
+        pole_z = pole & valid
+        if z_part is not None and np.count_nonzero(pole_z) >= 3 and \
+                abs(float(np.median(P[pole_z][:, 2])) - z_part) > _POLE_MAX_DZ_M:
+            continue
+        inst[pole] = i
+        sem[pole] = classes[i]
+
+
+def _trace(bar: np.ndarray, contrast: np.ndarray, start_cols: np.ndarray, first_row: int, n_rows: int):
+    """Runs of a pole traced down from ``start_cols``: a list of (row, sorted columns) (see ``trace_poles``)."""
+    prev, runs, missed, w = np.asarray(start_cols), [], 0, bar.shape[1]
+    for r in range(first_row, min(bar.shape[0], first_row + n_rows)):
+        lo, hi = max(0, int(prev.min()) - 1), min(w - 1, int(prev.max()) + 1)
+        cols = np.flatnonzero(bar[r, lo:hi + 1]) + lo
+        if len(cols) == 0:
+            missed += 1
+            if missed > 1:
+                break
+            continue
+        missed = 0
+        best = int(cols[np.argmax(contrast[r, cols])])
+        run, left, right = [best], best - 1, best + 1
+        while len(run) < _POLE_MAX_RUN_PX:
+            grew = False
+            if left >= 0 and bar[r, left]:
+                run.append(left)
+                left -= 1
+                grew = True
+            if len(run) < _POLE_MAX_RUN_PX and right < w and bar[r, right]:
+                run.append(right)
+                right += 1
+                grew = True
+            if not grew:
+                break
+        prev = np.array(sorted(run))
+        runs.append((r, prev))
+    return runs
+
+
 def join_legs_and_tops(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, classes: dict[int, int],
                        valid: np.ndarray, P: np.ndarray, height: np.ndarray, up: np.ndarray,
                        colour_ids: set[int]) -> None:
