@@ -63,6 +63,7 @@ class Rig:
         self.pubs = {k: n.create_publisher(t, f"{NS}/{name}", qos_profile("reliable"))
                      for k, (name, t) in INPUTS.items()}
         self.clients: dict[str, object] = {}
+        self.info_sent = False
         assert self.node.wait_for_log("ready", 60), self.node.log()
         assert self.col.spin_until(lambda: all(p.get_subscription_count() > 0 for p in self.pubs.values()), 20), \
             self.node.log()
@@ -72,6 +73,11 @@ class Rig:
         st = seconds_to_stamp(frame.stamp_s if stamp_s is None else stamp_s)
         if info:
             self.pubs["info"].publish(camera_to_camera_info(frame.camera, stamp=st, frame_id="cam"))
+            if not self.info_sent:
+                # the first camera_info has its own reader: on a loaded machine the first frame's synchronized
+                # set once arrived before it, and the node drops a frame without intrinsics (by design)
+                self.info_sent = True
+                self.col.spin_until(lambda: False, 1.0)
         d = frame.depth_m.astype(np.float32) if depth is None else depth
         self.pubs["depth"].publish(numpy_to_image(d, depth_encoding, stamp=st, frame_id="cam"))
         self.pubs["color"].publish(numpy_to_image(frame.color, "rgb8", stamp=st, frame_id="cam"))
