@@ -6,7 +6,8 @@ import cv2
 import numpy as np
 
 from metric_semantic_slam.core.panoptic.geometric import GeometricConfig
-from metric_semantic_slam.core.panoptic.geometric_legs import bar_contrast, claim_leg_bars, join_legs_and_tops, trace_poles
+from metric_semantic_slam.core.panoptic.geometric_legs import (bar_contrast, claim_leg_bars, join_legs_and_tops,
+                                                               trace_poles)
 
 FX = FY = 262.5
 CX, CY = 159.5, 119.5
@@ -172,21 +173,37 @@ def test_pieces_of_a_top_stay_apart_with_the_wall_between_dense_depth_or_a_colou
     assert inst[164, 120] != inst[164, 180]                    # a part cut out for its colour (a book lying flat)
 
 
-def _frames(second_is_box: bool = False):
-    """Two 'frames' of one far table (legs and a stretch of apron each, 3.8 m away, instances 1 and 2) with an
-    8 px hole between their aprons; or the second one a filled box of the same heights."""
+def _frames(second_is_box: bool = False, gap_px: int = 8, in_gap_m: float | None = None):
+    """Two 'frames' of one far table (legs and a stretch of apron each, 3.8 m away, instances 1 and 2) with a
+    ``gap_px`` hole between their aprons, or something at ``in_gap_m`` there (instance 3); or the second one a
+    filled box of the same heights."""
+    x = 134 + gap_px
     first = [(slice(165, 170), slice(100, 134)), (slice(170, 216), slice(100, 104)), (slice(170, 216), slice(130, 134))]
-    second = [(slice(165, 216), slice(142, 176))] if second_is_box else \
-        [(slice(165, 170), slice(142, 176)), (slice(170, 216), slice(142, 146)), (slice(170, 216), slice(172, 176))]
-    P, height = _scene([(r, c, 3.8) for r, c in first + second])
+    second = [(slice(165, 216), slice(x, x + 34))] if second_is_box else \
+        [(slice(165, 170), slice(x, x + 34)), (slice(170, 216), slice(x, x + 4)),
+         (slice(170, 216), slice(x + 30, x + 34))]
+    gap = (slice(150, 200), slice(134, x))
+    P, height = _scene([(r, c, 3.8) for r, c in first + second] + ([(*gap, in_gap_m)] if in_gap_m else []))
     inst = np.zeros((H, W), np.uint16)
     for label, parts in ((1, first), (2, second)):
         for r, c in parts:
             inst[r, c] = label
     valid = np.ones((H, W), bool)
-    valid[165:170, 134:142] = False
+    if in_gap_m:
+        inst[gap] = 3
+    else:
+        valid[165:170, 134:x] = False
     sem = np.where(inst > 0, OBJECT, WALL).astype(np.uint16)
-    return sem, inst, {1: OBJECT, 2: OBJECT}, valid, P, height
+    return sem, inst, {i: OBJECT for i in (1, 2, 3) if (inst == i).any()}, valid, P, height
+
+
+def test_two_frames_far_apart_are_one_with_a_chair_between_not_with_the_wall():
+    for in_gap, joined in ((2.8, True), (None, False)):   # a chair in front of the middle; the wall seen between
+        sem, inst, classes, valid, P, height = _frames(gap_px=30, in_gap_m=in_gap)
+        if in_gap is None:
+            valid[165:170, 134:164] = True                 # the wall behind, with depth
+        join_legs_and_tops(GeometricConfig(), sem, inst, classes, valid, P, height, UP, set())
+        assert (inst[167, 110] == inst[167, 180]) == joined, in_gap
 
 
 def test_two_frames_of_a_far_table_are_one_but_not_a_frame_and_a_box():
@@ -197,8 +214,24 @@ def test_two_frames_of_a_far_table_are_one_but_not_a_frame_and_a_box():
     join_legs_and_tops(GeometricConfig(), sem, inst, classes, valid, P, height, UP, set())
     assert inst[167, 110] != inst[167, 160]
     sem, inst, classes, valid, P, height = _frames()
-    join_legs_and_tops(GeometricConfig(), sem, inst, classes, valid, P, height, UP, {2})   # a colour part
-    assert inst[167, 110] != inst[167, 160]
+    join_legs_and_tops(GeometricConfig(), sem, inst, classes, valid, P, height, UP, {2})   # a colour part: a frame
+    assert inst[167, 110] == inst[167, 160]
+
+
+def test_a_frame_takes_the_dropouts_of_its_colour_next_to_it():
+    sem, inst, classes, valid, P, height = _frames()
+    lab = np.zeros((H, W, 3), np.float32) + (150.0, 128.0, 128.0)
+    lab[160:220, 95:180] = (60.0, 135.0, 140.0)                # the frames' dark wood, and round them
+    lab[170:216, 104:106] = (200.0, 128.0, 128.0)              # a light thing beside the leg: no edge of it
+    sem[170:216, 99:100] = 0
+    inst[170:216, 99:100] = 0
+    valid[170:216, 99:100] = valid[170:216, 104:106] = False   # dropouts left of the leg and inside it
+    inst[170:216, 104:106] = 0
+    sem[170:216, 104:106] = 0
+    join_legs_and_tops(GeometricConfig(), sem, inst, classes, valid, P, height, UP, set(), lab)
+    frame = inst[167, 110]
+    assert (inst[170:216, 99] == frame).all()                  # the dropout edge of the frame's colour
+    assert (inst[170:216, 104:106] == 0).all()                 # not a pixel of another colour
 
 
 def _lamp(shade_is_pale: bool = True, neighbour_beside: bool = False):

@@ -472,3 +472,29 @@ def test_a_box_on_a_bigger_box_set_back_is_its_own_instance(space):
     assert _best_iou(_predict(space, depth, cam, g, color=color, setback_min_step_m=0.0).instance, inst == 2) < 0.5
     res = _predict(space, depth, cam, g, color=color)
     assert _best_iou(res.instance, inst == 2) > 0.7 and _best_iou(res.instance, inst == 1) > 0.8
+
+
+def test_a_shelf_back_close_to_the_walls_colour_is_released_when_its_boards_ring_it_with_dropouts(space):
+    backend = make_backend("geometric", space)
+
+    def run(shift: float, dropout_ring: bool, at_border: bool = False):
+        sem = np.full((60, 80), 2, np.uint16)                      # wall
+        lab = np.zeros((60, 80, 3), np.float32) + (150.0, 128.0, 128.0)
+        rows, cols = (slice(0, 24), slice(30, 54)) if at_border else (slice(20, 44), slice(30, 54))
+        lab[rows, cols, 2] += shift                                # yellower by ``shift`` (Lab b*)
+        valid = np.ones((60, 80), bool)
+        if dropout_ring:
+            ring = np.zeros((60, 80), bool)
+            ring[max(0, rows.start - 3):rows.stop + 3, cols.start - 3:cols.stop + 3] = True
+            ring[rows, cols] = False
+            valid[ring] = False
+            sem[ring] = 0                                          # the boards' edges: no depth, no label
+        released = backend._furniture_backs(sem, sem == 2, valid, lab, np.array([150.0, 128.0, 128.0], np.float32),
+                                            np.array([0.5, 1.0, 1.0], np.float32))
+        return released[rows, cols].mean()
+
+    assert run(16.0, True) == 1.0                  # a brown back between its boards: to the objects
+    assert run(16.0, False) == 0.0                 # a patch of that colour in a plain wall (a poster) stays wall
+    assert run(8.0, True) == 0.0                   # the wall's own colour
+    assert run(26.0, True) == 0.0                  # clearly another colour: the first pass judges it
+    assert run(16.0, True, at_border=True) == 0.0  # cut by the image border

@@ -375,6 +375,10 @@ class GeometricConfig:
     """Find door / window regions in walls by color (see ``_doors_windows``)."""
     door_color_distance: float = 20.0
     """Lab distance from the wall's median color that makes a pixel a door / window candidate."""
+    furniture_back_color_distance: float = 12.0
+    """A region of a wall plane farther than this (but within ``door_color_distance``) from the walls' colour,
+    ringed by depth dropouts and hardly by wall, is a bookshelf's back and goes to the objects
+    (``GeometricBackend._furniture_backs``; a brown back against a grey-brown wall). 0 disables."""
     door_edge_contrast: float = 10.0
     """... and the median local Lab color change (weighted the same way, over 2 px) along its outline
     against the wall that makes it a panel with an edge rather than a gradient of light
@@ -515,12 +519,19 @@ class GeometricConfig:
                self.leg_bar_min_span, self.top_max_thickness_m, self.leg_piece_max_width_m) < 0 \
                 or not 0 <= self.top_gap_max_depth_fraction <= 1:
             raise ValueError("leg_bar_* and top_* parameters must be >= 0, top_gap_max_depth_fraction in [0, 1]")
+        if self.furniture_back_color_distance < 0:
+            raise ValueError("furniture_back_color_distance must be >= 0")
         if self.pale_parts_min_delta < 0 or self.pale_parts_max_px < 1 or self.pole_trace_min_contrast < 0:
             raise ValueError("pale_parts_min_delta and pole_trace_min_contrast must be >= 0, pale_parts_max_px >= 1")
         if not (1 <= self.unlabelled_parts_min_px <= self.unlabelled_parts_max_px
                 and 0.0 <= self.unlabelled_parts_min_solidity <= 1.0 and self.unlabelled_parts_stuff_distance >= 0):
             raise ValueError("unlabelled parts need 1 <= unlabelled_parts_min_px <= unlabelled_parts_max_px, "
                              "unlabelled_parts_min_solidity in [0, 1] and unlabelled_parts_stuff_distance >= 0")
+
+
+_BACK_MIN_PX = 150          # furniture backs (``_furniture_backs``): at least this many pixels at 320x240,
+_BACK_RING_DROPOUT = 0.35   # ringed by more than this share of depth dropouts,
+_BACK_RING_WALL = 0.25      # and by less than this share of wall
 
 
 def _pixels_at(count_320x240: int, h: int, w: int) -> int:
@@ -701,6 +712,42 @@ class GeometricBackend:
                 sem[region] = self._ids["door"]
             elif tall >= 0.3 and wide >= 0.3 and (floor_h is None or h_lo - floor_h > 0.3):
                 sem[region] = self._ids["window"]
+        if cfg.furniture_back_color_distance > 0:
+            released |= self._furniture_backs(sem, wall & (sem == self._ids["wall"]), valid, lab, ref, weight)
+        return released
+
+    def _furniture_backs(self, sem: np.ndarray, wall: np.ndarray, valid: np.ndarray, lab: np.ndarray,
+                         ref: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        """The second pass of ``_doors_windows``, in place: a bookshelf's back seen between its boards, within
+        ``door_color_distance`` of the walls' colour but farther than ``furniture_back_color_distance`` (a brown
+        back against a grey-brown wall), is released from the wall when the 7x7 ring round it is mostly depth
+        dropouts (> ``_BACK_RING_DROPOUT``: the boards' and sides' edges) and hardly wall (< ``_BACK_RING_WALL``);
+        regions under ``_BACK_MIN_PX`` pixels (at 320x240: shaded wall between cables) or cut by the image border
+        (whether a frame surrounds them is unknown) stay wall. Returns the released pixels.
+        Shape: (h, w) uint16, (h, w) bool x2, (h, w, 3) 8-bit Lab, (3,), (3,) -> (h, w) bool."""
+        cfg = self.config
+        released = np.zeros(wall.shape, bool)
+        if wall.sum() < 100:
+            return released
+        distance = np.zeros(wall.shape, np.float32)
+        distance[wall] = norm3((lab[wall] - ref) * weight)
+        cand = (distance > cfg.furniture_back_color_distance).astype(np.uint8)
+        cand = cv2.morphologyEx(cand, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+        cand = cv2.morphologyEx(cand, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8)) & wall
+        k, regions, stats, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=8)
+        h, w = wall.shape
+        walls = sem == self._ids["wall"]
+        for j in range(1, k):
+            x0, y0, bw, bh, area = (int(v) for v in stats[j])
+            if area < _pixels_at(_BACK_MIN_PX, h, w) or x0 <= 1 or y0 <= 1 or x0 + bw >= w - 1 or y0 + bh >= h - 1:
+                continue
+            region = regions == j
+            if float(np.median(distance[region])) > cfg.door_color_distance:
+                continue    # clearly another colour: the first pass judged it
+            ring = cv2.dilate(region.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool) & ~region
+            if float(np.mean(~valid[ring])) > _BACK_RING_DROPOUT and float(np.mean(walls[ring])) < _BACK_RING_WALL:
+                sem[region] = 0
+                released |= region
         return released
 
     def _frame_colour(self, color: np.ndarray) -> FrameColour:
@@ -1190,7 +1237,8 @@ class GeometricBackend:
                             height - floor_h, up, cam.fx, cam.fy, pale_ids, obj_cls)
         if floor_h is not None and cfg.top_joins:
             join_legs_and_tops(cfg, sem, inst, classes, valid_obj, P, height - floor_h, up,
-                               set(colour_ids) | set(unlabelled_ids) | set(pale_ids))
+                               set(colour_ids) | set(unlabelled_ids) | set(pale_ids),
+                               self._frame_colour(color).lab_raw if color is not None else None)
         # ids that lost all pixels to nothing cannot happen (components are non-empty), but keep it exact
         present = set(np.unique(inst).tolist()) - {0}
         classes = {i: c for i, c in classes.items() if i in present}

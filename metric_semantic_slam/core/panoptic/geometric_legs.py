@@ -63,6 +63,10 @@ _FRAMES_MAX_HEIGHT_DIFF_M = 0.03   # two frames of one table: highest points thi
 _TOP_FRAME_MARGIN_M = 0.05     # a frame under a top: its highest points within the top's heights, give or take this
 _MEET_PX = 12                  # two top slabs meet: their nearest pixels this close in the image ...
 _MEET_M = 0.15                 # ... and their 5 nearest pairs (in the image) this close on the floor (median)
+_FAR_FRAMES_PX = 80            # two frames farther apart (a chair in front of the middle): slabs within this in the
+_FAR_FRAMES_M = 1.0            # image, their nearest points this close on the floor,
+_FAR_FRAMES_HEIGHT_DIFF_M = 0.08   # and highest points this close (the gap open)
+_EDGE_LAB_DELTA = 20.0         # a frame takes the unlabelled dropouts next to it (1 px) within this of its colour
 
 
 def bar_contrast(lab: np.ndarray, angle_deg: float) -> np.ndarray:
@@ -283,7 +287,7 @@ def _trace(bar: np.ndarray, contrast: np.ndarray, start_cols: np.ndarray, first_
 
 def join_legs_and_tops(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, classes: dict[int, int],
                        valid: np.ndarray, P: np.ndarray, height: np.ndarray, up: np.ndarray,
-                       colour_ids: set[int]) -> None:
+                       colour_ids: set[int], lab: np.ndarray | None = None) -> None:
     """Join a far table's legs and the pieces of its top, in place (step 15).
 
     Each instance in ``classes`` with at least ``_MIN_DEPTH_PX`` pixels with depth is described by its heights
@@ -305,7 +309,8 @@ def join_legs_and_tops(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, 
       than ``_GAP_SIGMAS`` noise stds + 3 cm beyond the line between the two ends (holes and something in front,
       a chair's back, leave it open).
 
-    Joined pixels take the class of the instance whose label they take. ``height``: above the floor (m).
+    Joined pixels take the class of the instance whose label they take. ``height``: above the floor (m); ``lab``:
+    OpenCV 8-bit Lab as float, for the frames' dropout edges (``_join_frames``; None: no edges).
     Shape: (h, w) uint16 x2, (h, w) bool, (h, w, 3) camera-frame points, (h, w) m, (3,) unit vector."""
     h, w = inst.shape
     E = floor_basis(up)
@@ -355,7 +360,7 @@ def join_legs_and_tops(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, 
                     float(np.sqrt(((slab_xy[a][:, None] - slab_xy[b][None]) ** 2).sum(-1)).min()) <= _GAP_MAX_FLOOR_M:
                 pairs.add((min(a, b), max(a, b)))
     _join(sem, inst, classes, pixels, pairs)
-    _join_frames(cfg, sem, inst, classes, valid, P, height, up, colour_ids)
+    _join_frames(cfg, sem, inst, classes, valid, P, height, up, colour_ids, lab)
 
 
 def _join(sem: np.ndarray, inst: np.ndarray, classes: dict[int, int], pixels: dict[int, np.ndarray],
@@ -369,11 +374,13 @@ def _join(sem: np.ndarray, inst: np.ndarray, classes: dict[int, int], pixels: di
 
 
 def _join_frames(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, classes: dict[int, int],
-                 valid: np.ndarray, P: np.ndarray, height: np.ndarray, up: np.ndarray, colour_ids: set[int]) -> None:
+                 valid: np.ndarray, P: np.ndarray, height: np.ndarray, up: np.ndarray, colour_ids: set[int],
+                 lab: np.ndarray | None) -> None:
     """The last rule of step 15, on the instances the others leave, in place: a far table cut into **frames**, each
     its legs and a stretch of apron in one piece, with neither a thin top (a plant pot or a hole between them).
 
-    A frame is an instance not in ``colour_ids`` with at least ``_MIN_DEPTH_PX`` pixels with depth, coming down to
+    A frame is an instance (a colour part too: a far desk's frame is often found by its colour, but it is never a
+    top) with at least ``_MIN_DEPTH_PX`` pixels with depth, coming down to
     ``_FRAME_LOW_M`` above the floor (5 %) and up to ``_TOP_MIN_HEIGHT_M`` (95 %), hollow in the image (at most
     ``_FRAME_MAX_FILL`` of its bounding box: legs under an apron, not a box, a cabinet or a person) and with at
     most ``_FRAME_MAX_SLAB`` of its points in its top slab (legs below a top, not a top with a stray pixel below).
@@ -381,7 +388,11 @@ def _join_frames(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, classe
     pairs' median distance on the floor plane within ``_MEET_M``, and the image gap between them open as in
     ``join_legs_and_tops`` when 3 px or more) and they are two frames whose highest points are within
     ``_FRAMES_MAX_HEIGHT_DIFF_M``, or a thin top and a frame whose highest points lie within the top's heights,
-    give or take ``_TOP_FRAME_MARGIN_M``. Shape: as ``join_legs_and_tops``."""
+    give or take ``_TOP_FRAME_MARGIN_M``; two frames farther apart (a chair in front of the table's middle: slabs
+    within ``_FAR_FRAMES_PX`` in the image, nearest points within ``_FAR_FRAMES_M`` on the floor, highest points
+    within ``_FAR_FRAMES_HEIGHT_DIFF_M``, the gap open) join too. Then each frame's instance takes the unlabelled
+    pixels without depth next to it (1 px) within ``_EDGE_LAB_DELTA`` of its median colour (``lab``): the dropout
+    edge of its legs. Shape: as ``join_legs_and_tops``."""
     h, w = inst.shape
     E = floor_basis(up)
     Pf, Hf, vf = P.reshape(-1, 3), height.ravel(), valid.ravel()
@@ -391,21 +402,33 @@ def _join_frames(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, classe
             continue
         pixels[i] = idx
         iv = idx[vf[idx]]
-        if len(iv) < _MIN_DEPTH_PX or i in colour_ids:
+        if len(iv) < _MIN_DEPTH_PX:
             continue
         hv = Hf[iv]
-        quant[i] = lo, hi = np.percentile(hv, [5, 95])
+        lo, hi = np.percentile(hv, [5, 95])
         ys, xs = np.divmod(idx, w)
         fill = len(idx) / ((ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1))
         in_slab = hv >= hi - _SLAB_M
         frame[i] = lo <= _FRAME_LOW_M and hi >= _TOP_MIN_HEIGHT_M and fill <= _FRAME_MAX_FILL \
             and float(np.mean(in_slab)) <= _FRAME_MAX_SLAB
+        if i in colour_ids and not frame[i]:
+            continue
+        quant[i] = lo, hi
         s = iv[in_slab]
         slab_idx[i] = s[::max(1, len(s) // 300)]
         slab_rc[i] = np.stack(np.divmod(slab_idx[i], w), 1)
         slab_xy[i] = (Pf[slab_idx[i]] @ E).astype(np.float32)
-    is_top = {i: q[1] - q[0] <= cfg.top_max_thickness_m and q[0] >= _TOP_MIN_HEIGHT_M for i, q in quant.items()}
+    is_top = {i: q[1] - q[0] <= cfg.top_max_thickness_m and q[0] >= _TOP_MIN_HEIGHT_M and i not in colour_ids
+              for i, q in quant.items()}
     z = P[..., 2]
+
+    def far_frames(a: int, b: int) -> bool:
+        d2 = ((slab_rc[a][:, None] - slab_rc[b][None]) ** 2).sum(-1)
+        if not _MEET_PX ** 2 < d2.min() <= _FAR_FRAMES_PX ** 2:
+            return False
+        if float(np.sqrt(((slab_xy[a][:, None] - slab_xy[b][None]) ** 2).sum(-1)).min()) > _FAR_FRAMES_M:
+            return False
+        return _gap_is_open(inst, a, b, slab_idx, z, valid)
 
     def slabs_meet(a: int, b: int) -> bool:
         d2 = ((slab_rc[a][:, None] - slab_rc[b][None]) ** 2).sum(-1)
@@ -421,7 +444,9 @@ def _join_frames(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, classe
     for n_a, a in enumerate(ids):
         for b in ids[n_a + 1:]:
             if frame[a] and frame[b]:
-                if abs(quant[a][1] - quant[b][1]) <= _FRAMES_MAX_HEIGHT_DIFF_M and slabs_meet(a, b):
+                dh = abs(quant[a][1] - quant[b][1])
+                if (dh <= _FRAMES_MAX_HEIGHT_DIFF_M and slabs_meet(a, b)) or \
+                        (dh <= _FAR_FRAMES_HEIGHT_DIFF_M and far_frames(a, b)):
                     pairs.add((a, b))
                 continue
             for t, f in ((a, b), (b, a)):
@@ -430,6 +455,17 @@ def _join_frames(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, classe
                     pairs.add((a, b))
                     break
     _join(sem, inst, classes, pixels, pairs)
+    if lab is None:
+        return
+    flat = inst.ravel()
+    kernel = np.ones((3, 3), np.uint8)
+    for r in sorted({int(flat[pixels[i][0]]) for i in quant if frame[i]}):
+        own = inst == r
+        colour = np.median(lab[own & valid] if np.count_nonzero(own & valid) >= 8 else lab[own], axis=0)
+        edge = cv2.dilate(own.astype(np.uint8), kernel).astype(bool) & (inst == 0) & (sem == 0) & ~valid \
+            & (np.linalg.norm(lab - colour, axis=2) < _EDGE_LAB_DELTA)
+        inst[edge] = r
+        sem[edge] = classes[r]
 
 
 def _gap_is_open(inst: np.ndarray, a: int, b: int, slab_idx: dict[int, np.ndarray], z: np.ndarray,
