@@ -433,7 +433,7 @@ class GeometricConfig:
     pole_trace_min_contrast: float = 15.0
     """Step 14 then traces a pole down from small floating objects and pale parts (``geometric_legs.trace_poles``:
     a desk lamp's pole, too short for a leg bar, maybe in front of a screen) over pixels of at least this
-    ``bar_contrast``. 0 disables; needs a floor."""
+    ``bar_contrast``. 0 disables; runs with the leg bars (``leg_bar_min_contrast`` > 0) and needs a floor."""
     depthless_join: bool = True
     """Touching object instances of one colour join when one of them has little depth (a far desk's top and its
     legs, whose depth dropped out; ``geometric_colour.join_depthless``), after every other stage. Needs the color
@@ -1230,11 +1230,12 @@ class GeometricBackend:
         if cfg.pole_late_pass and cfg.pole_cell_m > 0 and floor_h is not None:
             self._late_poles(sem, inst, classes, valid_obj, P, height, up, floor_h)
         if floor_h is not None and color is not None and cfg.leg_bar_min_contrast > 0:
+            bar_maps: dict[int, np.ndarray] = {}     # bar contrast by angle, shared by the legs and the poles
             claim_leg_bars(cfg, sem, inst, classes, self._frame_colour(color).lab_raw, valid_obj, P,
-                           height - floor_h, up, cam.fx, cam.fy)
+                           height - floor_h, up, cam.fx, cam.fy, bar_maps)
             if cfg.pole_trace_min_contrast > 0:
                 trace_poles(cfg, sem, inst, classes, self._frame_colour(color).lab_raw, valid_obj, P,
-                            height - floor_h, up, cam.fx, cam.fy, pale_ids, obj_cls)
+                            height - floor_h, up, cam.fx, cam.fy, pale_ids, obj_cls, bar_maps)
         if floor_h is not None and cfg.top_joins:
             join_legs_and_tops(cfg, sem, inst, classes, valid_obj, P, height - floor_h, up,
                                set(colour_ids) | set(unlabelled_ids) | set(pale_ids),

@@ -655,11 +655,18 @@ def unlabelled_colour_parts(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndar
             if np.count_nonzero(ring) >= 3 and \
                     norm3(crop[part].mean(axis=0) - crop[ring].mean(axis=0)) < cfg.unlabelled_parts_stuff_distance:
                 continue
-            inst[box][part] = next_id
-            sem[box][part] = object_class
-            new_ids.append(next_id)
-            next_id += 1
+            next_id = _new_object(sem[box], inst[box], part, next_id, object_class, new_ids)
     return next_id, new_ids
+
+
+def _new_object(sem: np.ndarray, inst: np.ndarray, part: np.ndarray, next_id: int, object_class: int,
+                new_ids: list[int]) -> int:
+    """Make ``part`` (of the crops ``sem`` / ``inst``, views into the frame's) object ``next_id``, in place; records
+    it in ``new_ids`` and returns the next free id."""
+    inst[part] = next_id
+    sem[part] = object_class
+    new_ids.append(next_id)
+    return next_id + 1
 
 
 _PALE_PIXEL_DELTA = 6.0     # a pale part's pixels lie this far (Lab) from the median of the ring around the region
@@ -712,10 +719,7 @@ def pale_parts(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, valid: n
             mean = crop[part].mean(axis=0)
             if norm3(mean - ref) < cfg.pale_parts_min_delta or mean[0] < ref[0]:
                 continue
-            inst[box][part] = next_id
-            sem[box][part] = object_class
-            new_ids.append(next_id)
-            next_id += 1
+            next_id = _new_object(sem[box], inst[box], part, next_id, object_class, new_ids)
     return next_id, new_ids
 
 
