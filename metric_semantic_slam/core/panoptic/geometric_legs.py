@@ -3,12 +3,13 @@
 A table three or more metres away keeps depth on a fraction of its pixels: its legs, a few pixels wide, are all
 depth edge (the sensor drops depth there), and a dark or grazing top drops out in patches. What is left is a top cut
 into pieces by holes, legs taken by the wall or floor planes (their few depth pixels fall inside the planes'
-tolerance, which grows with z^2) or left unlabelled, and pieces of leg that reach part of the way up. These two
+tolerance, which grows with z^2) or left unlabelled, and pieces of leg that reach part of the way up. These
 passes run on the final instances (after the late pole pass), where the floor is known:
 
 * ``claim_leg_bars`` (step 14): below an instance that floats (its lowest points clear of the floor), the
   narrow upright bars of colour contrast that no instance holds (a leg against the wall or floor behind it), that
-  touch the instance and reach a good part of the way down to the floor, join it;
+  touch the instance and reach a good part of the way down to the floor, join it; then ``trace_poles`` follows a
+  desk lamp's short pole down from its shade;
 * ``join_legs_and_tops`` (step 15): a slender piece reaching from near the floor up to the underside of a thin
   horizontal top, standing inside the top's footprint, joins it (a leg found as a piece of its own); and two pieces
   whose tops are at one height, both mostly without depth, whose gap in the image holds nothing behind them (only
@@ -16,7 +17,7 @@ passes run on the final instances (after the late pole pass), where the floor is
   a stretch of apron in one piece, hollow in the image) whose top slabs meet, with each other or with a thin top.
 
 Pieces cut out or found by their colour (the caller's ``colour_ids``: strips, books lying flat, books without depth
-found in what was unlabelled) are never pieces of a top here.
+found in what was unlabelled) are never tops here (a far desk's frame found by its colour may join as a frame).
 Heights are along ``up`` above the floor (m); points and frames as in :mod:`.geometric`.
 """
 from __future__ import annotations
