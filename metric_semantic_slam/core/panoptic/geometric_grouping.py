@@ -411,6 +411,7 @@ def _join_by_outline(cfg: GeometricConfig, labels: np.ndarray, skip: set[int], P
     up32 = up.astype(np.float32)
     pixels, points = _group_points(labels, skip, P, valid, min_px)
     pieces = {i: (X @ E, _span(X @ up32)) for i, X in points.items()}
+    axes: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     pairs = []
     for a, (xa, ha) in pieces.items():
         for b in touching_labels(labels, a, pixels[a]):
@@ -426,18 +427,21 @@ def _join_by_outline(cfg: GeometricConfig, labels: np.ndarray, skip: set[int], P
                         and _overlap(va, vb) >= _DEPTH_OVERLAP * min(va[1] - va[0], vb[1] - vb[0]):
                     pairs.append((a, b))
                     continue
-            if cfg.side_panel_min_height_m > 0 and (_is_side_panel(cfg, xa, ha, xb, hb)
-                                                     or _is_side_panel(cfg, xb, hb, xa, ha)):
+            if cfg.side_panel_min_height_m > 0 and (_is_side_panel(cfg, xa, ha, xb, hb, axes, b)
+                                                     or _is_side_panel(cfg, xb, hb, xa, ha, axes, a)):
                 pairs.append((a, b))
     join_label_pairs(labels, pixels, pairs)
 
 
-def _is_side_panel(cfg: GeometricConfig, xp: np.ndarray, hp: np.ndarray, xq: np.ndarray, hq: np.ndarray) -> bool:
-    """Whether piece p (floor-plane points ``xp``, height span ``hp``) is a side panel of piece q (see
-    ``_join_by_outline``)."""
+def _is_side_panel(cfg: GeometricConfig, xp: np.ndarray, hp: np.ndarray, xq: np.ndarray, hq: np.ndarray,
+                   axes: dict[int, tuple[np.ndarray, np.ndarray]], q: int) -> bool:
+    """Whether piece p (floor-plane points ``xp``, height span ``hp``) is a side panel of piece ``q`` (see
+    ``_join_by_outline``); ``axes``: the pieces' long and short axes, filled on demand."""
     if hp[1] - hp[0] < cfg.side_panel_min_height_m:
         return False
-    u, v = _long_axis(xq)
+    if q not in axes:
+        axes[q] = _long_axis(xq)
+    u, v = axes[q]
     pu, qu, pv, qv = _span(xp @ u), _span(xq @ u), _span(xp @ v), _span(xq @ v)
     if qu[1] - qu[0] < _PANEL_MIN_WIDE_M or pu[1] - pu[0] > _PANEL_MAX_THICK_M:
         return False

@@ -208,13 +208,15 @@ def trace_poles(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, classes
         if len(iv) >= 20 and np.quantile(Hf[iv], 0.05) >= _POLE_CLEARANCE_M:
             candidates.append(j)
     contrast = {} if contrast is None else contrast
+    size = with_depth = None
     for i in candidates:
         part = inst == i
         if not part.any():
             continue
         ys, xs = np.nonzero(part)
-        size = np.bincount(inst.ravel())              # as the poles traced so far left them
-        with_depth = np.bincount(inst[valid], minlength=len(size))
+        if size is None:                              # as the poles traced so far left them
+            size = np.bincount(inst.ravel())
+            with_depth = np.bincount(inst[valid], minlength=len(size))
         sparse = [j for j, k in classes.items() if k == classes[i] and
                   (j >= len(size) or with_depth[j] <= _SPARSE_DEPTH * size[j])]
         with_z = part & valid
@@ -256,6 +258,7 @@ def trace_poles(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, classes
             continue
         inst[pole] = i
         sem[pole] = classes[i]
+        size = None
 
 
 def _trace(bar: np.ndarray, contrast: np.ndarray, start_cols: np.ndarray, first_row: int, n_rows: int):
@@ -384,7 +387,9 @@ def join_legs_and_tops(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, 
                     float(np.sqrt(((slab_xy[a][:, None] - slab_xy[b][None]) ** 2).sum(-1)).min()) <= _GAP_MAX_FLOOR_M:
                 pairs.add((min(a, b), max(a, b)))
     _join(sem, inst, classes, pixels, pairs)
-    _join_frames(cfg, sem, inst, classes, valid, P, height, up, colour_ids, lab)
+    # the pieces as described above still hold when nothing was joined (most frames)
+    _join_frames(cfg, sem, inst, classes, valid, P, height, up, colour_ids, lab,
+                 None if pairs else (pixels, pieces))
 
 
 def _join(sem: np.ndarray, inst: np.ndarray, classes: dict[int, int], pixels: dict[int, np.ndarray],
@@ -399,7 +404,7 @@ def _join(sem: np.ndarray, inst: np.ndarray, classes: dict[int, int], pixels: di
 
 def _join_frames(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, classes: dict[int, int],
                  valid: np.ndarray, P: np.ndarray, height: np.ndarray, up: np.ndarray, colour_ids: set[int],
-                 lab: np.ndarray | None) -> None:
+                 lab: np.ndarray | None, described: tuple[dict, dict] | None = None) -> None:
     """The last rule of step 15, on the instances the others leave, in place: a far table cut into **frames**, each
     its legs and a stretch of apron in one piece, with neither a thin top (a plant pot or a hole between them).
 
@@ -416,9 +421,11 @@ def _join_frames(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, classe
     within ``_FAR_FRAMES_PX`` in the image, nearest points within ``_FAR_FRAMES_M`` on the floor, highest points
     within ``_FAR_FRAMES_HEIGHT_DIFF_M``, the gap open) join too. Then each frame's instance takes the unlabelled
     pixels without depth next to it (1 px) within ``_EDGE_LAB_DELTA`` of its median colour (``lab``): the dropout
-    edge of its legs. Shape: as ``join_legs_and_tops``."""
+    edge of its legs. ``described``: ``_pieces`` of ``inst`` as it is, when the caller has them.
+    Shape: as ``join_legs_and_tops``."""
     h, w = inst.shape
-    pixels, pieces = _pieces(inst, classes, valid, P, height, floor_basis(up))
+    pixels, pieces = described if described is not None else _pieces(inst, classes, valid, P, height,
+                                                                     floor_basis(up))
     quant, frame, slab_idx, slab_rc, slab_xy = {}, {}, {}, {}, {}
     for i, piece in pieces.items():
         lo, hi = piece.quant
