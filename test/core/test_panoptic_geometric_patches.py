@@ -489,8 +489,10 @@ def test_a_shelf_back_close_to_the_walls_colour_is_released_when_its_boards_ring
             ring[rows, cols] = False
             valid[ring] = False
             sem[ring] = 0                                          # the boards' edges: no depth, no label
-        released = backend._furniture_backs(sem, sem == 2, valid, lab, np.array([150.0, 128.0, 128.0], np.float32),
-                                            np.array([0.5, 1.0, 1.0], np.float32))
+        # the walls' colour distance as _doors_windows computes it (lightness at half weight)
+        weight = np.array([0.5, 1.0, 1.0], np.float32)
+        distance = np.linalg.norm((lab - np.array([150.0, 128.0, 128.0], np.float32)) * weight, axis=2)
+        released = backend._furniture_backs(sem, sem == 2, valid, np.where(sem == 2, distance, 0.0))
         return released[rows, cols].mean()
 
     assert run(16.0, True) == 1.0                  # a brown back between its boards: to the objects

@@ -534,6 +534,17 @@ _BACK_RING_DROPOUT = 0.35   # ringed by more than this share of depth dropouts,
 _BACK_RING_WALL = 0.25      # and by less than this share of wall
 
 
+def _colour_regions(wall: np.ndarray, distance: np.ndarray, threshold: float):
+    """The regions of ``wall`` farther than ``threshold`` from the walls' colour (``distance``), opened 3x3 (no
+    1-2 px lines) and closed 5x5 within the wall: cv2.connectedComponentsWithStats' count, labels and stats
+    (8-connected). Shape: (h, w) bool, (h, w) float32."""
+    cand = (wall & (distance > threshold)).astype(np.uint8)
+    cand = cv2.morphologyEx(cand, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    cand = cv2.morphologyEx(cand, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8)) & wall
+    k, labels, stats, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=8)
+    return k, labels, stats
+
+
 def _pixels_at(count_320x240: int, h: int, w: int) -> int:
     """A pixel count given for a 320x240 image, scaled to an (h, w) one by area (at least 4)."""
     return max(4, int(round(count_320x240 * (w * h) / (320.0 * 240.0))))
@@ -675,13 +686,11 @@ class GeometricBackend:
         # the room's wall color: the median over every wall plane of the frame (a door can fill half of
         # its own wall plane, never half of all walls seen)
         ref = np.median(lab[all_walls], axis=0)
-        cand = np.zeros(wall.shape, np.uint8)
         # lightness counts less than chroma: light falloff and lamp spots shade a plain wall
         weight = np.array([cfg.door_lightness_weight, 1.0, 1.0], np.float32)
-        cand[wall] = norm3((lab[wall] - ref) * weight) > cfg.door_color_distance
-        cand = cv2.morphologyEx(cand, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
-        cand = cv2.morphologyEx(cand, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8)) & wall
-        k, lab_cc, stats, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=8)
+        distance = np.zeros(wall.shape, np.float32)
+        distance[wall] = norm3((lab[wall] - ref) * weight)
+        k, lab_cc, stats = _colour_regions(wall, distance, cfg.door_color_distance)
         along = np.cross(up, nw).astype(np.float32)
         s_along = P @ along
         for j in range(1, k):
@@ -713,28 +722,24 @@ class GeometricBackend:
             elif tall >= 0.3 and wide >= 0.3 and (floor_h is None or h_lo - floor_h > 0.3):
                 sem[region] = self._ids["window"]
         if cfg.furniture_back_color_distance > 0:
-            released |= self._furniture_backs(sem, wall & (sem == self._ids["wall"]), valid, lab, ref, weight)
+            released |= self._furniture_backs(sem, wall & (sem == self._ids["wall"]), valid, distance)
         return released
 
-    def _furniture_backs(self, sem: np.ndarray, wall: np.ndarray, valid: np.ndarray, lab: np.ndarray,
-                         ref: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    def _furniture_backs(self, sem: np.ndarray, wall: np.ndarray, valid: np.ndarray,
+                         distance: np.ndarray) -> np.ndarray:
         """The second pass of ``_doors_windows``, in place: a bookshelf's back seen between its boards, within
         ``door_color_distance`` of the walls' colour but farther than ``furniture_back_color_distance`` (a brown
         back against a grey-brown wall), is released from the wall when the 7x7 ring round it is mostly depth
         dropouts (> ``_BACK_RING_DROPOUT``: the boards' and sides' edges) and hardly wall (< ``_BACK_RING_WALL``);
         regions under ``_BACK_MIN_PX`` pixels (at 320x240: shaded wall between cables) or cut by the image border
-        (whether a frame surrounds them is unknown) stay wall. Returns the released pixels.
-        Shape: (h, w) uint16, (h, w) bool x2, (h, w, 3) 8-bit Lab, (3,), (3,) -> (h, w) bool."""
+        (whether a frame surrounds them is unknown) stay wall. ``distance``: ``_doors_windows``' colour distance of
+        the wall pixels from the walls' colour. Returns the released pixels.
+        Shape: (h, w) uint16, (h, w) bool x2, (h, w) float32 -> (h, w) bool."""
         cfg = self.config
         released = np.zeros(wall.shape, bool)
         if wall.sum() < 100:
             return released
-        distance = np.zeros(wall.shape, np.float32)
-        distance[wall] = norm3((lab[wall] - ref) * weight)
-        cand = (distance > cfg.furniture_back_color_distance).astype(np.uint8)
-        cand = cv2.morphologyEx(cand, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
-        cand = cv2.morphologyEx(cand, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8)) & wall
-        k, regions, stats, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=8)
+        k, regions, stats = _colour_regions(wall, distance, cfg.furniture_back_color_distance)
         h, w = wall.shape
         walls = sem == self._ids["wall"]
         for j in range(1, k):
@@ -1229,17 +1234,17 @@ class GeometricBackend:
                            max(1, round(cfg.depthless_join_min_contact_px * w / 320.0)))
         if cfg.pole_late_pass and cfg.pole_cell_m > 0 and floor_h is not None:
             self._late_poles(sem, inst, classes, valid_obj, P, height, up, floor_h)
-        if floor_h is not None and color is not None and cfg.leg_bar_min_contrast > 0:
+        above_floor = height - floor_h if floor_h is not None else None
+        lab_raw = self._frame_colour(color).lab_raw if color is not None else None
+        if above_floor is not None and lab_raw is not None and cfg.leg_bar_min_contrast > 0:
             bar_maps: dict[int, np.ndarray] = {}     # bar contrast by angle, shared by the legs and the poles
-            claim_leg_bars(cfg, sem, inst, classes, self._frame_colour(color).lab_raw, valid_obj, P,
-                           height - floor_h, up, cam.fx, cam.fy, bar_maps)
+            claim_leg_bars(cfg, sem, inst, classes, lab_raw, valid_obj, P, above_floor, up, cam.fx, cam.fy, bar_maps)
             if cfg.pole_trace_min_contrast > 0:
-                trace_poles(cfg, sem, inst, classes, self._frame_colour(color).lab_raw, valid_obj, P,
-                            height - floor_h, up, cam.fx, cam.fy, pale_ids, obj_cls, bar_maps)
-        if floor_h is not None and cfg.top_joins:
-            join_legs_and_tops(cfg, sem, inst, classes, valid_obj, P, height - floor_h, up,
-                               set(colour_ids) | set(unlabelled_ids) | set(pale_ids),
-                               self._frame_colour(color).lab_raw if color is not None else None)
+                trace_poles(cfg, sem, inst, classes, lab_raw, valid_obj, P, above_floor, up, cam.fx, cam.fy,
+                            pale_ids, obj_cls, bar_maps)
+        if above_floor is not None and cfg.top_joins:
+            join_legs_and_tops(cfg, sem, inst, classes, valid_obj, P, above_floor, up,
+                               set(colour_ids) | set(unlabelled_ids) | set(pale_ids), lab_raw)
         # ids that lost all pixels to nothing cannot happen (components are non-empty), but keep it exact
         present = set(np.unique(inst).tolist()) - {0}
         classes = {i: c for i, c in classes.items() if i in present}

@@ -47,6 +47,11 @@ def _quantile(a: np.ndarray, q: float) -> float:
     return float(np.partition(a, k)[k])
 
 
+def _d2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Squared distances between every point of ``a`` and every point of ``b``. Shape: (n, k), (m, k) -> (n, m)."""
+    return ((a[:, None] - b[None]) ** 2).sum(-1)
+
+
 def horizontal_patches(cfg: GeometricConfig, obj: np.ndarray, height: np.ndarray, up_facing: np.ndarray,
                        nok: np.ndarray, z: np.ndarray, pix_area: np.ndarray) -> list[tuple[np.ndarray, float]]:
     """Small horizontal up-facing planar patches of the object material, as (region, height) pairs.
@@ -452,7 +457,7 @@ def _is_side_panel(cfg: GeometricConfig, xp: np.ndarray, hp: np.ndarray, xq: np.
             or qu[1] - _PANEL_END_IN_M <= centre <= qu[1] + _PANEL_END_OUT_M):
         return False
     sp, sq = xp[::max(1, len(xp) // 300)], xq[::max(1, len(xq) // 300)]
-    if float(np.sqrt(((sp[:, None] - sq[None]) ** 2).sum(-1)).min()) > _PANEL_MAX_GAP_M:
+    if float(np.sqrt(_d2(sp, sq).min())) > _PANEL_MAX_GAP_M:
         return False
     return _overlap(pv, qv) >= _DEPTH_OVERLAP * min(pv[1] - pv[0], qv[1] - qv[0])
 

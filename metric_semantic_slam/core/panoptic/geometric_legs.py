@@ -29,7 +29,8 @@ import numpy as np
 
 from ..depth_confidence import nguyen_sigma_m
 from .geometric_depth import floor_basis
-from .geometric_grouping import _quantile, join_label_pairs, label_pixels, rectangle_coordinates, touching_labels
+from .geometric_grouping import (_d2, _quantile, join_label_pairs, label_pixels, rectangle_coordinates,
+                                 touching_labels)
 
 if TYPE_CHECKING:
     from .geometric import GeometricConfig
@@ -105,6 +106,20 @@ def _image_angle_of_up(point: np.ndarray, up: np.ndarray, fx: float, fy: float) 
     return float(np.rad2deg(np.arctan2(-d[0], d[1])))
 
 
+def _bar_map(contrast: dict[int, np.ndarray], lab: np.ndarray, point: np.ndarray | None, up: np.ndarray, fx: float,
+             fy: float) -> np.ndarray:
+    """``bar_contrast`` along the image direction of up at ``point`` (camera frame; None: the image's vertical),
+    rounded to ``_BAR_ANGLE_STEP_DEG`` and at most ``_BAR_MAX_ANGLE_DEG``, from the frame's cache ``contrast``
+    (filled on demand)."""
+    angle = 0
+    if point is not None:
+        angle = int(np.clip(np.round(_image_angle_of_up(point, up, fx, fy) / _BAR_ANGLE_STEP_DEG)
+                            * _BAR_ANGLE_STEP_DEG, -_BAR_MAX_ANGLE_DEG, _BAR_MAX_ANGLE_DEG))
+    if angle not in contrast:
+        contrast[angle] = bar_contrast(lab, angle)
+    return contrast[angle]
+
+
 def claim_leg_bars(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, classes: dict[int, int],
                    lab: np.ndarray, valid: np.ndarray, P: np.ndarray, height: np.ndarray, up: np.ndarray,
                    fx: float, fy: float, contrast: dict[int, np.ndarray] | None = None) -> None:
@@ -136,16 +151,12 @@ def claim_leg_bars(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, clas
         z = float(np.median(Pf[idv, 2]))
         reach_px = low * fy / z
         max_width_px = max(2.0, cfg.leg_bar_max_width_m * fx / z)
-        angle = _image_angle_of_up(np.median(Pf[idv], axis=0), up, fx, fy)
-        angle = int(np.clip(np.round(angle / _BAR_ANGLE_STEP_DEG) * _BAR_ANGLE_STEP_DEG,
-                            -_BAR_MAX_ANGLE_DEG, _BAR_MAX_ANGLE_DEG))
-        if angle not in contrast:
-            contrast[angle] = bar_contrast(lab, angle)
+        bars = _bar_map(contrast, lab, np.median(Pf[idv], axis=0), up, fx, fy)
         ys, xs = np.unravel_index(idx, (h, w))
         box = (slice(int(ys.min()), min(h, int(ys.max() + _BAR_REACH * reach_px) + 1)),
                slice(max(0, int(xs.min()) - 3), min(w, int(xs.max()) + 4)))
         vb = valid[box]
-        bar = (inst[box] == 0) & (contrast[angle][box] >= cfg.leg_bar_min_contrast) \
+        bar = (inst[box] == 0) & (bars[box] >= cfg.leg_bar_min_contrast) \
             & (~vb | (height[box] < low + _BAR_ABOVE_M))
         touch = cv2.dilate((inst[box] == i).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
         k, parts, stats, _ = cv2.connectedComponentsWithStats(bar.astype(np.uint8), connectivity=8)
@@ -220,15 +231,9 @@ def trace_poles(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, classes
         sparse = [j for j, k in classes.items() if k == classes[i] and
                   (j >= len(size) or with_depth[j] <= _SPARSE_DEPTH * size[j])]
         with_z = part & valid
-        angle, z_part = 0, None
-        if np.count_nonzero(with_z) >= 3:
-            centre = np.median(P[with_z], axis=0)
-            z_part = float(centre[2])
-            angle = int(np.clip(np.round(_image_angle_of_up(centre, up, fx, fy) / _BAR_ANGLE_STEP_DEG)
-                                * _BAR_ANGLE_STEP_DEG, -_BAR_MAX_ANGLE_DEG, _BAR_MAX_ANGLE_DEG))
-        if angle not in contrast:
-            contrast[angle] = bar_contrast(lab, angle)
-        c = contrast[angle]
+        centre = np.median(P[with_z], axis=0) if np.count_nonzero(with_z) >= 3 else None
+        z_part = None if centre is None else float(centre[2])
+        c = _bar_map(contrast, lab, centre, up, fx, fy)
         if i in pale_ids:
             same = [j for j, k in classes.items() if k == classes[i]]
             free = ((np.isin(inst, same) & ~valid) | np.isin(inst, sparse) | (inst == 0)) & (inst != i)
@@ -384,7 +389,7 @@ def join_legs_and_tops(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, 
             if abs(quant[a][1] - quant[b][1]) > _TOP_MAX_HEIGHT_DIFF_M:
                 continue
             if _gap_is_open(inst, a, b, slab_idx, z, valid) and \
-                    float(np.sqrt(((slab_xy[a][:, None] - slab_xy[b][None]) ** 2).sum(-1)).min()) <= _GAP_MAX_FLOOR_M:
+                    float(np.sqrt(_d2(slab_xy[a], slab_xy[b]).min())) <= _GAP_MAX_FLOOR_M:
                 pairs.add((min(a, b), max(a, b)))
     _join(sem, inst, classes, pixels, pairs)
     # the pieces as described above still hold when nothing was joined (most frames)
@@ -442,18 +447,17 @@ def _join_frames(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, classe
     z = P[..., 2]
 
     def far_frames(a: int, b: int) -> bool:
-        d2 = ((slab_rc[a][:, None] - slab_rc[b][None]) ** 2).sum(-1)
-        if not _MEET_PX ** 2 < d2.min() <= _FAR_FRAMES_PX ** 2:
+        if not _MEET_PX ** 2 < _d2(slab_rc[a], slab_rc[b]).min() <= _FAR_FRAMES_PX ** 2:
             return False
-        if float(np.sqrt(((slab_xy[a][:, None] - slab_xy[b][None]) ** 2).sum(-1)).min()) > _FAR_FRAMES_M:
+        if float(np.sqrt(_d2(slab_xy[a], slab_xy[b]).min())) > _FAR_FRAMES_M:
             return False
         return _gap_is_open(inst, a, b, slab_idx, z, valid)
 
     def slabs_meet(a: int, b: int) -> bool:
-        d2 = ((slab_rc[a][:, None] - slab_rc[b][None]) ** 2).sum(-1)
+        d2 = _d2(slab_rc[a], slab_rc[b])
         if d2.min() > _MEET_PX ** 2:
             return False
-        floor_d = np.sqrt(((slab_xy[a][:, None] - slab_xy[b][None]) ** 2).sum(-1))
+        floor_d = np.sqrt(_d2(slab_xy[a], slab_xy[b]))
         if float(np.median(floor_d.ravel()[np.argsort(d2.ravel())[:5]])) > _MEET_M:
             return False
         return d2.min() < 9 or _gap_is_open(inst, a, b, slab_idx, z, valid)
@@ -494,7 +498,7 @@ def _gap_is_open(inst: np.ndarray, a: int, b: int, slab_idx: dict[int, np.ndarra
     h, w = inst.shape
     pa = np.stack(np.unravel_index(slab_idx[a], (h, w)), 1)
     pb = np.stack(np.unravel_index(slab_idx[b], (h, w)), 1)
-    d2 = ((pa[:, None, :] - pb[None, :, :]) ** 2).sum(-1)
+    d2 = _d2(pa, pb)
     ia, ib = divmod(int(np.argmin(d2)), d2.shape[1])
     (ya, xa), (yb, xb) = pa[ia], pb[ib]
     n = int(max(abs(ya - yb), abs(xa - xb)))
