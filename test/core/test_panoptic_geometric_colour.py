@@ -6,14 +6,18 @@ sheets, ragged patches, ragged lit patches, thin strips, one-hue pieces, a pot u
 face are not. Last, colour growth: objects take the unlabelled pixels of their own colour next to them; parts of one
 hue in what is still unlabelled (books in a dark shelf without depth) become objects, but not a hole of the
 surrounding stuff's colour; touching instances of one colour where one has little depth are joined (a dark desk's
-top and its legs)."""
+top and its legs). Also: a lit patch of one material is no island (chromaticity), a book of its shelf's hue is a
+Lab strip, a dark book has a hue for the strips (dark wood does not), a book that is the commonest hue on a cabinet
+is a flat blob, and each colour part notes the instance it was cut from."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from metric_semantic_slam.core.panoptic.geometric import GeometricConfig
-from metric_semantic_slam.core.panoptic.geometric_colour import (depth_margin, grow_by_colour, join_depthless,
-                                                                  lab_image, split_colour, unlabelled_colour_parts)
+from metric_semantic_slam.core.panoptic.geometric_colour import (_dark_hues, depth_margin, grow_by_colour,
+                                                                  join_depthless, lab_image, split_colour,
+                                                                  unlabelled_colour_parts)
 from metric_semantic_slam.core.panoptic.geometric_depth import depth_normals
 
 FX = 262.5
@@ -75,8 +79,10 @@ def test_yellow_books_in_light_wood_of_their_hue_are_cut_by_saturation():
         vals, counts = np.unique(out[m], return_counts=True)
         assert vals[np.argmax(counts)] in ids and counts.max() >= 0.9 * m.sum()
     assert (out[wood] == 5).mean() > 0.95
-    out, ids = _split(inst, color, z, height, strip_vivid_saturation=0.0)
+    out, ids = _split(inst, color, z, height, strip_vivid_saturation=0.0, lab_strips=False)
     assert all(np.bincount(out[m]).argmax() == 5 for m in (masks[0], masks[2]))   # one mode with the wood
+    out, ids = _split(inst, color, z, height, strip_vivid_saturation=0.0)         # but other colours in Lab
+    assert all(np.bincount(out[m]).argmax() in ids for m in (masks[0], masks[2]))
 
 
 def test_books_of_hues_30_degrees_apart_are_parted_as_strips():
@@ -86,7 +92,7 @@ def test_books_of_hues_30_degrees_apart_are_parted_as_strips():
     out, ids = _split(inst, color, z, height)
     assert len(ids) == 3 and all(np.bincount(out[m]).argmax() in ids for m in masks)
     # modes farther apart than the two hues (with the histogram's smoothing): one mode, a single strip is no row
-    out, ids = _split(inst, color, z, height, strip_mode_separation_bins=6)
+    out, ids = _split(inst, color, z, height, strip_mode_separation_bins=6, lab_strips=False)
     assert ids == []
 
 
@@ -468,3 +474,77 @@ def test_a_pale_shade_without_hue_in_what_is_unlabelled_is_an_object_but_not_a_d
     assert ids == [7] and next_id == 8
     assert (inst[shade] == 7).mean() > 0.95 and (sem[inst == 7] == 20).all()
     assert (inst[leg] == 0).all() and (inst[bare] == 0).all()
+
+
+def test_a_lit_patch_of_the_shelfs_own_wood_is_no_island_but_a_box_is():
+    # the box of the shelf scene painted in the shelf's wood, 1.8x brighter (a lit compartment back): another Lab
+    # colour, the same chromaticity
+    z, inst, color, box = _box_in_a_shelf()
+    lit = color.copy()
+    lit[box] = (162, 81, 54)
+    assert _islands(z, inst, lit, island_same_chromaticity=0.0)[1] == [6]
+    assert _islands(z, inst, lit)[1] == []
+    assert _islands(z, inst, color)[1] == [6]                  # cardboard is another material
+    grey = np.full(color.shape, 70, np.uint8)                  # grey around: chromaticity says nothing
+    grey[box] = 150
+    assert _islands(z, inst, grey, island_min_solidity=0.5)[1] == [6]
+
+
+DARK_RED_WOOD = (120, 45, 35)
+
+
+def test_a_book_of_its_shelfs_hue_is_cut_as_a_lab_strip_but_a_paler_stripe_is_not():
+    # one red book in a dark red-brown shelf: no second hue mode, another colour in Lab, more colourful
+    inst, color, z, height, masks = _scene([RED])
+    shelf = (inst == 5) & ~masks[0]
+    color[shelf] = DARK_RED_WOOD
+    out, ids = _split(inst, color, z, height)
+    assert len(ids) == 1 and (out[masks[0]] == ids[0]).mean() > 0.9 and (out[shelf] == 5).all()
+    assert _split(inst, color, z, height, lab_strips=False)[1] == []
+    color[masks[0]] = (200, 190, 185)          # a pale stripe on it (a shirt's): less colourful than what it is in
+    assert _split(inst, color, z, height)[1] == []
+
+
+def test_a_dark_purple_book_beside_a_yellow_one_has_a_hue_of_its_own_but_dark_wood_does_not():
+    purple = (52, 22, 56)                                      # HSV value 56: too dark for a hue elsewhere
+    inst, color, z, height, masks = _scene([YELLOW, purple, YELLOW, RED], strip_px=8)
+    out, ids = _split(inst, color, z, height, lab_strips=False)
+    assert np.bincount(out[masks[1]]).argmax() in ids and len(np.unique(out[np.any(masks, axis=0)])) == 4
+    out, _ = _split(inst, color, z, height, lab_strips=False, strip_dark_value_min=0)
+    assert np.bincount(out[masks[1]]).argmax() not in ids or len(np.unique(out[np.any(masks, axis=0)])) < 4
+    wood = (inst == 5) & ~np.any(masks, axis=0)
+    color[wood] = (58, 26, 20)                                 # dark red-brown wood round them, as dark as the book
+    out, ids = _split(inst, color, z, height, lab_strips=False)
+    red = int(np.bincount(out[masks[3]]).argmax())
+    assert red in ids and (out[wood] == red).mean() < 0.1      # the red book does not take the wood's pixels
+    hsv = cv2.cvtColor(color, cv2.COLOR_RGB2HSV)
+    region = inst == 5
+    coloured = _dark_hues(hsv, np.zeros(region.shape, bool), region, GeometricConfig())
+    assert coloured[masks[1]].all() and not coloured[wood].any()    # the wood's hue fills the box: left out
+
+
+def test_a_book_lying_on_a_cabinet_is_a_blob_though_its_hue_is_the_commonest():
+    # a red book and a small yellow one on a grey cabinet: red is the commonest hue mode but covers a fifth of it
+    book = np.zeros((60, 80), bool)
+    book[30:50, 20:45] = True
+    small = np.zeros((60, 80), bool)
+    small[30:42, 55:66] = True
+    inst, color, P = _table(book, 0.78)
+    color[(inst == 5) & ~book] = 128
+    color[book] = RED
+    color[small] = YELLOW
+    P[small, 1] = -0.78
+    out, ids = _flats(inst, color, P)
+    assert int(np.bincount(out[book]).argmax()) in ids
+    out = inst.copy()
+    _, ids = split_colour(GeometricConfig(flat_own_min_fraction=0.0), out, set(), {5}, color, P, UP, FX, 6, 12)
+    assert int(np.bincount(out[book]).argmax()) not in ids
+
+
+def test_split_colour_notes_what_each_part_was_cut_from():
+    inst, color, z, height, masks = _scene([RED, BLUE, GREEN])
+    cols = np.broadcast_to(np.arange(inst.shape[1], dtype=np.float32) * Z_M / FX, inst.shape)
+    P = np.stack([cols, -height, z], axis=-1).astype(np.float32)
+    cut_from: dict[int, int] = {}
+    _, ids = split_colour(GeometricConfig(), inst.copy(), {5}, set(), color, P, UP, FX, 6, 12, cut_from=cut_from)
+    assert len(ids) == 3 and cut_from == {i: 5 for i in ids}

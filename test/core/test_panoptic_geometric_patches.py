@@ -1,7 +1,8 @@
 """The geometric backend's horizontal patches (what stands on a surface vs. what belongs to it), its screen
 finder, thin pieces, stacked groups, objects inside a far wall's tolerance, legs grown back by colour, legs whose
 depth is a sparse scatter joined as poles (again after the colour stages, to a top only they found), books without
-depth found by their colour, and a dark desk whose legs lost their depth joined by colour (issue #6)."""
+depth found by their colour, a dark desk whose legs lost their depth joined by colour, compartments seen through a
+shelf's frame, a box flush on a bigger one split off under its top, and the exact percentiles (issue #6)."""
 from __future__ import annotations
 
 import numpy as np
@@ -500,3 +501,76 @@ def test_a_shelf_back_close_to_the_walls_colour_is_released_when_its_boards_ring
     assert run(8.0, True) == 0.0                   # the wall's own colour
     assert run(26.0, True) == 0.0                  # clearly another colour: the first pass judges it
     assert run(16.0, True, at_border=True) == 0.0  # cut by the image border
+
+
+def test_compartments_seen_through_a_shelfs_frame_join_it_but_not_a_box_or_a_chair():
+    # a shelf's front frame (label 1: both sides and the top, 5 cm deep, 1.6 m tall), a compartment seen through it
+    # (2, behind, of its wood in brighter light), a box in the lower compartment (4, cardboard) and a chair in front
+    # of it (3, of the shelf's wood): only the compartment is the shelf's
+    from metric_semantic_slam.core.panoptic.geometric_grouping import join_nested
+
+    frame_part = ((0.0, 2.0, 0.0), (0.8, 2.05, 1.6))
+    labels, P = _point_groups((100, 80), [
+        (slice(0, 100), slice(0, 10), 1, *frame_part), (slice(0, 100), slice(70, 80), 1, *frame_part),
+        (slice(0, 10), slice(10, 70), 1, *frame_part),
+        (slice(10, 50), slice(10, 70), 2, (0.05, 2.05, 0.85), (0.75, 2.3, 1.5)),
+        (slice(50, 100), slice(10, 40), 3, (0.1, 1.4, 0.0), (0.4, 1.6, 0.9)),
+        (slice(50, 100), slice(40, 70), 4, (0.45, 2.05, 0.1), (0.75, 2.3, 0.5))])
+    color = np.zeros((100, 80, 3), np.uint8)
+    color[(labels == 1) | (labels == 3)] = (120, 70, 40)
+    color[labels == 2] = (150, 88, 50)                  # lit: other Lab, the same chromaticity
+    color[labels == 4] = (200, 160, 100)
+    up = np.array([0.0, 0.0, 1.0])
+
+    def nested(colour, **cfg):
+        out = labels.copy()
+        join_nested(GeometricConfig(**cfg), out, set(), P, labels > 0, up, 50, set(), colour)
+        return out
+
+    out = nested(color)
+    assert (out[labels == 2] == out[labels == 1][0]).all()
+    assert len({int(out[labels == k][0]) for k in (1, 3, 4)}) == 3
+    assert (nested(color, nested_max_chromaticity=0.001) == labels).all()      # the lit wood differs by ~0.002
+    grey = np.where((labels > 0)[..., None], np.uint8(128), color)               # grey says nothing of material
+    assert (nested(grey) == labels).all()
+
+
+def test_a_box_flush_on_a_bigger_one_is_split_off_under_its_top():
+    # one piece (2) of two fronts in one plane: a 0.4 m box (rows 10-29, x -0.4..0) standing flush on a 1.6 m wide
+    # one (rows 30-59), under the small box's top patch (1, rows 0-9, 0.4 x 0.3 m at 0.8 m)
+    from metric_semantic_slam.core.panoptic.geometric_grouping import split_patch_carriers
+
+    h, w = 60, 160
+    rows, cols = np.mgrid[0:h, 0:w].astype(np.float32)
+    x = -0.4 + 0.01 * cols
+    lab = np.zeros((h, w), np.int32)
+    lab[0:10, 0:40] = 1
+    lab[10:30, 0:40] = 2
+    lab[30:60] = 2
+    y = np.where(lab == 1, 2.0 + 0.03 * rows, 2.0)
+    zz = np.where(rows < 10, 0.8, np.where(rows < 30, 0.8 - 0.015 * (rows - 10), 0.5 - 0.0167 * (rows - 30)))
+    P = np.stack([x, y, zz], axis=-1).astype(np.float32)
+    P[lab == 0] = 0.0
+    up = np.array([0.0, 0.0, 1.0])
+    items = [(1, lab == 1, 0.8, False)]
+    out = lab.copy()
+    nxt = split_patch_carriers(GeometricConfig(), out, items, P, P @ up.astype(np.float32), up,
+                               np.full((h, w), 2.0, np.float32), 3)
+    upper = out[10:30, 0:40]
+    assert nxt == 4 and (upper == 3).mean() > 0.95 and (out[30:60, 50:] == 2).all()
+    big = [(1, lab == 1, 0.8, True)]                       # a support surface's carrier is left whole
+    kept = lab.copy()
+    assert split_patch_carriers(GeometricConfig(), kept, big, P, P @ up.astype(np.float32), up,
+                                np.full((h, w), 2.0, np.float32), 3) == 3 and (kept == lab).all()
+
+
+def test_percentiles_are_numpys_bit_for_bit():
+    from metric_semantic_slam.core.panoptic.geometric_grouping import percentiles
+
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 3, 7, 20, 101, 2000):
+        for dtype in (np.float32, np.float64):
+            x = np.round(rng.normal(size=n), 2).astype(dtype)       # ties too
+            for q in ((5, 95), (2, 98), (10, 50, 90), (0, 100)):
+                ours, theirs = percentiles(x, q), np.percentile(x, list(q))
+                assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs)

@@ -47,7 +47,9 @@ pixels wide and the labels are scaled back with nearest-neighbour):
    (``split_set_back_fronts``). Cut pixels and tiny fragments join a neighbouring piece; what is
    left of them in 8-connected parts of at least ``thin_min_px`` standing in front of their surroundings is a
    thin piece (a table leg, a lamp pole, a desk top seen edge-on: all depth edge, with no core to grow from;
-   ``_thin_pieces``). Then pieces are grouped (``join_at_patches``): fragments of one plane a few pixels apart
+   ``_thin_pieces``). A piece partly under a small patch and partly beside it, lower, is cut there (the part under
+   it carries the patch: a box flush on a bigger box, ``split_patch_carriers``). Then pieces are grouped
+   (``join_at_patches``): fragments of one plane a few pixels apart
    (``coplanar_pairs``: a shelf's back seen between its boards) are one piece; next to a patch or support
    surface, a piece below it within its footprint carries it (legs, a cabinet's front, a box's sides) and
    joins it, a piece above it along (almost) a whole side of its footprint rectangle is its rim (a backrest, a
@@ -68,14 +70,18 @@ pixels wide and the labels are scaled back with nearest-neighbour):
    of another hue (a book lying on a table), then compact islands of one hue in what is left (a box against a
    sofa or in a dark shelf, a plant's foliage on a dark table; not a pot under its foliage nor one face of a
    convex object), then, with the same tests, islands of another colour by Lab distance with lightness at low
-   weight (``lab_islands``: a cardboard box in a red-brown shelf, hues too close for two modes); textures,
-   large sheets, thin strips and pieces of one colour throughout are not cut;
+   weight (``lab_islands``: a cardboard box in a red-brown shelf, hues too close for two modes), but not an island
+   of the chromaticity around it (``island_same_chromaticity``: a shelf's lit back); then upright strips of another,
+   more colourful Lab colour (``lab_strips``: a red book in a dark red shelf); textures, large sheets, thin strips
+   and pieces of one colour throughout are not cut;
 9. **stacked groups** (``join_stacked`` in :mod:`.geometric_grouping`): object instances touching in the image
    whose floor footprints coincide (IoU >= ``stack_min_footprint_iou``) and that lie one above the other are
    one object (a bookshelf's compartments, cut apart by its boards), but not two set-back fronts split in step 6;
    then so are two one above the other of one width along their common long axis (``stack_min_width_iou``:
    compartments whose footprint rectangles turned with the noise), and a tall thin piece standing at the end of a
-   wide one and spanning its heights (``side_panel_min_height_m``: a shelf's side panel seen along its depth);
+   wide one and spanning its heights (``side_panel_min_height_m``: a shelf's side panel seen along its depth), and
+   a piece seen through the frame of a taller one of its chromaticity (``nested_max_chromaticity``: compartments
+   behind a shelf's front); a colour part joins none but what it was cut from;
 10. **colour growth** (``grow_by_colour`` in :mod:`.geometric_colour`): the pixels that step 6 gave to the
    nearest object by distance (``fill_px``; they shaped the colour parts) are given back, except inside
    colour parts, and object instances grow into the unlabelled pixels of their own colour (Lab distance <
@@ -145,8 +151,8 @@ from ..labels import LabelSpace
 from .geometric_colour import (FrameColour, grow_by_colour, join_depthless, pale_parts, split_colour,
                                unlabelled_colour_parts)
 from .geometric_depth import creases, depth_normals, estimate_up, fill_depth_speckles, norm3
-from .geometric_grouping import (component_crops, coplanar_pairs, horizontal_patches, join_at_patches, join_poles,
-                                 join_stacked, split_set_back_fronts)
+from .geometric_grouping import (component_crops, coplanar_pairs, horizontal_patches, join_at_patches, join_nested,
+                                 join_poles, join_stacked, percentiles, split_patch_carriers, split_set_back_fronts)
 from .geometric_legs import claim_leg_bars, join_legs_and_tops, trace_poles
 from .types import PanopticInput, PanopticResult, validate_input
 
@@ -211,6 +217,10 @@ class GeometricConfig:
     patch_rim_coverage: float = 0.9
     """A piece standing on a patch's edge that runs along at least this fraction of that side is part of
     the patch's object (a backrest); a shorter one stands on it."""
+    patch_carrier_split: bool = True
+    """A piece lying partly under a small patch and partly beside it, lower, is two things: the part under the
+    patch carries it, the rest stays apart (a box standing flush on a bigger one;
+    ``geometric_grouping.split_patch_carriers``)."""
     coplanar_gap_px: int = 4
     """Pieces that are fragments of one plane less than this many pixels apart (at processing resolution)
     are merged (``coplanar_pairs``; 0 disables)."""
@@ -289,6 +299,10 @@ class GeometricConfig:
     side_panel_min_height_m: float = 0.8
     """... and a piece at least this tall, thin along a wide piece's long axis and standing at its end, spanning
     its heights, is its side panel (seen along its depth, cut off by the step at its front edge). 0 disables."""
+    nested_max_chromaticity: float = 0.015
+    """Step 9's third pass (``geometric_grouping.join_nested``): a piece seen through the frame of a taller one
+    (a shelf's compartments behind its front frame or side panel) joins it when their median chromaticities
+    ((r, g, b) / (r + g + b)) differ by less than this (L1; a box in a shelf: >= 0.04). 0 disables."""
     colour_strips: bool = True
     """Cut upright strips of distinct colour out of object instances (books in a row flush with the shelf
     front: no depth step parts them; ``geometric_colour.split_colour``). Needs the color image."""
@@ -318,15 +332,35 @@ class GeometricConfig:
     """A strip is at most ``strip_max_width_m`` wide (its mean width in pixels at its median depth) and spans
     ``strip_min_height_m`` to ``strip_max_height_m`` along up (5-95 % of its points' heights), meters, and is
     at least as tall as wide in the image: small upright things standing in a row."""
+    strip_dark_value_min: int = 45
+    """For the strips only, saturated pixels as dark as this HSV value (below the 60 from which hue counts
+    elsewhere) have a hue too: a dark purple or blue book took its yellow neighbour's mode (+13 books on the seed
+    groups chosen on); not the hue of a dark material that fills a good part of the instance's bounding box
+    (dark wood: ``geometric_colour._dark_hues``). 0 disables."""
+    lab_strips: bool = True
+    """After the other colour parts, strips of another colour by Lab distance (lightness weighted by
+    ``lab_island_lightness_weight``) in what is left of each strip candidate: a red book in a dark red shelf, a
+    yellow one in light wood (hues within a mode of the shelf's), a row of books of several hues each unlike the
+    shelf's (``geometric_colour._lab_strips``)."""
+    lab_strip_distance: float = 5.0
+    lab_strip_chromatic_distance: float = 8.0
+    lab_strip_max_fraction: float = 0.2
+    """A Lab strip candidate: a 4-connected part of the pixels farther than ``lab_strip_distance`` from the
+    instance's median Lab colour, at most ``lab_strip_max_fraction`` of the instance, whose median a*b* lies at
+    least ``lab_strip_chromatic_distance`` from the instance's and farther from grey (a white stripe on a blue
+    shirt is less colourful than the shirt, a book more than its shelf), then held to the strips' shape tests."""
     flat_blobs: bool = True
     """Cut flat blobs of distinct colour out of instances (a book lying on a table: no depth step; hue modes as
     for the strips; ``geometric_colour.split_colour``). Needs the color image."""
     flat_max_thickness_m: float = 0.06
     flat_min_area_m2: float = 0.01
     flat_max_area_m2: float = 0.15
-    flat_min_solidity: float = 0.8
+    flat_min_solidity: float = 0.75
     """A flat blob spans at most ``flat_max_thickness_m`` along gravity, covers ``flat_min_area_m2`` to
     ``flat_max_area_m2`` on the floor plane and fills at least this fraction of its convex hull."""
+    flat_own_min_fraction: float = 0.5
+    """An instance's commonest hue mode is its own colour (never a flat blob) only when its parts cover at least
+    this fraction of it: a red book lying on a grey cabinet is the only coloured thing there."""
     colour_islands: bool = True
     """Cut compact islands of one hue out of instances, after the strips and blobs (a box in a shelf's
     compartment or against a sofa, a plant's foliage on a side table: no depth step; ``geometric_colour``).
@@ -367,6 +401,11 @@ class GeometricConfig:
     lab_island_min_radius_px: float = 4.0
     """A Lab island has at least this many pixels (at 320x240) and fits a disc of this radius (at 320 px width):
     not a lit edge strip (the top of a monitor)."""
+    island_same_chromaticity: float = 0.012
+    """No island (hue or Lab) whose median chromaticity ((r, g, b) / (r + g + b)) lies within this L1 distance of
+    that of its instance's pixels around it: light and shade on one material (a shelf's lit back or shaded side
+    panel: < 0.02), not another material (a box in a shelf: >= 0.028); not tested against grey surroundings
+    (``geometric_grouping.GREY_CHROMATICITY``). 0 disables."""
     fill_px: float = 4.0
     """Unlabelled pixels (no depth, tiny fragments) take the nearest object instance within this many pixels
     (at 320 px width; 0 disables). An extrapolation for the 2D output: depth-less pixels are not mapped."""
@@ -495,6 +534,12 @@ class GeometricConfig:
                              "strip_plain_min_fraction in [0, 1]")
         if not (0 < self.strip_min_height_m <= self.strip_max_height_m and self.strip_max_width_m > 0):
             raise ValueError("strips need 0 < strip_min_height_m <= strip_max_height_m and strip_max_width_m > 0")
+        if not 0 <= self.strip_dark_value_min <= 255 or min(self.lab_strip_distance,
+                                                            self.lab_strip_chromatic_distance) < 0 \
+                or not 0 <= self.lab_strip_max_fraction <= 1 or not 0 <= self.flat_own_min_fraction <= 1:
+            raise ValueError("strip_dark_value_min must be in [0, 255], lab_strip_distance and "
+                             "lab_strip_chromatic_distance >= 0, lab_strip_max_fraction and flat_own_min_fraction "
+                             "in [0, 1]")
         if not 0.0 <= self.lab_island_chromatic_min_solidity <= 1.0 or self.lab_island_chromatic_distance < 0:
             raise ValueError("lab_island_chromatic_min_solidity must be in [0, 1] and lab_island_chromatic_distance "
                              ">= 0")
@@ -502,6 +547,8 @@ class GeometricConfig:
                self.lab_island_min_radius_px) < 0:
             raise ValueError("lab_island_distance, lab_island_lightness_weight, lab_island_min_px and "
                              "lab_island_min_radius_px must be >= 0")
+        if self.island_same_chromaticity < 0:
+            raise ValueError("island_same_chromaticity must be >= 0")
         if min(self.colour_growth_delta, self.colour_growth_px, self.colour_growth_mean_delta,
                self.colour_growth_max_ratio) < 0:
             raise ValueError("colour_growth_delta, colour_growth_px, colour_growth_mean_delta and "
@@ -515,6 +562,8 @@ class GeometricConfig:
             raise ValueError("pole_* parameters must be >= 0")
         if not 0 <= self.stack_min_width_iou <= 1 or self.side_panel_min_height_m < 0:
             raise ValueError("stack_min_width_iou must be in [0, 1], side_panel_min_height_m >= 0")
+        if self.nested_max_chromaticity < 0:
+            raise ValueError("nested_max_chromaticity must be >= 0")
         if min(self.leg_bar_min_contrast, self.leg_bar_min_clearance_m, self.leg_bar_max_width_m,
                self.leg_bar_min_span, self.top_max_thickness_m, self.leg_piece_max_width_m) < 0 \
                 or not 0 <= self.top_gap_max_depth_fraction <= 1:
@@ -543,6 +592,13 @@ def _colour_regions(wall: np.ndarray, distance: np.ndarray, threshold: float):
     cand = cv2.morphologyEx(cand, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8)) & wall
     k, labels, stats, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=8)
     return k, labels, stats
+
+
+def _stats_box(stats_row: np.ndarray, margin_px: int) -> tuple[slice, slice]:
+    """The bounding box of a connected component (its row of cv2.connectedComponentsWithStats' stats) grown by
+    ``margin_px`` (slices clip at the image's far end, the near end is clipped here)."""
+    x, y, bw, bh = (int(v) for v in stats_row[:4])
+    return slice(max(0, y - margin_px), y + bh + margin_px), slice(max(0, x - margin_px), x + bw + margin_px)
 
 
 def _pixels_at(count_320x240: int, h: int, w: int) -> int:
@@ -662,7 +718,7 @@ class GeometricBackend:
 
     def _doors_windows(self, sem: np.ndarray, wall: np.ndarray, nw: np.ndarray, up: np.ndarray, P: np.ndarray,
                        height: np.ndarray, color: np.ndarray, floor_h: float | None, valid: np.ndarray,
-                       all_walls: np.ndarray) -> np.ndarray:
+                       wall_colour: np.ndarray) -> np.ndarray:
         """Relabel door- and window-shaped regions of a wall plane whose color differs from the walls'.
 
         Geometry cannot tell a closed door or a window pane from the wall they sit in, so this looks for a
@@ -675,7 +731,9 @@ class GeometricBackend:
         the pixels with depth around them, and have a sharp color edge against the wall
         (``_sharp_outline``). A differently colored region framed by other things is the back panel of furniture
         standing against the wall (a bookshelf): it is released from the wall and returned (the caller
-        hands it to the objects). Shape: masks (h, w) -> released (h, w) bool.
+        hands it to the objects). ``wall_colour``: the median 8-bit Lab colour of all walls of the frame (a door
+        can fill half of its own wall plane, never half of all walls seen). Shape: masks (h, w), (3,) -> released
+        (h, w) bool.
         """
         released = np.zeros(wall.shape, bool)
         cfg = self.config
@@ -683,44 +741,36 @@ class GeometricBackend:
             return released
         frame_ok = wall | (sem == self._ids["floor"])
         lab = self._frame_colour(color).lab_raw
-        # the room's wall color: the median over every wall plane of the frame (a door can fill half of
-        # its own wall plane, never half of all walls seen)
-        ref = np.median(lab[all_walls], axis=0)
         # lightness counts less than chroma: light falloff and lamp spots shade a plain wall
         weight = np.array([cfg.door_lightness_weight, 1.0, 1.0], np.float32)
         distance = np.zeros(wall.shape, np.float32)
-        distance[wall] = norm3((lab[wall] - ref) * weight)
+        distance[wall] = norm3((lab[wall] - wall_colour) * weight)
         k, lab_cc, stats = _colour_regions(wall, distance, cfg.door_color_distance)
         along = np.cross(up, nw).astype(np.float32)
         s_along = P @ along
-        for j in range(1, k):
-            if stats[j, cv2.CC_STAT_AREA] < 30:
-                continue
-            region = lab_cc == j
-            x0, y0 = stats[j, cv2.CC_STAT_LEFT], stats[j, cv2.CC_STAT_TOP]
-            box = (slice(max(0, y0 - 2), y0 + stats[j, cv2.CC_STAT_HEIGHT] + 2),
-                   slice(max(0, x0 - 2), x0 + stats[j, cv2.CC_STAT_WIDTH] + 2))
-            hj = height[region]
-            sj = s_along[region]
-            h_lo, h_hi = np.percentile(hj, [2, 98])
-            s_lo, s_hi = np.percentile(sj, [2, 98])
+        for j in np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= 30) + 1:
+            box = _stats_box(stats[j], 3)      # room for the 7x7 ring
+            region = lab_cc[box] == j
+            h_lo, h_hi = percentiles(height[box][region], (2, 98))
+            s_lo, s_hi = percentiles(s_along[box][region], (2, 98))
             tall, wide = h_hi - h_lo, s_hi - s_lo
             near_floor = floor_h is not None and h_lo - floor_h < 0.3
             ring = cv2.dilate(region.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool) & ~region
-            ring_seen = ring & valid  # depth dropouts at furniture edges frame nothing
+            ring_valid = valid[box][ring]
             # a door, a window or a poster is flush with its wall: no depth edge, so no dropouts around it;
             # a furniture back seen between its frame (a bookshelf's) is ringed by the frame's depth edges
-            edged = ring.sum() >= 10 and float(np.mean(~valid[ring])) > cfg.door_max_ring_dropout
-            if edged or (ring_seen.sum() >= 10 and frame_ok[ring_seen].mean() < cfg.door_min_wall_frame):
-                sem[region] = 0
-                released |= region
-            elif not self._sharp_outline(region, wall, color, box):
+            edged = len(ring_valid) >= 10 and float(np.mean(~ring_valid)) > cfg.door_max_ring_dropout
+            ring_seen = ring & valid[box]  # depth dropouts at furniture edges frame nothing
+            if edged or (ring_seen.sum() >= 10 and frame_ok[box][ring_seen].mean() < cfg.door_min_wall_frame):
+                sem[box][region] = 0
+                released[box] |= region
+            elif not self._sharp_outline(region, wall[box], self._color_gradient(color)[box]):
                 continue  # a shading gradient (light falloff) crossing the threshold, not a door / window
             elif 0.3 <= wide <= 1.4 and ((near_floor and tall >= 1.2) or (floor_h is None and tall >= 1.6)):
                 # the top of a door is often above the image: 1.2 m visible from the floor is enough
-                sem[region] = self._ids["door"]
+                sem[box][region] = self._ids["door"]
             elif tall >= 0.3 and wide >= 0.3 and (floor_h is None or h_lo - floor_h > 0.3):
-                sem[region] = self._ids["window"]
+                sem[box][region] = self._ids["window"]
         if cfg.furniture_back_color_distance > 0:
             released |= self._furniture_backs(sem, wall & (sem == self._ids["wall"]), valid, distance)
         return released
@@ -742,17 +792,19 @@ class GeometricBackend:
         k, regions, stats = _colour_regions(wall, distance, cfg.furniture_back_color_distance)
         h, w = wall.shape
         walls = sem == self._ids["wall"]
-        for j in range(1, k):
+        for j in np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= _pixels_at(_BACK_MIN_PX, h, w)) + 1:
             x0, y0, bw, bh, area = (int(v) for v in stats[j])
-            if area < _pixels_at(_BACK_MIN_PX, h, w) or x0 <= 1 or y0 <= 1 or x0 + bw >= w - 1 or y0 + bh >= h - 1:
+            if x0 <= 1 or y0 <= 1 or x0 + bw >= w - 1 or y0 + bh >= h - 1:
                 continue
-            region = regions == j
-            if float(np.median(distance[region])) > cfg.door_color_distance:
+            box = _stats_box(stats[j], 3)
+            region = regions[box] == j
+            if float(np.median(distance[box][region])) > cfg.door_color_distance:
                 continue    # clearly another colour: the first pass judged it
             ring = cv2.dilate(region.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool) & ~region
-            if float(np.mean(~valid[ring])) > _BACK_RING_DROPOUT and float(np.mean(walls[ring])) < _BACK_RING_WALL:
-                sem[region] = 0
-                released |= region
+            if float(np.mean(~valid[box][ring])) > _BACK_RING_DROPOUT \
+                    and float(np.mean(walls[box][ring])) < _BACK_RING_WALL:
+                sem[box][region] = 0
+                released[box] |= region
         return released
 
     def _frame_colour(self, color: np.ndarray) -> FrameColour:
@@ -776,18 +828,15 @@ class GeometricBackend:
             self._lab_grad = cv2.dilate(grad, np.ones((3, 3), np.uint8))  # the edge may lie a pixel outside
         return self._lab_grad
 
-    def _sharp_outline(self, region: np.ndarray, wall: np.ndarray, color: np.ndarray,
-                       box: tuple[slice, slice]) -> bool:
+    def _sharp_outline(self, region: np.ndarray, wall: np.ndarray, grad: np.ndarray) -> bool:
         """Whether the color changes sharply at the region's outline: the median over its border pixels of
-        the local Lab gradient (weighted like the candidate distance, per pixel) exceeds
+        the local Lab gradient (``_color_gradient``, weighted like the candidate distance, per pixel) exceeds
         ``door_edge_contrast``. A door or a window is a painted / glazed panel with an edge; a gradient of
-        light over a plain wall crosses the candidate threshold smoothly. ``box`` bounds the region with a
-        margin of at least 1 px. Shape: (h, w) x2, (h, w, 3)."""
-        grad = self._color_gradient(color)[box]
-        region = region[box]
+        light over a plain wall crosses the candidate threshold smoothly. All three are crops of a box round the
+        region with a margin of at least 1 px. Shape: (h, w) bool x2, (h, w) float32."""
         # only the outline against the wall: where the region meets floor, furniture or missing depth the
         # color always changes
-        outside = wall[box] & ~region
+        outside = wall & ~region
         border = region & cv2.dilate(outside.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
         if not border.any():
             return False
@@ -819,7 +868,7 @@ class GeometricBackend:
                 obj_id = self._ids["object"]
                 for j in big:
                     region = lab == j
-                    lo, hi = np.percentile(L[region], [10, 90])
+                    lo, hi = percentiles(L[region], (10, 90))
                     if hi - lo > cfg.screen_max_spread:
                         continue
                     if thin:
@@ -1046,9 +1095,11 @@ class GeometricBackend:
                     taken |= m
                     walls.append((m, nw))
         if cfg.doors_windows and color is not None:
-            all_walls = sem == self._ids["wall"]
+            wall_colour = None
             for m, nw in walls:
-                released = self._doors_windows(sem, m, nw, up, P, height, color, floor_h, valid, all_walls)
+                if wall_colour is None and m.sum() >= 100:   # smaller ones are left as they are
+                    wall_colour = np.median(self._frame_colour(color).lab_raw[sem == self._ids["wall"]], axis=0)
+                released = self._doors_windows(sem, m, nw, up, P, height, color, floor_h, valid, wall_colour)
                 taken &= ~released
 
         # support surfaces: other up-facing planes, large connected regions only
@@ -1083,9 +1134,9 @@ class GeometricBackend:
                 continue
             area = np.bincount(lab.ravel(), weights=pix_area.ravel(), minlength=k)
             reliable = np.bincount(lab.ravel(), weights=(nok & (cos_up > cos_h)).ravel(), minlength=k)
-            for j in range(1, k):
-                # large, and mostly pixels whose own normal points up (not far noisy vertical stuff)
-                if area[j] < cfg.support_min_area_m2 or reliable[j] < 0.5 * stats[j, cv2.CC_STAT_AREA]:
+            # large, and mostly pixels whose own normal points up (not far noisy vertical stuff)
+            for j in np.flatnonzero((area >= cfg.support_min_area_m2) & (reliable >= 0.5 * stats[:, cv2.CC_STAT_AREA])):
+                if j == 0:
                     continue
                 region = lab == j
                 sem[region] = self._ids["support"]
@@ -1168,6 +1219,8 @@ class GeometricBackend:
                                                   _pixels_at(cfg.thin_min_px, h, w), z, valid_obj,
                                                   cfg.thin_min_step_m)
         pairs = coplanar_pairs(cfg, lab_ids, P, {i for i, _, _, _ in items}) if cfg.coplanar_gap_px > 0 else []
+        if cfg.patch_carrier_split:
+            next_id = split_patch_carriers(cfg, lab_ids, items, P, height, up, z, next_id)
         root = join_at_patches(cfg, lab_ids, items, P, height, up, z, next_id, pairs)
         final = root[lab_ids]
         apart = {(int(root[ids[a]]), int(root[ids[b]])) for a, b in set_back if ids[a] and ids[b]}
@@ -1191,17 +1244,25 @@ class GeometricBackend:
         if color is not None:
             self._screens(sem, inst, classes, color, valid, min_px, thin_roots)
         colour_ids: list[int] = []
+        cut_from: dict[int, int] = {}
         if (cfg.colour_strips or cfg.flat_blobs or cfg.colour_islands) and color is not None:
             _, colour_ids = split_colour(
                 cfg, inst, {i for i, c in classes.items() if c == obj_cls} if cfg.colour_strips else set(),
                 set(classes) if cfg.flat_blobs else set(), color, np.where(valid_obj[..., None], P, 0.0), up,
                 cam.fx, max(classes, default=0) + 1, _pixels_at(cfg.strip_min_px, h, w),
-                set(classes) if cfg.colour_islands else set(), (n, nok), self._frame_colour(color))
+                set(classes) if cfg.colour_islands else set(), (n, nok), self._frame_colour(color), cut_from)
             for i in colour_ids:
                 classes[i] = obj_cls
+            # a colour part joins only what it was cut from (or its other parts), not a neighbour through it
+            # (a box island in a dark compartment, joined to the compartment above it by its footprint)
+            apart |= {(c, j) for c, parent in cut_from.items() for j in classes
+                      if j != c and cut_from.get(j, j) != parent}
+        stack_skip = {i for i, c in classes.items() if c != obj_cls}
         if cfg.stack_min_footprint_iou > 0:
-            join_stacked(cfg, inst, {i for i, c in classes.items() if c != obj_cls}, P, valid_obj, up,
-                         _pixels_at(cfg.stack_min_px, h, w), apart)
+            join_stacked(cfg, inst, stack_skip, P, valid_obj, up, _pixels_at(cfg.stack_min_px, h, w), apart)
+        if cfg.nested_max_chromaticity > 0 and color is not None:
+            join_nested(cfg, inst, stack_skip | set(colour_ids), P, valid_obj, up, _pixels_at(cfg.stack_min_px, h, w),
+                        apart, color)
         lab_colour = self._frame_colour(color).lab(1.0) if color is not None and (
             cfg.colour_growth_delta > 0 or cfg.depthless_join) else None
         if color is not None and cfg.colour_growth_delta > 0:

@@ -13,12 +13,14 @@ coloured pixels makes none), and a strip of another hue right beside it; more th
 two hues taking turns are a striped pattern and are not cut. Each strip becomes an instance of its
 own; the rest of the piece keeps its id. Unsaturated pixels (white or grey stripes, shading) take the hue
 mode of the nearest saturated pixel within 3 px, so a striped book is one strip, and pieces of one hue
-(however textured in lightness) are never cut.
+(however textured in lightness) are never cut. For the strips alone, dark saturated pixels have a hue too (a dark
+purple book), unless theirs is the hue of a dark material filling the instance's box (dark wood; :func:`_dark_hues`).
 
 The same hue modes find **flat blobs** (``flat_blobs``): a book or a magazine lying on a table is as flat as
 the table top, but of another colour; a compact part of a mode other than the instance's own, thin along
-gravity and of book-to-poster size, becomes an instance of its own (:func:`_flat_blobs`). In an instance with
-a single hue mode (a red book on a grey cabinet) any part of it may be a blob (:func:`_one_hue_blobs`).
+gravity and of book-to-poster size, becomes an instance of its own (:func:`_flat_blobs`); the commonest mode is the
+instance's own only when it covers half of it. In an instance with a single hue mode (a red book on a grey cabinet)
+any part of it may be a blob (:func:`_one_hue_blobs`).
 
 Last, **islands** (``colour_islands``): what is left of an instance may still hold a compact part of one hue
 that is an object of its own standing against it: a box in a bookshelf's compartment or against a sofa of
@@ -30,7 +32,10 @@ onto the rest at convex creases (the lit front of a cabinet: one object's face, 
 green plant on a dark table too dark for a hue. So, with the same tests, what is left of the instance also
 yields **Lab islands**: parts farther from the instance's median colour in Lab, lightness at low weight (light and
 shade change lightness more than a material's colour), large and thick enough not to be a lit edge strip
-(:func:`_lab_island_candidates`).
+(:func:`_lab_island_candidates`). An island of either kind with the chromaticity of the instance around it is light
+or shade on one material (a shelf's lit back), not an object (:func:`_same_material`). After the islands, **Lab
+strips** (``lab_strips``, :func:`_lab_strips`): parts of another, more colourful Lab colour that are upright strips
+(a red book in a dark red shelf, a yellow one in light wood: no second hue mode there).
 
 Separately, after every other stage, **colour growth** (:func:`grow_by_colour`) lets object instances take the
 unlabelled pixels of their own colour next to them: the legs of a dark wooden table lose their depth and are
@@ -52,7 +57,8 @@ import cv2
 import numpy as np
 
 from .geometric_depth import creases, floor_basis, norm3
-from .geometric_grouping import component_crops, join_label_pairs, label_pixels, touching_labels
+from .geometric_grouping import (GREY_CHROMATICITY, chromaticity, component_crops, join_label_pairs, label_pixels,
+                                 percentiles, touching_labels)
 
 if TYPE_CHECKING:  # only for annotations: geometric.py imports this module
     from .geometric import GeometricConfig
@@ -68,6 +74,8 @@ _VALUE_MIN = 60         # darker pixels' hue is noise (HSV value, 0-255)
 _BESIDE_PX = 2          # a strip's neighbour in the row lies within this many pixels to its left or right
 _VIVID_GAP = 4          # saturation split: "vivid" / "plain" pixels lie this far above / below the bound ...
 _VIVID_VALLEY = 0.15    # ... and at most this fraction of the mode's pixels lie between
+_RING_PX = 6            # an island's chromaticity is compared with its instance's pixels this close (at 320 px) ...
+_RING_MIN_PX = 10       # ... when there are at least this many
 
 
 def _hue_modes(hue: np.ndarray, min_count: int, separation: int = _MODE_SEPARATION) -> np.ndarray:
@@ -196,7 +204,7 @@ def _upright_strips(cfg: GeometricConfig, parts: list, zc: np.ndarray, hc: np.nd
         if has_depth.sum() < 0.5 * area:
             continue
         width_m = area / bh * float(np.median(zc[has_depth])) / fx    # mean width over its rows
-        lo, hi = np.percentile(hc[has_depth], [5, 95])
+        lo, hi = percentiles(hc[has_depth], (5, 95))
         if width_m <= cfg.strip_max_width_m and \
                 cfg.strip_min_height_m <= hi - lo <= cfg.strip_max_height_m:   # upright along gravity
             strips.append((k, part))
@@ -208,10 +216,13 @@ def _flat_blobs(cfg: GeometricConfig, parts: list, dominant: int, n_region: int,
     """Flat blobs of distinct colour: a book or a magazine lying on a table, as flat as the table top (no depth
     step) but of another hue. A blob is a part of a hue mode other than ``dominant``, the instance's most
     common one (the table's own colour; else a cover across a table would leave a piece of the table as a blob
-    beside it), thin along gravity (5-95 % of its points' heights within ``flat_max_thickness_m``),
-    ``flat_min_area_m2`` to ``flat_max_area_m2`` on the floor plane (the minimum-area rectangle of its
-    points), compact (``flat_min_solidity`` of its convex hull) and at most half of the instance.
+    beside it) when its parts cover ``flat_own_min_fraction`` of the instance, thin along gravity (5-95 % of its
+    points' heights within ``flat_max_thickness_m``), ``flat_min_area_m2`` to ``flat_max_area_m2`` on the floor
+    plane (the minimum-area rectangle of its points), compact (``flat_min_solidity`` of its convex hull) and at
+    most half of the instance.
     Shape: parts from :func:`_parts`, (h, w, 3) points (z = 0: no depth), (3, 2) floor basis, (3,) up."""
+    if dominant and sum(area for k, _, area, _ in parts if k == dominant) < cfg.flat_own_min_fraction * n_region:
+        dominant = 0    # the commonest hue is not the instance's own colour (a red book on a grey cabinet)
     blobs = []
     for k, part, area, _ in parts:
         if k == dominant or area > 0.5 * n_region:
@@ -219,7 +230,7 @@ def _flat_blobs(cfg: GeometricConfig, parts: list, dominant: int, n_region: int,
         X = _points_with_depth(part, area, Pc)
         if X is None:
             continue
-        lo, hi = np.percentile(X @ up32, [5, 95])
+        lo, hi = percentiles(X @ up32, (5, 95))
         if hi - lo > cfg.flat_max_thickness_m:
             continue
         (_, (rw, rh), _) = cv2.minAreaRect(np.ascontiguousarray(X @ E, np.float32))
@@ -271,15 +282,18 @@ def _folded(part: np.ndarray, region: np.ndarray, fold: np.ndarray, threshold: f
 
 def _islands(cfg: GeometricConfig, parts: list, own: np.ndarray, region: np.ndarray, Pc: np.ndarray,
              E: np.ndarray, up32: np.ndarray, folds, min_px: int,
-             min_solidity: list[float] | None = None) -> list[np.ndarray]:
+             min_solidity: list[float] | None = None, rgb: np.ndarray | None = None,
+             ring_px: int = _RING_PX) -> list[np.ndarray]:
     """Islands of one hue in what is left of an instance (``region``): parts of at most
     ``island_max_fraction`` of it, ``island_min_size_m`` to ``island_max_size_m`` on the floor plane (the
     longer side of the minimum-area rectangle of their points), ``island_min_height_m`` to
     ``island_max_height_m`` along gravity (5-95 %), filling ``island_min_solidity`` of their convex hull;
     not when ``island_max_rest_above`` of the rest of the instance lies above the part's top (90 % of its
-    heights: a pot under its foliage) nor when the part is folded onto the rest (:func:`_folded`). ``folds()``
-    gives the crop's fold values (:func:`_lazy_folds`); ``own``: the coloured pixels; ``min_solidity``: each
-    part's own bound instead of ``island_min_solidity``.
+    heights: a pot under its foliage) nor when the part is folded onto the rest (:func:`_folded`), nor when it
+    has the chromaticity of the instance around it (:func:`_same_material`; ``rgb``: the crop of the colour
+    image, None skips the test; ``ring_px``: how far around). ``folds()`` gives the crop's fold values
+    (:func:`_lazy_folds`); ``own``: the coloured pixels; ``min_solidity``: each part's own bound instead of
+    ``island_min_solidity``.
     Shape: parts from :func:`_parts`, (h, w) bool, (h, w, 3) points (z = 0: no depth), (3, 2), (3,)."""
     out = []
     n_region = int(region.sum())
@@ -293,7 +307,7 @@ def _islands(cfg: GeometricConfig, parts: list, own: np.ndarray, region: np.ndar
         if X is None:
             continue
         heights = X @ up32
-        lo, hi = np.percentile(heights, [5, 95])
+        lo, hi = percentiles(heights, (5, 95))
         if not cfg.island_min_height_m <= hi - lo <= cfg.island_max_height_m:
             continue
         (_, (rw, rh), _) = cv2.minAreaRect(np.ascontiguousarray(X @ E, np.float32))
@@ -306,8 +320,29 @@ def _islands(cfg: GeometricConfig, parts: list, own: np.ndarray, region: np.ndar
             continue
         if _folded(part, region, folds(), cfg.concave_threshold, cfg.island_max_convex_ratio, min_px):
             continue
+        if rgb is not None and _same_material(cfg, part, region, rgb, ring_px):
+            continue
         out.append(part)
     return out
+
+
+def _same_material(cfg: GeometricConfig, part: np.ndarray, region: np.ndarray, rgb: np.ndarray,
+                   ring_px: int) -> bool:
+    """Whether an island's median chromaticity lies within ``island_same_chromaticity`` (L1) of that of its
+    instance's pixels within ``ring_px`` around it: light and shade on one material (a shelf's lit back, its
+    shaded side panel) differ in Hue and Lab but hardly in chromaticity, another material (a cardboard box in a
+    shelf: 0.05-0.16) does. Says nothing when that ring is grey (white, black and grey share one
+    chromaticity) or has too few pixels. Shape: (h, w) bool x2, (h, w, 3) uint8 RGB."""
+    if cfg.island_same_chromaticity <= 0:
+        return False
+    kernel = np.ones((2 * ring_px + 1, 2 * ring_px + 1), np.uint8)
+    ring = cv2.dilate(part.astype(np.uint8), kernel).astype(bool) & region & ~part
+    if np.count_nonzero(ring) < _RING_MIN_PX:
+        return False
+    around = np.median(chromaticity(rgb[ring]), axis=0)
+    if float(np.abs(around - 1.0 / 3.0).sum()) < GREY_CHROMATICITY:
+        return False
+    return float(np.abs(np.median(chromaticity(rgb[part]), axis=0) - around).sum()) < cfg.island_same_chromaticity
 
 
 def _coloured_outline(part: np.ndarray, own: np.ndarray) -> np.ndarray:
@@ -414,9 +449,7 @@ def _lab_island_candidates(cfg: GeometricConfig, lab: np.ndarray, left: np.ndarr
     far = cv2.morphologyEx(far.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(far, connectivity=4)
     parts, solidity = [], []
-    for j in range(1, n):
-        if stats[j, cv2.CC_STAT_AREA] < min_px:
-            continue
+    for j in np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= min_px) + 1:
         part = labels == j
         if cv2.distanceTransform(np.pad(part, 1).astype(np.uint8), cv2.DIST_L2, 3).max() >= min_radius:
             parts.append((1, part, int(stats[j, cv2.CC_STAT_AREA]), int(stats[j, cv2.CC_STAT_HEIGHT])))
@@ -448,17 +481,18 @@ def split_colour(cfg: GeometricConfig, inst: np.ndarray, strip_ids: set[int], fl
                  color_rgb: np.ndarray, P: np.ndarray, up: np.ndarray, fx: float, next_id: int,
                  min_px: int, island_ids: set[int] = frozenset(),
                  normals: tuple[np.ndarray, np.ndarray] | None = None,
-                 colour: FrameColour | None = None) -> tuple[int, list[int]]:
+                 colour: FrameColour | None = None, cut_from: dict[int, int] | None = None) -> tuple[int, list[int]]:
     """Cut colour parts out of instances of ``inst``, in place: upright strips side by side out of the
     instances ``strip_ids`` (see the module doc), flat blobs out of the instances ``flat_ids``
     (:func:`_flat_blobs`), then islands out of what is left of the instances ``island_ids``
     (:func:`_islands`; needs ``normals``: the normals and their validity mask). Returns the next free id and
     the new ids. ``min_px``: ``cfg.strip_min_px`` at this resolution; ``colour``: the frame's
-    ``FrameColour`` when the caller has one.
+    ``FrameColour`` when the caller has one; ``cut_from``, when given, is filled with each new id's instance.
 
     Shape: (h, w) uint16 instance ids, (h, w, 3) uint8 RGB, (h, w, 3) float32 points in the camera frame
     (meters, z = 0 where there is no depth), (3,) unit up vector, normals (h, w, 3) float32 and (h, w) bool."""
     colour = colour if colour is not None else FrameColour(color_rgb)
+    cut_from = {} if cut_from is None else cut_from
     hsv, saturated = colour.hsv, colour.saturated(cfg)
     E = floor_basis(up)
     up32 = up.astype(np.float32)
@@ -470,6 +504,7 @@ def split_colour(cfg: GeometricConfig, inst: np.ndarray, strip_ids: set[int], fl
         if cfg.strip_vivid_saturation > 0 else None
     lab_min_px = max(min_px, round(cfg.lab_island_min_px * min_px / cfg.strip_min_px))
     lab_min_radius = cfg.lab_island_min_radius_px * w_img / 320.0
+    ring_px = max(1, round(_RING_PX * w_img / 320.0))
     new_ids: list[int] = []
     for iid, idx in label_pixels(inst):
         if (iid not in strip_ids and iid not in flat_ids and iid not in island_ids) or len(idx) < 3 * min_px:
@@ -485,9 +520,12 @@ def split_colour(cfg: GeometricConfig, inst: np.ndarray, strip_ids: set[int], fl
         parts = list(_parts(*modes, min_px, cfg.strip_saturated_fraction)) if modes is not None else []
         if iid in strip_ids:
             strip_parts = parts
-            if cfg.strip_mode_separation_bins != _MODE_SEPARATION:
-                # books of two hues 30 degrees apart (yellow beside orange) are one mode at 40: finer for strips only
-                strip_modes = _mode_map(hsv[y0:y1, x0:x1], saturated[y0:y1, x0:x1], region, min_px, vivid=vivid,
+            if cfg.strip_mode_separation_bins != _MODE_SEPARATION or cfg.strip_dark_value_min > 0:
+                # books of two hues 30 degrees apart (yellow beside orange) are one mode at 40: finer for strips
+                # only, and dark books have a hue here
+                strip_sat = _dark_hues(hsv[y0:y1, x0:x1], saturated[y0:y1, x0:x1], region, cfg) \
+                    if cfg.strip_dark_value_min > 0 else saturated[y0:y1, x0:x1]
+                strip_modes = _mode_map(hsv[y0:y1, x0:x1], strip_sat, region, min_px, vivid=vivid,
                                         separation=cfg.strip_mode_separation_bins)
                 strip_parts = list(_parts(*strip_modes, min_px, cfg.strip_saturated_fraction)) \
                     if strip_modes is not None else []
@@ -502,20 +540,16 @@ def split_colour(cfg: GeometricConfig, inst: np.ndarray, strip_ids: set[int], fl
             cut += _flat_blobs(cfg, rest, dominant, len(idx), Pc, E, up32)
         if iid in flat_ids and modes is None:
             cut += _one_hue_blobs(cfg, hsv[y0:y1, x0:x1], saturated[y0:y1, x0:x1], region, Pc, E, up32, min_px)
-        for part in cut:
-            crop[part] = next_id
-            new_ids.append(next_id)
-            next_id += 1
+        next_id = _number_parts(crop, cut, iid, next_id, new_ids, cut_from)
         if iid not in island_ids:
             continue
         candidates = _island_candidates(cfg, hsv[y0:y1, x0:x1], saturated[y0:y1, x0:x1], crop == iid, modes, parts,
                                         bool(cut), min_px)
         folds = _lazy_folds(P, normals, (y0, y1, x0, x1), cfg.normal_step_px)
-        islands = _islands(cfg, *candidates, Pc, E, up32, folds, min_px) if candidates is not None else []
-        for part in islands:
-            crop[part] = next_id
-            new_ids.append(next_id)
-            next_id += 1
+        rgb_c = color_rgb[y0:y1, x0:x1] if cfg.island_same_chromaticity > 0 else None
+        islands = _islands(cfg, *candidates, Pc, E, up32, folds, min_px, rgb=rgb_c, ring_px=ring_px) \
+            if candidates is not None else []
+        next_id = _number_parts(crop, islands, iid, next_id, new_ids, cut_from)
         if lab is None:
             continue
         left = crop == iid
@@ -523,11 +557,110 @@ def split_colour(cfg: GeometricConfig, inst: np.ndarray, strip_ids: set[int], fl
         if candidates is None:
             continue
         lab_parts, far, left, solidity = candidates
-        for part in _islands(cfg, lab_parts, far, left, Pc, E, up32, folds, min_px, solidity):
-            crop[part] = next_id
-            new_ids.append(next_id)
-            next_id += 1
+        next_id = _number_parts(crop, _islands(cfg, lab_parts, far, left, Pc, E, up32, folds, min_px, solidity,
+                                               rgb_c, ring_px), iid, next_id, new_ids, cut_from)
+    if cfg.lab_strips and strip_ids:
+        next_id = _lab_strips(cfg, inst, strip_ids, P, up32, fx, next_id, min_px, colour, new_ids, cut_from)
     return next_id, new_ids
+
+
+_DARK_HUE_RADIUS = 12       # hue units (2 degrees each) round a dark material's hue left out of the strips' ...
+_DARK_MATERIAL_SHARE = 0.2  # ... when its dark pixels fill this share of the instance's bounding box
+
+
+def _dark_hues(hsv: np.ndarray, saturated: np.ndarray, region: np.ndarray, cfg: GeometricConfig) -> np.ndarray:
+    """``saturated`` with the region's saturated pixels of HSV value ``strip_dark_value_min`` up to ``_VALUE_MIN``
+    (a dark purple or blue book), except those of the commonest hue among the crop's dark pixels (+-
+    ``_DARK_HUE_RADIUS``) when that hue fills ``_DARK_MATERIAL_SHARE`` of the crop: dark wood would join a red
+    book's mode and leak its strip into the shelf. Shape: (h, w, 3) uint8 HSV crop, (h, w) bool x2 -> (h, w) bool."""
+    value = hsv[..., 2]
+    dark_all = (hsv[..., 1] >= cfg.strip_saturation_min) & (value >= cfg.strip_dark_value_min) & (value < _VALUE_MIN)
+    dark = region & dark_all
+    if not dark.any():
+        return saturated
+    hue = hsv[..., 0].astype(np.int64)
+    hist = np.bincount(hue[dark_all], minlength=180).astype(np.float64)
+    smooth = np.convolve(np.concatenate([hist[-4:], hist, hist[:4]]), np.ones(9), mode="valid")  # circular, 9 bins
+    dh = np.abs(hue - int(np.argmax(smooth)))
+    near = np.minimum(dh, 180 - dh) <= _DARK_HUE_RADIUS
+    if np.count_nonzero(dark_all & near) >= _DARK_MATERIAL_SHARE * region.size:
+        dark &= ~near
+    return saturated | dark
+
+
+_LAB_STRIP_MAX_Z_M = 5.0    # a Lab strip candidate is tall enough in the image to span strip_min_height_m this near
+
+
+def _lab_strips(cfg: GeometricConfig, inst: np.ndarray, strip_ids: set[int], P: np.ndarray, up32: np.ndarray,
+                fx: float, next_id: int, min_px: int, colour: FrameColour, new_ids: list[int],
+                cut_from: dict[int, int]) -> int:
+    """Strips of another colour by Lab distance, in place in ``inst`` (``lab_strips``): in what is left of each
+    instance of ``strip_ids`` (at least 5 ``min_px``), the 4-connected parts of its pixels farther than
+    ``lab_strip_distance`` from its median Lab colour, ``min_px`` to ``lab_strip_max_fraction`` of it and tall
+    enough in the image; one with two hue modes or more (a row of books of several colours) is replaced by its
+    hue-mode parts. A candidate whose median a*b* lies ``lab_strip_chromatic_distance`` from the instance's and
+    farther from grey, and that is an upright strip (:func:`_upright_strips`), becomes an instance. Returns the
+    next free id. Shape: (h, w) uint16, (h, w, 3) points (z = 0: no depth), (3,) unit up."""
+    lab = colour.lab(cfg.lab_island_lightness_weight)
+    lab_flat = lab.reshape(-1, 3)
+    hsv, saturated = colour.hsv, colour.saturated(cfg)
+    w_img = inst.shape[1]
+    min_rows = cfg.strip_min_height_m * fx / _LAB_STRIP_MAX_Z_M
+    # a candidate's median a* or b* lies lab_strip_chromatic_distance / sqrt(2) from the instance's, so half its
+    # pixels (>= min_px / 2) do: an instance with fewer such pixels has none
+    min_ab = cfg.lab_strip_chromatic_distance / np.sqrt(2.0) - 1e-3
+    for iid, idx in label_pixels(inst):
+        if iid not in strip_ids or len(idx) < 5 * min_px:
+            continue
+        lab_i = lab_flat[idx]
+        median = np.median(lab_i[::4], axis=0)       # every 4th pixel is plenty for a median
+        if np.count_nonzero(np.hypot(*(lab_i[:, 1:] - median[1:]).T) >= min_ab) < min_px // 2:
+            continue
+        grey = float(np.hypot(*(median[1:] - 128.0)))
+        ys, xs = np.divmod(idx, w_img)
+        y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+        left = np.zeros((y1 - y0, x1 - x0), bool)
+        left[ys - y0, xs - x0] = True
+        L = lab[y0:y1, x0:x1]
+        far = left & (norm3(L - median) > cfg.lab_strip_distance)
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(far.astype(np.uint8), connectivity=4)
+        crop = inst[y0:y1, x0:x1]
+        area_ok = (stats[:, cv2.CC_STAT_AREA] >= min_px) & (stats[:, cv2.CC_STAT_AREA] <= cfg.lab_strip_max_fraction
+                                                             * len(idx)) & (stats[:, cv2.CC_STAT_HEIGHT] >= min_rows)
+        for j in np.flatnonzero(area_ok[1:]) + 1:
+            lft, top, wd, ht, area = (int(v) for v in stats[j])
+            box = (slice(y0 + top, y0 + top + ht), slice(x0 + lft, x0 + lft + wd))
+            comp = labels[top:top + ht, lft:lft + wd] == j
+            modes = _mode_map(hsv[box], saturated[box], comp, min_px, separation=cfg.strip_mode_separation_bins)
+            candidates = list(_parts(*modes, min_px, cfg.strip_saturated_fraction)) if modes is not None \
+                else [(1, comp, area, ht)]
+            Lc = L[top:top + ht, lft:lft + wd]
+            candidates = [c for c in candidates
+                          if _more_colourful(cfg, np.median(Lc[c[1]][:, 1:], axis=0), median, grey)]
+            if not candidates:
+                continue
+            Pc = P[box]
+            strips = [part for _, part in _upright_strips(cfg, candidates, Pc[..., 2], Pc @ up32, fx)]
+            next_id = _number_parts(crop[top:top + ht, lft:lft + wd], strips, iid, next_id, new_ids, cut_from)
+    return next_id
+
+
+def _more_colourful(cfg: GeometricConfig, ab: np.ndarray, median: np.ndarray, grey: float) -> bool:
+    """Whether a candidate's median a*b* (offset by 128) lies ``lab_strip_chromatic_distance`` from the instance's
+    median Lab and farther from grey than it (at ``grey``)."""
+    return bool(np.hypot(*(ab - median[1:])) >= cfg.lab_strip_chromatic_distance and np.hypot(*(ab - 128.0)) >= grey)
+
+
+def _number_parts(crop: np.ndarray, parts: list[np.ndarray], iid: int, next_id: int, new_ids: list[int],
+                  cut_from: dict[int, int]) -> int:
+    """Give each part a new id from ``next_id`` on, in place in ``crop``; note it in ``new_ids`` and, cut from
+    instance ``iid``, in ``cut_from``. Returns the next free id. Shape: (h, w) uint16, parts (h, w) bool."""
+    for part in parts:
+        crop[part] = next_id
+        new_ids.append(next_id)
+        cut_from[next_id] = iid
+        next_id += 1
+    return next_id
 
 
 _NEIGHBOURS_8 = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))

@@ -14,7 +14,8 @@ walls or support surfaces) into pieces at depth discontinuities and concave crea
    apart; returns the union-find root of every piece id;
 4. joins upright poles left without a piece to what they hold up (``join_poles``: a table's legs, whose depth
    is a sparse scatter, to its top);
-5. joins finished instances stacked on one footprint (``join_stacked``: a bookshelf's compartments).
+5. joins finished instances stacked on one footprint (``join_stacked``: a bookshelf's compartments), and those seen
+   through the frame of a taller one of their material (``join_nested``: compartments behind a shelf's front).
 
 Frames and units: every array is at processing resolution, (h, w) per pixel, in the camera optical frame
 (x right, y down, z forward), meters: ``P`` (h, w, 3) back-projected points, ``z`` (h, w) depth,
@@ -35,9 +36,9 @@ from .geometric_depth import floor_basis
 if TYPE_CHECKING:  # only for annotations: geometric.py imports this module
     from .geometric import GeometricConfig
 
-__all__ = ["component_crops", "horizontal_patches", "coplanar_pairs", "join_at_patches", "join_poles", "join_stacked",
-           "join_label_pairs", "label_pixels", "rectangle_coordinates", "split_set_back_fronts",
-           "touching_labels"]
+__all__ = ["chromaticity", "component_crops", "horizontal_patches", "coplanar_pairs", "join_at_patches", "join_nested",
+           "join_poles", "join_stacked", "join_label_pairs", "label_pixels", "percentiles", "rectangle_coordinates",
+           "split_patch_carriers", "split_set_back_fronts", "touching_labels"]
 
 
 def _quantile(a: np.ndarray, q: float) -> float:
@@ -45,6 +46,23 @@ def _quantile(a: np.ndarray, q: float) -> float:
     on the small arrays of the per-piece loops. Shape: (n,) with n >= 1 -> float."""
     k = min(len(a) - 1, max(0, int(q * (len(a) - 1) + 0.5)))
     return float(np.partition(a, k)[k])
+
+
+def percentiles(x: np.ndarray, q: tuple[float, ...]) -> np.ndarray:
+    """``np.percentile(x, list(q))`` (linear interpolation), bit for bit, for a 1-D float array without NaNs, at a
+    fraction of its cost on the small arrays of the per-piece loops (np.percentile's checks and dispatch take
+    ~30 us a call). Shape: (n,) float, n >= 1 -> (len(q),) float64."""
+    n = len(x)
+    virtual = (n - 1) * (np.asarray(q, np.float64) / 100.0)
+    below = np.floor(virtual)
+    top = virtual >= n - 1                       # numpy takes the last value there (and its gamma is moot)
+    lo = np.where(top, n - 1, below).astype(np.intp)
+    hi = np.where(top, n - 1, below + 1).astype(np.intp)
+    part = np.partition(x, np.unique(np.concatenate([lo, hi])))
+    a, b = part[lo], part[hi]
+    t = virtual - np.where(top, -1.0, below)
+    diff = b - a                                 # in x's dtype, as numpy's interpolation does
+    return np.where(t >= 0.5, b - diff * (1.0 - t), a + diff * t)
 
 
 def _d2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -152,6 +170,72 @@ def coplanar_pairs(cfg: GeometricConfig, lab_ids: np.ndarray, P: np.ndarray, ski
         if abs(float(normal[a] @ (mean[b] - mean[a]))) < tol and abs(float(normal[b] @ (mean[a] - mean[b]))) < tol:
             out.append((int(a), int(b)))
     return out
+
+_CARRIED_SIDE_M = (0.12, 1.0)   # a box's top patch: its footprint rectangle's sides within this range, meters
+_CARRIER_INSIDE = (0.05, 0.5)   # a piece with this share of its points inside that rectangle may carry two things
+_CARRIER_REST_M = 0.12          # its points farther outside than this are the lower thing ...
+_CARRIER_STEP_M = 0.05          # ... whose top (90 % of heights) lies at least this below the patch;
+_CARRIED_NEAR_M = 0.08          # its points this close to the rectangle and above that top carry the patch
+_CARRIER_MIN_PX = 40            # each of the three parts has at least this many pixels,
+_CARRIED_MIN_SHARE = 0.1        # and the upper one at least this share of the piece
+
+
+def split_patch_carriers(cfg: GeometricConfig, lab_ids: np.ndarray, items: list[tuple[int, np.ndarray, float, bool]],
+                         P: np.ndarray, height: np.ndarray, up: np.ndarray, z: np.ndarray, n_ids: int) -> int:
+    """Split a piece that carries a small patch and something lower beside it, in place in ``lab_ids``: a box
+    standing flush on a bigger one is one piece (their fronts and sides meet without a step) under the upper box's
+    top, but lies only partly under that top, so ``join_at_patches`` would join neither part to it.
+
+    For each small patch (not a support surface; footprint rectangle sides within ``_CARRIED_SIDE_M``: a box's top,
+    not a sofa's back), highest first, and each piece touching it that lies below it (``patch_below_fraction``)
+    with ``_CARRIER_INSIDE`` of its points inside the rectangle grown by ``patch_footprint_margin_m``: when its
+    points more than ``_CARRIER_REST_M`` outside the rectangle top out (90 %) at least ``_CARRIER_STEP_M`` below the
+    patch, its points within ``_CARRIED_NEAR_M`` of the rectangle and above that top become a piece of their own
+    (the upper box's sides; ``join_at_patches`` then joins them to the patch). Returns the next free id.
+    Shape: as ``join_at_patches``."""
+    if not items:
+        return n_ids
+    E = floor_basis(up)
+    pixels = dict(label_pixels(lab_ids))
+    Pf, Hf, flat = P.reshape(-1, 3), height.ravel(), lab_ids.reshape(-1)
+    patch_ids = {i for i, _, _, _ in items}
+    new = max(n_ids, int(lab_ids.max()) + 1)
+    for pid, _, h_p, big in sorted(items, key=lambda t: -t[2]):
+        idx_p = pixels.get(pid)
+        if big or idx_p is None or len(idx_p) < 5:
+            continue
+        sub = idx_p[::max(1, len(idx_p) // 3000)]
+        rect = cv2.minAreaRect((Pf[sub] @ E).astype(np.float32))
+        if not _CARRIED_SIDE_M[0] <= min(rect[1]) <= max(rect[1]) <= _CARRIED_SIDE_M[1]:
+            continue
+        margin = max(0.02, cfg.patch_step_sigmas * float(nguyen_sigma_m(_quantile(z.ravel()[sub], 0.5))))
+        for o in touching_labels(lab_ids, pid, idx_p):
+            if o in patch_ids or o not in pixels:
+                continue
+            idx_o = pixels[o]
+            ho = Hf[idx_o]
+            if np.mean(ho < h_p + margin) < cfg.patch_below_fraction:
+                continue
+            loc, half = rectangle_coordinates(rect, Pf[idx_o] @ E)
+            outside_by = np.max(np.abs(loc) - half, axis=1)
+            inside = float(np.mean(outside_by <= cfg.patch_footprint_margin_m))
+            if not _CARRIER_INSIDE[0] <= inside < _CARRIER_INSIDE[1]:
+                continue
+            rest = outside_by > _CARRIER_REST_M
+            if np.count_nonzero(rest) < _CARRIER_MIN_PX:
+                continue
+            top_rest = _quantile(ho[rest], 0.9)
+            if top_rest > h_p - _CARRIER_STEP_M:
+                continue
+            upper = (outside_by <= _CARRIED_NEAR_M) & (ho > top_rest)
+            n_up = int(np.count_nonzero(upper))
+            if n_up < max(_CARRIER_MIN_PX, _CARRIED_MIN_SHARE * len(idx_o)) or len(idx_o) - n_up < _CARRIER_MIN_PX:
+                continue
+            flat[idx_o[upper]] = new
+            pixels[new], pixels[o] = idx_o[upper], idx_o[~upper]
+            new += 1
+    return new
+
 
 def join_at_patches(cfg: GeometricConfig, lab_ids: np.ndarray, items: list[tuple[int, np.ndarray, float, bool]],
                     P: np.ndarray, height: np.ndarray, up: np.ndarray, z: np.ndarray, n_ids: int,
@@ -343,7 +427,7 @@ def join_stacked(cfg: GeometricConfig, labels: np.ndarray, skip: set[int], P: np
     boxes = {}
     for i, X in points.items():
         rect = cv2.minAreaRect(np.ascontiguousarray(X @ E, np.float32))
-        lo, hi = np.percentile(X @ up32, [5, 95])
+        lo, hi = percentiles(X @ up32, (5, 95))
         boxes[i] = (rect, float(lo), float(hi))
     if len(boxes) < 2:
         return
@@ -369,7 +453,7 @@ def join_stacked(cfg: GeometricConfig, labels: np.ndarray, skip: set[int], P: np
 
 
 def _span(x: np.ndarray) -> np.ndarray:
-    return np.percentile(x, [5, 95])
+    return percentiles(x, (5, 95))
 
 
 def _overlap(a: np.ndarray, b: np.ndarray) -> float:
@@ -462,6 +546,82 @@ def _is_side_panel(cfg: GeometricConfig, xp: np.ndarray, hp: np.ndarray, xq: np.
     return _overlap(pv, qv) >= _DEPTH_OVERLAP * min(pv[1] - pv[0], qv[1] - qv[0])
 
 
+_NEST_MIN_HEIGHT_M = 0.5      # the frame spans at least this along gravity (5-95 %) ...
+_NEST_MAX_SHARE = 0.85        # ... and the piece inside at most this share of it,
+_NEST_HEIGHT_MARGIN_M = 0.2   # within the frame's heights give or take this,
+_NEST_ACROSS = 0.8            # this share of its width across the view inside the frame's,
+_NEST_FRONT_TOL_M = 0.03      # its median no nearer than the frame's front (5 %) less this,
+_NEST_MAX_BEHIND_M = 0.7      # and its back (95 %) at most this behind that front
+GREY_CHROMATICITY = 0.08      # chromaticity (L1) this close to grey's (1/3 each) says nothing of the material
+
+
+def chromaticity(rgb: np.ndarray) -> np.ndarray:
+    """(r, g, b) / (r + g + b), each channel + 1 (black is grey, not undefined): light and shade on one material
+    scale all three alike and leave it. Shape: (..., 3) uint8 -> (..., 3) float32."""
+    f = rgb.astype(np.float32) + 1.0
+    return f / f.sum(axis=-1, keepdims=True)
+
+
+def join_nested(cfg: GeometricConfig, labels: np.ndarray, skip: set[int], P: np.ndarray, valid: np.ndarray,
+                up: np.ndarray, min_px: int, apart: set[tuple[int, int]], color_rgb: np.ndarray) -> None:
+    """Join pieces seen through the frame of a taller piece of the same material, in place: a bookshelf's
+    compartments behind its front frame or side panel (one tall piece; the compartments' footprints lie inside
+    its own, so ``join_stacked``'s rectangles and height ranges do not tell them apart from a thing standing in it).
+
+    For touching groups (as in ``join_stacked``, ``skip`` also holding the colour parts), the frame spans at
+    least ``_NEST_MIN_HEIGHT_M`` along gravity and the inner piece at most ``_NEST_MAX_SHARE`` of that, within
+    the frame's heights (``_NEST_HEIGHT_MARGIN_M``); across the view (on the floor plane, perpendicular to the
+    direction from the camera to the frame) ``_NEST_ACROSS`` of the inner piece's width lies within the frame's;
+    along it, the inner piece is not in front of the frame (a chair before a shelf) and ends at most
+    ``_NEST_MAX_BEHIND_M`` behind its front; their median chromaticities (:func:`chromaticity`) differ by less
+    than ``nested_max_chromaticity`` (L1) and the frame's is not grey (white, grey and black share one).
+    Shape: as ``join_stacked``; ``color_rgb`` (h, w, 3) uint8."""
+    E = floor_basis(up).astype(np.float32)
+    up32 = up.astype(np.float32)
+    pixels, points = _group_points(labels, skip, P, valid, min_px)
+    rgb_f = color_rgb.reshape(-1, 3)
+    medians: dict[int, np.ndarray] = {}
+
+    def median_chroma(i: int) -> np.ndarray:      # only for the few pairs whose geometry fits
+        if i not in medians:
+            medians[i] = np.median(chromaticity(rgb_f[pixels[i]]), axis=0)
+        return medians[i]
+
+    pieces = {i: (X @ E, _span(X @ up32)) for i, X in points.items()}
+    pairs = []
+    for a in pieces:
+        for b in touching_labels(labels, a, pixels[a]):
+            if b <= a or b not in pieces or (a, b) in apart or (b, a) in apart:
+                continue
+            for f, i in ((a, b), (b, a)):
+                if _is_nested(pieces[f], pieces[i]):
+                    cf = median_chroma(f)
+                    if float(np.abs(cf - 1.0 / 3.0).sum()) >= GREY_CHROMATICITY \
+                            and float(np.abs(cf - median_chroma(i)).sum()) < cfg.nested_max_chromaticity:
+                        pairs.append((a, b))
+                        break
+    join_label_pairs(labels, pixels, pairs)
+
+
+def _is_nested(frame: tuple[np.ndarray, np.ndarray], inner: tuple[np.ndarray, np.ndarray]) -> bool:
+    """Whether piece ``inner`` is where a piece seen through piece ``frame`` would be (see ``join_nested``: all
+    but the colour test); each piece: floor-plane points, height span."""
+    (xf, hf), (xi, hi) = frame, inner
+    if hf[1] - hf[0] < _NEST_MIN_HEIGHT_M or hi[1] - hi[0] > _NEST_MAX_SHARE * (hf[1] - hf[0]):
+        return False
+    if hi[0] < hf[0] - _NEST_HEIGHT_MARGIN_M or hi[1] > hf[1] + _NEST_HEIGHT_MARGIN_M:
+        return False
+    c = xf.mean(axis=0)
+    ray = c / (np.linalg.norm(c) + 1e-9)
+    across = np.array([-ray[1], ray[0]], np.float32)
+    af, ai = _span(xf @ across), _span(xi @ across)
+    if _overlap(af, ai) < _NEST_ACROSS * (ai[1] - ai[0]):
+        return False
+    front = np.percentile(xf @ ray, 5)
+    inner_median, inner_back = percentiles(xi @ ray, (50, 95))
+    return inner_median >= front - _NEST_FRONT_TOL_M and inner_back <= front + _NEST_MAX_BEHIND_M
+
+
 def join_poles(cfg: GeometricConfig, labels: np.ndarray, material: np.ndarray, P: np.ndarray, height: np.ndarray,
                up: np.ndarray, floor_h: float, thin_ids: set[int]) -> np.ndarray:
     """Join upright poles to what they hold up: a table's legs to its top, a floor lamp's pole to its shade, a
@@ -513,10 +673,8 @@ def join_poles(cfg: GeometricConfig, labels: np.ndarray, material: np.ndarray, P
     Pf, Hf = P.reshape(-1, 3), height.ravel() - floor_h
     underside: dict[int, tuple] = {}                      # instance -> (lowest height, rectangle), on demand
     h, w = labels.shape
-    for j in range(1, n_poles):
+    for j in np.flatnonzero(np.bincount(pole, minlength=n_poles)[1:] >= cfg.pole_min_points) + 1:
         sel = pole == j
-        if np.count_nonzero(sel) < cfg.pole_min_points:
-            continue
         width = np.percentile(X[sel], 95, axis=0) - np.percentile(X[sel], 5, axis=0)
         if width.max() > cfg.pole_max_width_m:
             continue
@@ -607,7 +765,7 @@ def split_set_back_fronts(cfg: GeometricConfig, labels: np.ndarray, n_labels: in
         h2 = Hf[front[np.abs(dist - d2) < half_step]]
         if len(h1) == 0 or len(h2) == 0:
             continue
-        (lo1, hi1), (lo2, hi2) = np.percentile(h1, [10, 90]), np.percentile(h2, [10, 90])
+        (lo1, hi1), (lo2, hi2) = percentiles(h1, (10, 90)), percentiles(h2, (10, 90))
         overlap = max(0.0, min(hi1, hi2) - max(lo1, lo2)) / max(1e-3, min(hi1 - lo1, hi2 - lo2))
         if np.median(h1) < np.median(h2):             # 1: the upper group
             (d1, lo1, hi1), (d2, lo2, hi2) = (d2, lo2, hi2), (d1, lo1, hi1)

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..depth_confidence import nguyen_sigma_m
 from .geometric_depth import floor_basis
-from .geometric_grouping import (_d2, _quantile, join_label_pairs, label_pixels, rectangle_coordinates,
+from .geometric_grouping import (_d2, _quantile, join_label_pairs, label_pixels, percentiles, rectangle_coordinates,
                                  touching_labels)
 
 if TYPE_CHECKING:
@@ -212,26 +212,35 @@ def trace_poles(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, classes
     h, w = inst.shape
     candidates = list(pale_ids)
     Hf, vf = height.ravel(), valid.ravel()
+    boxes: dict[int, tuple[slice, slice]] = {}      # each candidate's bounding box: it only loses pixels till its turn
     for j, idx in label_pixels(inst.copy()):
-        if j in pale_ids or classes.get(j) != object_class or len(idx) > _POLE_MAX_PX:
-            continue
-        iv = idx[vf[idx]]
-        if len(iv) >= 20 and np.quantile(Hf[iv], 0.05) >= _POLE_CLEARANCE_M:
+        if j not in pale_ids:
+            if classes.get(j) != object_class or len(idx) > _POLE_MAX_PX:
+                continue
+            iv = idx[vf[idx]]
+            if len(iv) < 20 or np.quantile(Hf[iv], 0.05) < _POLE_CLEARANCE_M:
+                continue
             candidates.append(j)
+        ys, xs = np.divmod(idx, w)
+        boxes[j] = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
     contrast = {} if contrast is None else contrast
     size = with_depth = None
     for i in candidates:
-        part = inst == i
-        if not part.any():
+        if i not in boxes:
             continue
-        ys, xs = np.nonzero(part)
+        box = boxes[i]
+        part_box = inst[box] == i
+        if not part_box.any():
+            continue
+        ys, xs = np.nonzero(part_box)
+        ys, xs = ys + box[0].start, xs + box[1].start
         if size is None:                              # as the poles traced so far left them
             size = np.bincount(inst.ravel())
             with_depth = np.bincount(inst[valid], minlength=len(size))
         sparse = [j for j, k in classes.items() if k == classes[i] and
                   (j >= len(size) or with_depth[j] <= _SPARSE_DEPTH * size[j])]
-        with_z = part & valid
-        centre = np.median(P[with_z], axis=0) if np.count_nonzero(with_z) >= 3 else None
+        with_z = part_box & valid[box]
+        centre = np.median(P[box][with_z], axis=0) if np.count_nonzero(with_z) >= 3 else None
         z_part = None if centre is None else float(centre[2])
         c = _bar_map(contrast, lab, centre, up, fx, fy)
         if i in pale_ids:
@@ -319,7 +328,7 @@ def _pieces(inst: np.ndarray, classes: dict[int, int], valid: np.ndarray, P: np.
         if len(iv) < _MIN_DEPTH_PX:
             continue
         hv = Hf[iv]
-        quant = np.percentile(hv, [5, 95])
+        quant = percentiles(hv, (5, 95))
         in_slab = hv >= quant[1] - _SLAB_M
         s = iv[in_slab]
         s = s[::max(1, len(s) // 300)]
