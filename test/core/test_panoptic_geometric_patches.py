@@ -574,3 +574,12 @@ def test_percentiles_are_numpys_bit_for_bit():
             for q in ((5, 95), (2, 98), (10, 50, 90), (0, 100)):
                 ours, theirs = percentiles(x, q), np.percentile(x, list(q))
                 assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs)
+
+
+def test_a_colour_part_is_kept_apart_from_all_but_what_it_was_cut_from():
+    from metric_semantic_slam.core.panoptic.geometric_grouping import colour_part_apart
+
+    apart = colour_part_apart({6: 5, 7: 5, 8: 9}, [5, 6, 7, 8, 9, 10])
+    assert {j for c, j in apart if c == 6} == {8, 9, 10}        # not its parent 5 nor 7, cut from 5 too
+    assert {j for c, j in apart if c == 8} == {5, 6, 7, 10}
+    assert colour_part_apart({}, [5, 6]) == set()

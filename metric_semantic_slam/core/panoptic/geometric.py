@@ -151,8 +151,9 @@ from ..labels import LabelSpace
 from .geometric_colour import (FrameColour, grow_by_colour, join_depthless, pale_parts, split_colour,
                                unlabelled_colour_parts)
 from .geometric_depth import creases, depth_normals, estimate_up, fill_depth_speckles, norm3
-from .geometric_grouping import (component_crops, coplanar_pairs, horizontal_patches, join_at_patches, join_nested,
-                                 join_poles, join_stacked, percentiles, split_patch_carriers, split_set_back_fronts)
+from .geometric_grouping import (colour_part_apart, component_crops, coplanar_pairs, horizontal_patches,
+                                 join_at_patches, join_nested, join_poles, join_stacked, percentiles,
+                                 split_patch_carriers, split_set_back_fronts)
 from .geometric_legs import claim_leg_bars, join_legs_and_tops, trace_poles
 from .types import PanopticInput, PanopticResult, validate_input
 
@@ -1253,10 +1254,7 @@ class GeometricBackend:
                 set(classes) if cfg.colour_islands else set(), (n, nok), self._frame_colour(color), cut_from)
             for i in colour_ids:
                 classes[i] = obj_cls
-            # a colour part joins only what it was cut from (or its other parts), not a neighbour through it
-            # (a box island in a dark compartment, joined to the compartment above it by its footprint)
-            apart |= {(c, j) for c, parent in cut_from.items() for j in classes
-                      if j != c and cut_from.get(j, j) != parent}
+            apart |= colour_part_apart(cut_from, classes)
         stack_skip = {i for i, c in classes.items() if c != obj_cls}
         if cfg.stack_min_footprint_iou > 0:
             join_stacked(cfg, inst, stack_skip, P, valid_obj, up, _pixels_at(cfg.stack_min_px, h, w), apart)

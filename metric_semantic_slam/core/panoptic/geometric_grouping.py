@@ -36,7 +36,7 @@ from .geometric_depth import floor_basis
 if TYPE_CHECKING:  # only for annotations: geometric.py imports this module
     from .geometric import GeometricConfig
 
-__all__ = ["chromaticity", "component_crops", "horizontal_patches", "coplanar_pairs", "join_at_patches", "join_nested",
+__all__ = ["chromaticity", "colour_part_apart", "component_crops", "horizontal_patches", "coplanar_pairs", "join_at_patches", "join_nested",
            "join_poles", "join_stacked", "join_label_pairs", "label_pixels", "percentiles", "rectangle_coordinates",
            "split_patch_carriers", "split_set_back_fronts", "touching_labels"]
 
@@ -544,6 +544,14 @@ def _is_side_panel(cfg: GeometricConfig, xp: np.ndarray, hp: np.ndarray, xq: np.
     if float(np.sqrt(_d2(sp, sq).min())) > _PANEL_MAX_GAP_M:
         return False
     return _overlap(pv, qv) >= _DEPTH_OVERLAP * min(pv[1] - pv[0], qv[1] - qv[0])
+
+
+def colour_part_apart(cut_from: dict[int, int], ids) -> set[tuple[int, int]]:
+    """Pairs (colour part, instance) not to be joined directly by step 9: a colour part joins only the instance it
+    was cut from and that one's other parts (a box island cut out of a dark compartment was joined to the
+    compartment above it by its footprint). ``cut_from``: colour part id -> the instance it was cut from
+    (``split_colour``); ``ids``: every instance id."""
+    return {(c, j) for c, parent in cut_from.items() for j in ids if j != c and cut_from.get(j, j) != parent}
 
 
 _NEST_MIN_HEIGHT_M = 0.5      # the frame spans at least this along gravity (5-95 %) ...
