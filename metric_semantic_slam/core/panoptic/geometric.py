@@ -117,20 +117,20 @@ pixels wide and the labels are scaled back with nearest-neighbour):
    whose top slabs meet.
    Everything else without a label is unknown (0).
 
-Limits (see ``benchmarks/bench_panoptic.py`` for numbers): objects with little depth (thin lamp poles, metal
-table legs, desks seen edge-on whose depth drops out at their edges) are missed or cut; touching objects at the
-same depth merge unless colour parts them (not books of one colour side by side, nor a box on a shelf board next
-to wood of its hue; cutting at every colour edge was tried and shatters striped objects: people, bed covers, the
-books themselves); on real frames the strips also cut a coloured upright edge off an object (the wooden rim of
-an opened case, a face) and the islands a coloured part (of a pen holder, a strip of a door); a patch's rim rule
-can take in an object standing along a whole side of a small support; a person's arm in front of the body is cut
-off it; the unlabelled colour parts also take a coloured spot without depth that is no object (by a drawer's
-handle, at a monitor's edge: 2 parts in 50 real frames), and a vertical edge (of a whiteboard, a wall) can pass for
-a pole under a piece at its top (3DMatch and ICL frames); the depthless joins can join two things of one colour
-that touch where one of them has little depth (a far table and a shelf of its wood beside it); doors / windows are
-only found when their color differs and they have an edge against the wall; a leg bar is found only where the leg's
-colour differs from what is behind it (not a grey metal leg against a grey wall), and two tables of one height
-standing apart with a chair in front of the gap between them, both mostly without depth, would be joined as one.
+Limits (see ``benchmarks/bench_panoptic.py`` for numbers): objects with little depth (thin lamp poles, metal table
+legs, desks seen edge-on whose depth drops out at their edges) are missed or cut; touching objects at the same depth
+merge unless colour parts them (not books of one colour side by side, nor a box on a shelf board next to wood of its
+hue; cutting at every colour edge was tried and shatters striped objects: people, bed covers, the books themselves);
+on real frames the strips also cut a coloured upright edge off an object (the wooden rim of an opened case in one of
+the sampled TUM frames) and the islands a coloured part (of a pen holder, a strip of a door); a patch's rim rule can
+take in an object standing along a whole side of a small support; a person's arm in front of the body is cut off it;
+the unlabelled colour parts also take a coloured spot without depth that is no object (by a drawer's handle, at a
+monitor's edge: 2 parts in 50 real frames), and a vertical edge (of a whiteboard, a wall) can pass for a pole under
+a piece at its top (3DMatch and ICL frames); the depthless joins can join two things of one colour that touch where
+one of them has little depth (a far table and a shelf of its wood beside it); doors / windows are only found when
+their color differs and they have an edge against the wall; a leg bar is found only where the leg's colour differs
+from what is behind it (not a grey metal leg against a grey wall), and two tables of one height standing apart with
+a chair in front of the gap between them, both mostly without depth, would be joined as one.
 
 Code layout: steps 1-2 (normals, speckle fill, up estimate) are in :mod:`.geometric_depth`, the grouping of
 step 6 (patches, coplanar fragments, joins at patches) in :mod:`.geometric_grouping`; this module holds the

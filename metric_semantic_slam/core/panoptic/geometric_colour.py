@@ -625,9 +625,10 @@ def _lab_strips(cfg: GeometricConfig, inst: np.ndarray, strip_ids: set[int], P: 
         far = left & (norm3(L - median) > cfg.lab_strip_distance)
         n, labels, stats, _ = cv2.connectedComponentsWithStats(far.astype(np.uint8), connectivity=4)
         crop = inst[y0:y1, x0:x1]
-        area_ok = (stats[:, cv2.CC_STAT_AREA] >= min_px) & (stats[:, cv2.CC_STAT_AREA] <= cfg.lab_strip_max_fraction
-                                                             * len(idx)) & (stats[:, cv2.CC_STAT_HEIGHT] >= min_rows)
-        for j in np.flatnonzero(area_ok[1:]) + 1:
+        area = stats[:, cv2.CC_STAT_AREA]
+        fits = (area >= min_px) & (area <= cfg.lab_strip_max_fraction * len(idx)) & \
+            (stats[:, cv2.CC_STAT_HEIGHT] >= min_rows)
+        for j in np.flatnonzero(fits[1:]) + 1:
             lft, top, wd, ht, area = (int(v) for v in stats[j])
             box = (slice(y0 + top, y0 + top + ht), slice(x0 + lft, x0 + lft + wd))
             comp = labels[top:top + ht, lft:lft + wd] == j

@@ -36,9 +36,9 @@ from .geometric_depth import floor_basis
 if TYPE_CHECKING:  # only for annotations: geometric.py imports this module
     from .geometric import GeometricConfig
 
-__all__ = ["chromaticity", "colour_part_apart", "component_crops", "horizontal_patches", "coplanar_pairs", "join_at_patches", "join_nested",
-           "join_poles", "join_stacked", "join_label_pairs", "label_pixels", "percentiles", "rectangle_coordinates",
-           "split_patch_carriers", "split_set_back_fronts", "touching_labels"]
+__all__ = ["chromaticity", "colour_part_apart", "component_crops", "horizontal_patches", "coplanar_pairs",
+           "join_at_patches", "join_nested", "join_poles", "join_stacked", "join_label_pairs", "label_pixels",
+           "percentiles", "rectangle_coordinates", "split_patch_carriers", "split_set_back_fronts", "touching_labels"]
 
 
 def _quantile(a: np.ndarray, q: float) -> float:
