@@ -153,7 +153,7 @@ from .geometric_colour import (FrameColour, grow_by_colour, join_depthless, pale
 from .geometric_depth import creases, depth_normals, estimate_up, fill_depth_speckles, norm3
 from .geometric_grouping import (colour_part_apart, component_crops, coplanar_pairs, horizontal_patches,
                                  join_at_patches, join_nested, join_poles, join_stacked, percentiles,
-                                 split_patch_carriers, split_set_back_fronts)
+                                 split_patch_carriers, split_set_back_fronts, stats_box)
 from .geometric_legs import claim_leg_bars, join_legs_and_tops, trace_poles
 from .types import PanopticInput, PanopticResult, validate_input
 
@@ -406,7 +406,7 @@ class GeometricConfig:
     """No island (hue or Lab) whose median chromaticity ((r, g, b) / (r + g + b)) lies within this L1 distance of
     that of its instance's pixels around it: light and shade on one material (a shelf's lit back or shaded side
     panel: < 0.02), not another material (a box in a shelf: >= 0.028); not tested against grey surroundings
-    (``geometric_grouping.GREY_CHROMATICITY``). 0 disables."""
+    (``geometric_grouping.is_grey``). 0 disables."""
     fill_px: float = 4.0
     """Unlabelled pixels (no depth, tiny fragments) take the nearest object instance within this many pixels
     (at 320 px width; 0 disables). An extrapolation for the 2D output: depth-less pixels are not mapped."""
@@ -579,6 +579,7 @@ class GeometricConfig:
                              "unlabelled_parts_min_solidity in [0, 1] and unlabelled_parts_stuff_distance >= 0")
 
 
+_WALL_MIN_PX = 100          # doors / windows and furniture backs are looked for in walls of at least this many pixels
 _BACK_MIN_PX = 150          # furniture backs (``_furniture_backs``): at least this many pixels at 320x240,
 _BACK_RING_DROPOUT = 0.35   # ringed by more than this share of depth dropouts,
 _BACK_RING_WALL = 0.25      # and by less than this share of wall
@@ -593,13 +594,6 @@ def _colour_regions(wall: np.ndarray, distance: np.ndarray, threshold: float):
     cand = cv2.morphologyEx(cand, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8)) & wall
     k, labels, stats, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=8)
     return k, labels, stats
-
-
-def _stats_box(stats_row: np.ndarray, margin_px: int) -> tuple[slice, slice]:
-    """The bounding box of a connected component (its row of cv2.connectedComponentsWithStats' stats) grown by
-    ``margin_px`` (slices clip at the image's far end, the near end is clipped here)."""
-    x, y, bw, bh = (int(v) for v in stats_row[:4])
-    return slice(max(0, y - margin_px), y + bh + margin_px), slice(max(0, x - margin_px), x + bw + margin_px)
 
 
 def _pixels_at(count_320x240: int, h: int, w: int) -> int:
@@ -738,7 +732,7 @@ class GeometricBackend:
         """
         released = np.zeros(wall.shape, bool)
         cfg = self.config
-        if wall.sum() < 100:
+        if wall.sum() < _WALL_MIN_PX:
             return released
         frame_ok = wall | (sem == self._ids["floor"])
         lab = self._frame_colour(color).lab_raw
@@ -750,7 +744,7 @@ class GeometricBackend:
         along = np.cross(up, nw).astype(np.float32)
         s_along = P @ along
         for j in np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= 30) + 1:
-            box = _stats_box(stats[j], 3)      # room for the 7x7 ring
+            box = stats_box(stats[j], 3)      # room for the 7x7 ring
             region = lab_cc[box] == j
             h_lo, h_hi = percentiles(height[box][region], (2, 98))
             s_lo, s_hi = percentiles(s_along[box][region], (2, 98))
@@ -788,7 +782,7 @@ class GeometricBackend:
         Shape: (h, w) uint16, (h, w) bool x2, (h, w) float32 -> (h, w) bool."""
         cfg = self.config
         released = np.zeros(wall.shape, bool)
-        if wall.sum() < 100:
+        if wall.sum() < _WALL_MIN_PX:
             return released
         k, regions, stats = _colour_regions(wall, distance, cfg.furniture_back_color_distance)
         h, w = wall.shape
@@ -797,7 +791,7 @@ class GeometricBackend:
             x0, y0, bw, bh, area = (int(v) for v in stats[j])
             if x0 <= 1 or y0 <= 1 or x0 + bw >= w - 1 or y0 + bh >= h - 1:
                 continue
-            box = _stats_box(stats[j], 3)
+            box = stats_box(stats[j], 3)
             region = regions[box] == j
             if float(np.median(distance[box][region])) > cfg.door_color_distance:
                 continue    # clearly another colour: the first pass judged it
@@ -1098,7 +1092,7 @@ class GeometricBackend:
         if cfg.doors_windows and color is not None:
             wall_colour = None
             for m, nw in walls:
-                if wall_colour is None and m.sum() >= 100:   # smaller ones are left as they are
+                if wall_colour is None and m.sum() >= _WALL_MIN_PX:   # smaller ones are left as they are
                     wall_colour = np.median(self._frame_colour(color).lab_raw[sem == self._ids["wall"]], axis=0)
                 released = self._doors_windows(sem, m, nw, up, P, height, color, floor_h, valid, wall_colour)
                 taken &= ~released

@@ -57,7 +57,7 @@ import cv2
 import numpy as np
 
 from .geometric_depth import creases, floor_basis, norm3
-from .geometric_grouping import (GREY_CHROMATICITY, chromaticity, component_crops, join_label_pairs, label_pixels,
+from .geometric_grouping import (chromaticity, component_crops, is_grey, join_label_pairs, label_pixels,
                                  percentiles, touching_labels)
 
 if TYPE_CHECKING:  # only for annotations: geometric.py imports this module
@@ -333,14 +333,12 @@ def _same_material(cfg: GeometricConfig, part: np.ndarray, region: np.ndarray, r
     shaded side panel) differ in Hue and Lab but hardly in chromaticity, another material (a cardboard box in a
     shelf: 0.05-0.16) does. Says nothing when that ring is grey (white, black and grey share one
     chromaticity) or has too few pixels. Shape: (h, w) bool x2, (h, w, 3) uint8 RGB."""
-    if cfg.island_same_chromaticity <= 0:
-        return False
     kernel = np.ones((2 * ring_px + 1, 2 * ring_px + 1), np.uint8)
     ring = cv2.dilate(part.astype(np.uint8), kernel).astype(bool) & region & ~part
     if np.count_nonzero(ring) < _RING_MIN_PX:
         return False
     around = np.median(chromaticity(rgb[ring]), axis=0)
-    if float(np.abs(around - 1.0 / 3.0).sum()) < GREY_CHROMATICITY:
+    if is_grey(around):
         return False
     return float(np.abs(np.median(chromaticity(rgb[part]), axis=0) - around).sum()) < cfg.island_same_chromaticity
 

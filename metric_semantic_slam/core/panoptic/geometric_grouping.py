@@ -38,7 +38,8 @@ if TYPE_CHECKING:  # only for annotations: geometric.py imports this module
 
 __all__ = ["chromaticity", "colour_part_apart", "component_crops", "horizontal_patches", "coplanar_pairs",
            "join_at_patches", "join_nested", "join_poles", "join_stacked", "join_label_pairs", "label_pixels",
-           "percentiles", "rectangle_coordinates", "split_patch_carriers", "split_set_back_fronts", "touching_labels"]
+           "is_grey", "percentiles", "rectangle_coordinates", "split_patch_carriers", "split_set_back_fronts",
+           "stats_box", "touching_labels"]
 
 
 def _quantile(a: np.ndarray, q: float) -> float:
@@ -100,8 +101,7 @@ def horizontal_patches(cfg: GeometricConfig, obj: np.ndarray, height: np.ndarray
     for j in np.flatnonzero(area >= cfg.patch_min_area_m2):
         if j == 0:
             continue
-        x0, y0, bw, bh = stats[j, :4]
-        box = (slice(y0, y0 + bh), slice(x0, x0 + bw))
+        box = stats_box(stats[j], 0)
         region_b = lab[box] == j
         hs = height[box][region_b]
         lo, h0, hi = np.percentile(hs, [10, 50, 90])
@@ -375,9 +375,15 @@ def component_crops(mask: np.ndarray, min_px: int, margin_px: int):
     for j in np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= min_px):
         if j == 0:
             continue
-        x, y, bw, bh = (int(v) for v in stats[j, :4])
-        box = (slice(max(0, y - margin_px), y + bh + margin_px), slice(max(0, x - margin_px), x + bw + margin_px))
+        box = stats_box(stats[j], margin_px)
         yield box, lab[box] == j
+
+
+def stats_box(stats_row: np.ndarray, margin_px: int) -> tuple[slice, slice]:
+    """The bounding box of a connected component (its row of cv2.connectedComponentsWithStats' stats) grown by
+    ``margin_px`` (slices clip at the image's far end, the near end is clipped here)."""
+    x, y, bw, bh = (int(v) for v in stats_row[:4])
+    return slice(max(0, y - margin_px), y + bh + margin_px), slice(max(0, x - margin_px), x + bw + margin_px)
 
 
 def label_pixels(labels: np.ndarray):
@@ -560,7 +566,13 @@ _NEST_HEIGHT_MARGIN_M = 0.2   # within the frame's heights give or take this,
 _NEST_ACROSS = 0.8            # this share of its width across the view inside the frame's,
 _NEST_FRONT_TOL_M = 0.03      # its median no nearer than the frame's front (5 %) less this,
 _NEST_MAX_BEHIND_M = 0.7      # and its back (95 %) at most this behind that front
-GREY_CHROMATICITY = 0.08      # chromaticity (L1) this close to grey's (1/3 each) says nothing of the material
+_GREY_CHROMATICITY = 0.08     # chromaticity (L1) this close to grey's (1/3 each) says nothing of the material
+
+
+def is_grey(chroma: np.ndarray) -> bool:
+    """Whether a (median) chromaticity lies within ``_GREY_CHROMATICITY`` (L1) of grey's: white, grey and black share
+    it, so it says nothing of a material there. Shape: (3,)."""
+    return float(np.abs(chroma - 1.0 / 3.0).sum()) < _GREY_CHROMATICITY
 
 
 def chromaticity(rgb: np.ndarray) -> np.ndarray:
@@ -604,8 +616,7 @@ def join_nested(cfg: GeometricConfig, labels: np.ndarray, skip: set[int], P: np.
             for f, i in ((a, b), (b, a)):
                 if _is_nested(pieces[f], pieces[i]):
                     cf = median_chroma(f)
-                    if float(np.abs(cf - 1.0 / 3.0).sum()) >= GREY_CHROMATICITY \
-                            and float(np.abs(cf - median_chroma(i)).sum()) < cfg.nested_max_chromaticity:
+                    if not is_grey(cf) and float(np.abs(cf - median_chroma(i)).sum()) < cfg.nested_max_chromaticity:
                         pairs.append((a, b))
                         break
     join_label_pairs(labels, pixels, pairs)

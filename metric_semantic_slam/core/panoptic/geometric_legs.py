@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from ..depth_confidence import nguyen_sigma_m
-from .geometric_depth import floor_basis
+from .geometric_depth import floor_basis, norm3
 from .geometric_grouping import (_d2, _quantile, join_label_pairs, label_pixels, percentiles, rectangle_coordinates,
                                  touching_labels)
 
@@ -495,7 +495,7 @@ def _join_frames(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, classe
         own = inst == r
         colour = np.median(lab[own & valid] if np.count_nonzero(own & valid) >= 8 else lab[own], axis=0)
         edge = cv2.dilate(own.astype(np.uint8), kernel).astype(bool) & (inst == 0) & (sem == 0) & ~valid \
-            & (np.linalg.norm(lab - colour, axis=2) < _EDGE_LAB_DELTA)
+            & (norm3(lab - colour) < _EDGE_LAB_DELTA)
         inst[edge] = r
         sem[edge] = classes[r]
 
