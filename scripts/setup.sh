@@ -30,6 +30,21 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && "$PY" -c "import metric
   exit 0
 fi
 
+# The environment takes about 3 GB (torch 0.75 GB, open3d 0.9 GB); say so plainly rather than let pip fail
+# half-way with ENOSPC. No pip cache: a set-up runs once per machine, and the cached wheels would need
+# another ~1 GB at the peak.
+# (Checked only for a new environment: an update of an installed one needs far less.)
+if ! "$PY" -c "import torch, open3d" 2>/dev/null; then
+  NEED_MB=3500
+  FREE_MB="$(df -Pm "$REPO" | awk 'NR==2 {print $4}')"
+  log "free disk space under $REPO: ${FREE_MB} MB (a new environment needs about ${NEED_MB} MB)"
+  if [ -n "$FREE_MB" ] && [ "$FREE_MB" -lt "$NEED_MB" ]; then
+    echo "[setup] not enough disk space: ${FREE_MB} MB free, about ${NEED_MB} MB needed for $VENV" >&2
+    exit 1
+  fi
+fi
+export PIP_NO_CACHE_DIR=1
+
 log "installing pinned Python dependencies (first run takes a few minutes)"
 "$PY" -m pip install -q --disable-pip-version-check --upgrade pip
 "$PY" -m pip install -q --disable-pip-version-check -r requirements.txt
