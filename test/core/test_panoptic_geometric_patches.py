@@ -576,6 +576,40 @@ def test_percentiles_are_numpys_bit_for_bit():
                 assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs)
 
 
+def test_fast_median_is_numpys_bit_for_bit():
+    from metric_semantic_slam.core.panoptic.geometric_grouping import fast_median
+
+    rng = np.random.default_rng(4)
+    for n in (1, 2, 3, 4, 7, 20, 101, 2000):
+        for dtype in (np.float32, np.float64):
+            x = np.round(rng.normal(size=(n, 3)) * 10, 1).astype(dtype)     # ties too
+            for case in range(3):
+                if case == 1:
+                    x[rng.integers(n), 1] = np.inf
+                if case == 2:
+                    x[rng.integers(n), 2] = np.nan                         # numpy's answer is NaN then
+                ours, theirs = fast_median(x, axis=0), np.median(x, axis=0)
+                assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs, equal_nan=True)
+                for column in (x[:, 0], x[:, 2], x[::2, 1]):              # non-contiguous too
+                    ours, theirs = fast_median(column), np.median(column)
+                    assert type(ours) is type(theirs) and np.array_equal(ours, theirs, equal_nan=True)
+    assert fast_median(np.array([3, 1, 2, 4], np.int64)) == np.median([3, 1, 2, 4])    # others: np.median
+
+
+def test_label_pixels_lists_every_label_with_its_pixels_in_raster_order():
+    from metric_semantic_slam.core.panoptic.geometric_grouping import label_pixels
+
+    rng = np.random.default_rng(5)
+    for dtype, high in ((np.uint16, 60), (np.int32, 60), (np.int64, 70000), (np.int32, 5)):
+        labels = rng.integers(0, high, (30, 40)).astype(dtype)
+        if high == 5:
+            labels[0, 0] = -1                                               # no 16-bit key then
+        got = list(label_pixels(labels))
+        assert [i for i, _ in got] == sorted(np.unique(labels).tolist())
+        for i, idx in got:
+            assert np.array_equal(idx, np.flatnonzero(labels.ravel() == i))
+
+
 def test_a_colour_part_is_kept_apart_from_all_but_what_it_was_cut_from():
     from metric_semantic_slam.core.panoptic.geometric_grouping import colour_part_apart
 

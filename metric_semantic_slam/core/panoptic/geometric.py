@@ -152,7 +152,7 @@ from .geometric_colour import (FrameColour, grow_by_colour, join_depthless, pale
                                unlabelled_colour_parts)
 from .geometric_depth import creases, depth_normals, estimate_up, fill_depth_speckles, norm3
 from .geometric_grouping import (colour_part_apart, component_crops, coplanar_pairs, horizontal_patches,
-                                 join_at_patches, join_nested, join_poles, join_stacked, percentiles,
+                                 fast_median, join_at_patches, join_nested, join_poles, join_stacked, percentiles,
                                  split_patch_carriers, split_set_back_fronts, stats_box)
 from .geometric_legs import claim_leg_bars, join_legs_and_tops, trace_poles
 from .types import PanopticInput, PanopticResult, validate_input
@@ -706,8 +706,8 @@ class GeometricBackend:
                 & inliers[box]
             if ring.sum() < 10:
                 continue
-            step = float(np.median(offset_m[box][group]) - np.median(offset_m[box][ring]))
-            if step > cfg.wall_front_sigmas * float(np.median(sigma[box][group])) and step >= cfg.wall_front_min_m:
+            step = float(fast_median(offset_m[box][group]) - fast_median(offset_m[box][ring]))
+            if step > cfg.wall_front_sigmas * float(fast_median(sigma[box][group])) and step >= cfg.wall_front_min_m:
                 out[box] |= group
         return out
 
@@ -793,7 +793,7 @@ class GeometricBackend:
                 continue
             box = stats_box(stats[j], 3)
             region = regions[box] == j
-            if float(np.median(distance[box][region])) > cfg.door_color_distance:
+            if float(fast_median(distance[box][region])) > cfg.door_color_distance:
                 continue    # clearly another colour: the first pass judged it
             ring = cv2.dilate(region.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool) & ~region
             if float(np.mean(~valid[box][ring])) > _BACK_RING_DROPOUT \
@@ -835,7 +835,7 @@ class GeometricBackend:
         border = region & cv2.dilate(outside.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
         if not border.any():
             return False
-        return float(np.median(grad[border])) > self.config.door_edge_contrast
+        return float(fast_median(grad[border])) > self.config.door_edge_contrast
 
     def _screens(self, sem: np.ndarray, inst: np.ndarray, classes: dict[int, int], color: np.ndarray,
                  valid: np.ndarray, min_px: int, thin: set[int] = frozenset()) -> None:
@@ -916,7 +916,7 @@ class GeometricBackend:
             ring = cv2.dilate(piece.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) & ~piece \
                 & valid[box] & ~rest[box]
             zz = z[box]
-            if ring.sum() < 4 or np.median(zz[piece]) > np.median(zz[ring]) - min_step_m:
+            if ring.sum() < 4 or fast_median(zz[piece]) > fast_median(zz[ring]) - min_step_m:
                 continue
             lab_ids[box][piece] = next_id
             ids.append(next_id)
@@ -1016,7 +1016,7 @@ class GeometricBackend:
             below = int((height < h0 - margin)[valid].sum())
             self.last_planes.append(("floor_candidate", h0, int(m.sum()), below))
             if below <= outside_max:
-                floor_h = float(np.median(height[m]))
+                floor_h = float(fast_median(height[m]))
                 self.last_planes.append(("floor", floor_h, int(m.sum()), below))
                 m = horizontal_inliers(floor_h, 1.0)
                 sem[m] = self._ids["floor"]
@@ -1033,7 +1033,7 @@ class GeometricBackend:
             if m.sum() < min_plane_px:
                 continue
             if (height > h0 + margin)[valid].sum() <= outside_max:
-                h1 = float(np.median(height[m]))
+                h1 = float(fast_median(height[m]))
                 m = horizontal_inliers(h1, -1.0) & ~taken
                 sem[m] = self._ids["ceiling"]
                 taken |= m
@@ -1046,7 +1046,7 @@ class GeometricBackend:
         vert = valid & nok & (np.abs(cos_up) < sin_v) & ~taken
         if vert.sum() >= min_plane_px:
             nh = n[vert] - cos_up[vert][:, None] * up32
-            nh /= np.maximum(np.linalg.norm(nh, axis=-1, keepdims=True), 1e-9)
+            nh /= np.maximum(norm3(nh), 1e-9)[:, None]
             e1 = np.cross(up, [1.0, 0.0, 0.0] if abs(up[0]) < 0.9 else [0.0, 0.0, 1.0])
             e1 /= np.linalg.norm(e1)
             e2 = np.cross(up, e1)
@@ -1078,7 +1078,7 @@ class GeometricBackend:
                     m0 = valid & ~taken & (np.abs(dist - r0) < tol) & (~nok | (n @ nw32 > np.cos(np.deg2rad(40.0))))
                     if m0.sum() < min_plane_px:
                         continue
-                    r1 = float(np.median(dist[m0]))
+                    r1 = float(fast_median(dist[m0]))
                     m = valid & ~taken & (np.abs(dist - r1) < tol) & (~nok | (n @ nw32 > np.cos(np.deg2rad(40.0))))
                     behind = int((dist < r1 - margin)[valid].sum())
                     self.last_planes.append(("vertical_candidate", r1, int(m.sum()), behind))
@@ -1093,7 +1093,7 @@ class GeometricBackend:
             wall_colour = None
             for m, nw in walls:
                 if wall_colour is None and m.sum() >= _WALL_MIN_PX:   # smaller ones are left as they are
-                    wall_colour = np.median(self._frame_colour(color).lab_raw[sem == self._ids["wall"]], axis=0)
+                    wall_colour = fast_median(self._frame_colour(color).lab_raw[sem == self._ids["wall"]], axis=0)
                 released = self._doors_windows(sem, m, nw, up, P, height, color, floor_h, valid, wall_colour)
                 taken &= ~released
 
@@ -1137,7 +1137,7 @@ class GeometricBackend:
                 sem[region] = self._ids["support"]
                 inst[region] = next_id
                 classes[next_id] = self._ids["support"]
-                supports.append((next_id, region, float(np.median(height[region]))))
+                supports.append((next_id, region, float(fast_median(height[region]))))
                 taken |= region
                 next_id += 1
 

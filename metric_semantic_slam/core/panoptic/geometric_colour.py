@@ -57,7 +57,7 @@ import cv2
 import numpy as np
 
 from .geometric_depth import creases, floor_basis, norm3
-from .geometric_grouping import (chromaticity, component_crops, is_grey, join_label_pairs, label_pixels,
+from .geometric_grouping import (chromaticity, component_crops, fast_median, is_grey, join_label_pairs, label_pixels,
                                  percentiles, touching_labels)
 
 if TYPE_CHECKING:  # only for annotations: geometric.py imports this module
@@ -203,7 +203,7 @@ def _upright_strips(cfg: GeometricConfig, parts: list, zc: np.ndarray, hc: np.nd
         has_depth = part & (zc > 0)
         if has_depth.sum() < 0.5 * area:
             continue
-        width_m = area / bh * float(np.median(zc[has_depth])) / fx    # mean width over its rows
+        width_m = area / bh * float(fast_median(zc[has_depth])) / fx    # mean width over its rows
         lo, hi = percentiles(hc[has_depth], (5, 95))
         if width_m <= cfg.strip_max_width_m and \
                 cfg.strip_min_height_m <= hi - lo <= cfg.strip_max_height_m:   # upright along gravity
@@ -337,10 +337,10 @@ def _same_material(cfg: GeometricConfig, part: np.ndarray, region: np.ndarray, r
     ring = cv2.dilate(part.astype(np.uint8), kernel).astype(bool) & region & ~part
     if np.count_nonzero(ring) < _RING_MIN_PX:
         return False
-    around = np.median(chromaticity(rgb[ring]), axis=0)
+    around = fast_median(chromaticity(rgb[ring]), axis=0)
     if is_grey(around):
         return False
-    return float(np.abs(np.median(chromaticity(rgb[part]), axis=0) - around).sum()) < cfg.island_same_chromaticity
+    return float(np.abs(fast_median(chromaticity(rgb[part]), axis=0) - around).sum()) < cfg.island_same_chromaticity
 
 
 def _coloured_outline(part: np.ndarray, own: np.ndarray) -> np.ndarray:
@@ -442,7 +442,7 @@ def _lab_island_candidates(cfg: GeometricConfig, lab: np.ndarray, left: np.ndarr
     bool."""
     if np.count_nonzero(left) < 3 * min_px:
         return None
-    median = np.median(lab[left], axis=0)
+    median = fast_median(lab[left], axis=0)
     far = left & (norm3(lab - median) > cfg.lab_island_distance)
     far = cv2.morphologyEx(far.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(far, connectivity=4)
@@ -451,7 +451,7 @@ def _lab_island_candidates(cfg: GeometricConfig, lab: np.ndarray, left: np.ndarr
         part = labels == j
         if cv2.distanceTransform(np.pad(part, 1).astype(np.uint8), cv2.DIST_L2, 3).max() >= min_radius:
             parts.append((1, part, int(stats[j, cv2.CC_STAT_AREA]), int(stats[j, cv2.CC_STAT_HEIGHT])))
-            chroma = float(np.hypot(*(np.median(lab[part][:, 1:], axis=0) - median[1:])))
+            chroma = float(np.hypot(*(fast_median(lab[part][:, 1:], axis=0) - median[1:])))
             solidity.append(cfg.lab_island_chromatic_min_solidity if chroma >= cfg.lab_island_chromatic_distance
                             else cfg.island_min_solidity)
     return (parts, far.astype(bool), left, solidity) if parts else None
@@ -611,7 +611,7 @@ def _lab_strips(cfg: GeometricConfig, inst: np.ndarray, strip_ids: set[int], P: 
         if iid not in strip_ids or len(idx) < 5 * min_px:
             continue
         lab_i = lab_flat[idx]
-        median = np.median(lab_i[::4], axis=0)       # every 4th pixel is plenty for a median
+        median = fast_median(lab_i[::4], axis=0)       # every 4th pixel is plenty for a median
         if np.count_nonzero(np.hypot(*(lab_i[:, 1:] - median[1:]).T) >= min_ab) < min_px // 2:
             continue
         grey = float(np.hypot(*(median[1:] - 128.0)))
@@ -635,7 +635,7 @@ def _lab_strips(cfg: GeometricConfig, inst: np.ndarray, strip_ids: set[int], P: 
                 else [(1, comp, area, ht)]
             Lc = L[top:top + ht, lft:lft + wd]
             candidates = [c for c in candidates
-                          if _more_colourful(cfg, np.median(Lc[c[1]][:, 1:], axis=0), median, grey)]
+                          if _more_colourful(cfg, fast_median(Lc[c[1]][:, 1:], axis=0), median, grey)]
             if not candidates:
                 continue
             Pc = P[box]
@@ -835,8 +835,8 @@ def pale_parts(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, valid: n
         if np.count_nonzero(ring) < 3:
             continue
         crop = lab[box]
-        ref = np.median(crop[ring], axis=0)
-        far = region & (np.linalg.norm(crop - ref, axis=2) > _PALE_PIXEL_DELTA)
+        ref = fast_median(crop[ring], axis=0)
+        far = region & (norm3(crop - ref) > _PALE_PIXEL_DELTA)
         n, parts, stats, _ = cv2.connectedComponentsWithStats(far.astype(np.uint8), connectivity=8)
         for q in range(1, n):
             area = int(stats[q, cv2.CC_STAT_AREA])
@@ -877,7 +877,7 @@ def join_depthless(cfg: GeometricConfig, inst: np.ndarray, lab: np.ndarray, vali
         if i in ids and len(idx) >= min_px:
             pixels[i] = idx
             depth_fraction[i] = np.count_nonzero(valid_flat[idx]) / len(idx)
-            colour[i] = np.median(lab_flat[idx], axis=0)
+            colour[i] = fast_median(lab_flat[idx], axis=0)
     pairs = set()
     for i, idx in pixels.items():
         for j in touching_labels(inst, i, idx, radius_px=1, min_contact_px=min_contact_px):

@@ -37,9 +37,9 @@ if TYPE_CHECKING:  # only for annotations: geometric.py imports this module
     from .geometric import GeometricConfig
 
 __all__ = ["chromaticity", "colour_part_apart", "component_crops", "horizontal_patches", "coplanar_pairs",
-           "join_at_patches", "join_nested", "join_poles", "join_stacked", "join_label_pairs", "label_pixels",
-           "is_grey", "percentiles", "rectangle_coordinates", "split_patch_carriers", "split_set_back_fronts",
-           "stats_box", "touching_labels"]
+           "fast_median", "join_at_patches", "join_nested", "join_poles", "join_stacked", "join_label_pairs",
+           "label_pixels", "is_grey", "percentiles", "rectangle_coordinates", "split_patch_carriers",
+           "split_set_back_fronts", "stats_box", "touching_labels"]
 
 
 def _quantile(a: np.ndarray, q: float) -> float:
@@ -47,6 +47,23 @@ def _quantile(a: np.ndarray, q: float) -> float:
     on the small arrays of the per-piece loops. Shape: (n,) with n >= 1 -> float."""
     k = min(len(a) - 1, max(0, int(q * (len(a) - 1) + 0.5)))
     return float(np.partition(a, k)[k])
+
+
+def fast_median(x: np.ndarray, axis: int | None = None):
+    """``np.median(x)`` or ``np.median(x, axis=0)``, bit for bit, for a float array (1-D, or 2-D with ``axis=0``), at
+    a fraction of its cost on the small arrays of the per-piece loops (np.median's checks and dispatch take ~40 us
+    a call). As numpy: the middle value, or the mean of the middle two in x's dtype; NaN if x holds one; NaN for an
+    empty array. Other inputs go to np.median. Shape: (n,) -> scalar of x's dtype; (n, k), axis=0 -> (k,)."""
+    if x.dtype.kind != "f" or not (x.ndim == 1 and axis is None or x.ndim == 2 and axis == 0) or len(x) == 0:
+        return np.median(x, axis=axis)
+    n = len(x)
+    h = n // 2
+    part = np.partition(x, [h - 1, h, n - 1] if n % 2 == 0 else [h, n - 1], axis=0)
+    mid = part[h] if n % 2 else (part[h - 1] + part[h]) / x.dtype.type(2)
+    last = part[n - 1]
+    if x.ndim == 1:
+        return x.dtype.type(np.nan) if np.isnan(last) else mid
+    return np.where(np.isnan(last), x.dtype.type(np.nan), mid)
 
 
 def percentiles(x: np.ndarray, q: tuple[float, ...]) -> np.ndarray:
@@ -105,7 +122,7 @@ def horizontal_patches(cfg: GeometricConfig, obj: np.ndarray, height: np.ndarray
         region_b = lab[box] == j
         hs = height[box][region_b]
         lo, h0, hi = np.percentile(hs, [10, 50, 90])
-        tol = 2.0 * cfg.patch_step_sigmas * float(np.median(sigma[box][region_b])) + 0.01
+        tol = 2.0 * cfg.patch_step_sigmas * float(fast_median(sigma[box][region_b])) + 0.01
         if hi - lo > tol:
             continue  # not one plane (a sloped or curved up-facing surface)
         closed = cv2.morphologyEx(region_b.astype(np.uint8), cv2.MORPH_CLOSE,
@@ -391,8 +408,13 @@ def label_pixels(labels: np.ndarray):
     full-image comparison per label: yields (label, (n,) int64 indices), labels ascending, 0 included.
     Shape: (h, w) int labels."""
     flat = labels.ravel()
-    order = np.argsort(flat, kind="stable")
-    ids, starts = np.unique(flat[order], return_index=True)
+    key = flat
+    if flat.dtype.itemsize > 2 and len(flat) and flat.min() >= 0 and flat.max() <= np.iinfo(np.uint16).max:
+        key = flat.astype(np.uint16)                # numpy's stable sort is a radix sort for 16-bit keys: ~4x faster
+    order = np.argsort(key, kind="stable")
+    ordered = flat[order]
+    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+    ids = ordered[starts]
     ends = np.append(starts[1:], len(flat))
     for i, a, b in zip(ids.tolist(), starts.tolist(), ends.tolist()):
         yield i, order[a:b]
@@ -604,7 +626,7 @@ def join_nested(cfg: GeometricConfig, labels: np.ndarray, skip: set[int], P: np.
 
     def median_chroma(i: int) -> np.ndarray:      # only for the few pairs whose geometry fits
         if i not in medians:
-            medians[i] = np.median(chromaticity(rgb_f[pixels[i]]), axis=0)
+            medians[i] = fast_median(chromaticity(rgb_f[pixels[i]]), axis=0)
         return medians[i]
 
     pieces = {i: (X @ E, _span(X @ up32)) for i, X in points.items()}
@@ -699,7 +721,7 @@ def join_poles(cfg: GeometricConfig, labels: np.ndarray, material: np.ndarray, P
             continue
         py, px = ys[sel], xs[sel]
         pole_top = _quantile(H[sel], 0.95)
-        spot = np.median(X[sel], axis=0)
+        spot = fast_median(X[sel], axis=0)
         y0, y1, x0, x1 = max(0, py.min() - 3), min(h, py.max() + 4), max(0, px.min() - 3), min(w, px.max() + 4)
         mark = np.zeros((y1 - y0, x1 - x0), np.uint8)
         mark[py - y0, px - x0] = 1
@@ -777,8 +799,8 @@ def split_set_back_fronts(cfg: GeometricConfig, labels: np.ndarray, n_labels: in
         if min(counts[first], rest[second]) < cfg.setback_min_share * len(front):
             continue
         # each peak's distance: the median of the points in its three bins (the smoothing can move it by one)
-        d1 = float(np.median(dist[np.abs(bins - first) <= 1]))
-        d2 = float(np.median(dist[np.abs(bins - second) <= 1]))
+        d1 = float(fast_median(dist[np.abs(bins - first) <= 1]))
+        d2 = float(fast_median(dist[np.abs(bins - second) <= 1]))
         half_step = 0.5 * abs(d2 - d1)
         h1 = Hf[front[np.abs(dist - d1) < half_step]]
         h2 = Hf[front[np.abs(dist - d2) < half_step]]
@@ -786,7 +808,7 @@ def split_set_back_fronts(cfg: GeometricConfig, labels: np.ndarray, n_labels: in
             continue
         (lo1, hi1), (lo2, hi2) = percentiles(h1, (10, 90)), percentiles(h2, (10, 90))
         overlap = max(0.0, min(hi1, hi2) - max(lo1, lo2)) / max(1e-3, min(hi1 - lo1, hi2 - lo2))
-        if np.median(h1) < np.median(h2):             # 1: the upper group
+        if fast_median(h1) < fast_median(h2):             # 1: the upper group
             (d1, lo1, hi1), (d2, lo2, hi2) = (d2, lo2, hi2), (d1, lo1, hi1)
         if overlap > cfg.setback_max_height_overlap or not 0 < d1 - d2 <= cfg.setback_max_step_m:
             continue

@@ -29,8 +29,8 @@ import numpy as np
 
 from ..depth_confidence import nguyen_sigma_m
 from .geometric_depth import floor_basis, norm3
-from .geometric_grouping import (_d2, _quantile, join_label_pairs, label_pixels, percentiles, rectangle_coordinates,
-                                 touching_labels)
+from .geometric_grouping import (_d2, _quantile, fast_median, join_label_pairs, label_pixels, percentiles,
+                                 rectangle_coordinates, touching_labels)
 
 if TYPE_CHECKING:
     from .geometric import GeometricConfig
@@ -148,10 +148,10 @@ def claim_leg_bars(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, clas
         low = _quantile(Hf[idv], 0.05)
         if low < cfg.leg_bar_min_clearance_m:
             continue
-        z = float(np.median(Pf[idv, 2]))
+        z = float(fast_median(Pf[idv, 2]))
         reach_px = low * fy / z
         max_width_px = max(2.0, cfg.leg_bar_max_width_m * fx / z)
-        bars = _bar_map(contrast, lab, np.median(Pf[idv], axis=0), up, fx, fy)
+        bars = _bar_map(contrast, lab, fast_median(Pf[idv], axis=0), up, fx, fy)
         ys, xs = np.unravel_index(idx, (h, w))
         box = (slice(int(ys.min()), min(h, int(ys.max() + _BAR_REACH * reach_px) + 1)),
                slice(max(0, int(xs.min()) - 3), min(w, int(xs.max()) + 4)))
@@ -240,7 +240,7 @@ def trace_poles(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, classes
         sparse = [j for j, k in classes.items() if k == classes[i] and
                   (j >= len(size) or with_depth[j] <= _SPARSE_DEPTH * size[j])]
         with_z = part_box & valid[box]
-        centre = np.median(P[box][with_z], axis=0) if np.count_nonzero(with_z) >= 3 else None
+        centre = fast_median(P[box][with_z], axis=0) if np.count_nonzero(with_z) >= 3 else None
         z_part = None if centre is None else float(centre[2])
         c = _bar_map(contrast, lab, centre, up, fx, fy)
         if i in pale_ids:
@@ -268,7 +268,7 @@ def trace_poles(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, classes
             continue
         pole_z = pole & valid
         if z_part is not None and np.count_nonzero(pole_z) >= 3 and \
-                abs(float(np.median(P[pole_z][:, 2])) - z_part) > _POLE_MAX_DZ_M:
+                abs(float(fast_median(P[pole_z][:, 2])) - z_part) > _POLE_MAX_DZ_M:
             continue
         inst[pole] = i
         sem[pole] = classes[i]
@@ -467,7 +467,7 @@ def _join_frames(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, classe
         if d2.min() > _MEET_PX ** 2:
             return False
         floor_d = np.sqrt(_d2(slab_xy[a], slab_xy[b]))
-        if float(np.median(floor_d.ravel()[np.argsort(d2.ravel())[:5]])) > _MEET_M:
+        if float(fast_median(floor_d.ravel()[np.argsort(d2.ravel())[:5]])) > _MEET_M:
             return False
         return d2.min() < 9 or _gap_is_open(inst, a, b, slab_idx, z, valid)
 
@@ -493,7 +493,7 @@ def _join_frames(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, classe
     kernel = np.ones((3, 3), np.uint8)
     for r in sorted({int(flat[pixels[i][0]]) for i in quant if frame[i]}):
         own = inst == r
-        colour = np.median(lab[own & valid] if np.count_nonzero(own & valid) >= 8 else lab[own], axis=0)
+        colour = fast_median(lab[own & valid] if np.count_nonzero(own & valid) >= 8 else lab[own], axis=0)
         edge = cv2.dilate(own.astype(np.uint8), kernel).astype(bool) & (inst == 0) & (sem == 0) & ~valid \
             & (norm3(lab - colour) < _EDGE_LAB_DELTA)
         inst[edge] = r
