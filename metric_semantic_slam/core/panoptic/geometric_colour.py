@@ -83,7 +83,7 @@ def _hue_modes(hue: np.ndarray, min_count: int, separation: int = _MODE_SEPARATI
     circular 36-bin histogram (lightly smoothed) at least ``separation`` bins apart with at least
     ``min_count`` pixels. Shape: (n,) uint8 -> (k,) float."""
     hist = np.bincount(hue.astype(np.int64) // _HUE_BIN, minlength=180 // _HUE_BIN).astype(np.float64)
-    smooth = hist + 0.5 * (np.roll(hist, 1) + np.roll(hist, -1))
+    smooth = hist + 0.5 * (np.concatenate((hist[-1:], hist[:-1])) + np.concatenate((hist[1:], hist[:1])))  # circular
     peaks: list[int] = []
     n_bins = len(hist)
     for b in np.argsort(-smooth, kind="stable"):
