@@ -130,6 +130,16 @@ def test_a_slender_leg_piece_joins_the_thin_top_it_holds_but_a_wide_piece_does_n
     assert inst[200, 106] == 2
 
 
+def test_the_holder_of_a_box_top_is_never_a_leg_piece_nor_a_frame():
+    sem, inst, valid, P, height = _pieces()
+    join_legs_and_tops(GeometricConfig(), sem, inst, {1: OBJECT, 2: OBJECT, 3: OBJECT}, valid, P, height, UP, set(),
+                       carriers={2})
+    assert inst[170, 106] == 2                                 # it carries what rests on it, not a table top
+    sem, inst, classes, valid, P, height = _frames()
+    join_legs_and_tops(GeometricConfig(), sem, inst, classes, valid, P, height, UP, set(), carriers={2})
+    assert inst[167, 110] != inst[167, 160]
+
+
 def _split_top(gap_depth_m: float | None, depth_share: float = 0.4, gap_label: int = 0):
     """One thin top at 3.8 m cut in two (1 and 2) by a 19 px gap: without depth (None) or seeing something at
     ``gap_depth_m``; the pieces have depth on ``depth_share`` of their pixels."""

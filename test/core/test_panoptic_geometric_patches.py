@@ -2,7 +2,8 @@
 finder, thin pieces, stacked groups, objects inside a far wall's tolerance, legs grown back by colour, legs whose
 depth is a sparse scatter joined as poles (again after the colour stages, to a top only they found), books without
 depth found by their colour, a dark desk whose legs lost their depth joined by colour, compartments seen through a
-shelf's frame, a box flush on a bigger one split off under its top, and the exact percentiles (issue #6)."""
+shelf's frame, a box flush on a bigger one split off under its top, box tops seen foreshortened, and the exact
+percentiles, medians and label runs (issue #6)."""
 from __future__ import annotations
 
 import numpy as np
@@ -562,6 +563,57 @@ def test_a_box_flush_on_a_bigger_one_is_split_off_under_its_top():
     kept = lab.copy()
     assert split_patch_carriers(GeometricConfig(), kept, big, P, P @ up.astype(np.float32), up,
                                 np.full((h, w), 2.0, np.float32), 3) == 3 and (kept == lab).all()
+
+
+def _foreshortened_top(front_rows: int, known: bool = False, **cfg):
+    """A box's top seen foreshortened (rows 10-14, 0.5 m high, 2 m away; up-facing by the fine normals only) over
+    a front of ``front_rows`` rows going down 1 cm a row, nothing below it (the floor far behind)."""
+    from metric_semantic_slam.core.panoptic.geometric_grouping import foreshortened_tops
+
+    h, w = 60, 320                                             # rows below are counted at 320 px width
+    rows = np.mgrid[0:h, 0:w][0].astype(np.float32)
+    obj = np.zeros((h, w), bool)
+    obj[10:15 + front_rows, 20:60] = True
+    height = np.where(rows < 15, 0.5, 0.5 - 0.01 * (rows - 14)).astype(np.float32)
+    z = np.where(obj, 2.0, 4.0).astype(np.float32)
+    top = np.zeros((h, w), bool)
+    top[10:15, 20:60] = True
+    area = np.full((h, w), 0.002, np.float32)
+    patches = [(top.copy(), 0.5)] if known else []
+    return foreshortened_tops(GeometricConfig(**cfg), obj, height, z, patches, np.zeros((h, w), bool), top, area,
+                              area, 262.5), top
+
+
+def test_a_foreshortened_top_is_a_patch_over_a_block_not_over_a_slab():
+    found, top = _foreshortened_top(45)                        # a box's front goes on down: its top
+    assert len(found) == 1 and (found[0][0] == top).all() and abs(found[0][1] - 0.5) < 1e-6
+    assert _foreshortened_top(3)[0] == []                      # a table top's edge: a depth step below
+    # an apron of 6 rows (6 cm here) passes the 6-row test but is no block of fine_patch_block_min_m (8 cm)
+    assert _foreshortened_top(7)[0] == []
+    assert len(_foreshortened_top(7, fine_patch_block_min_m=0.0)[0]) == 1
+    assert _foreshortened_top(45, known=True)[0] == []         # the coarse normals found it already
+
+
+def test_a_foreshortened_top_joins_what_carries_it_not_what_stands_on_it():
+    # a box's top (1, rows 10-14) with its front (2, below) and something standing on it (3, above); up is +z
+    from metric_semantic_slam.core.panoptic.geometric_grouping import join_fine_patches
+
+    h, w = 30, 20
+    rows, cols = np.mgrid[0:h, 0:w].astype(np.float32)
+    lab = np.zeros((h, w), np.int32)
+    lab[0:10], lab[10:15], lab[15:30] = 3, 1, 2
+    x = 0.01 * cols
+    y = np.where(lab == 1, 2.0 + 0.03 * (rows - 10), np.where(lab == 3, 2.06, 2.0))
+    zz = np.where(lab == 1, 0.5, np.where(lab == 3, 0.9 - 0.03 * rows, 0.5 - 0.01 * (rows - 14)))
+    P = np.stack([x, y, zz], axis=-1).astype(np.float32)
+    up = np.array([0.0, 0.0, 1.0])
+    height, z = P @ up.astype(np.float32), np.full((h, w), 2.0, np.float32)
+    fine = [(1, lab == 1, 0.5, False)]
+    root = join_fine_patches(GeometricConfig(), lab, fine, np.arange(4), P, height, up, z)
+    assert root[2] == root[1] and root[3] != root[1]
+    alone = np.where(lab == 2, 0, lab)                         # nothing carries it: it goes to its neighbour
+    root = join_fine_patches(GeometricConfig(), alone, fine, np.arange(4), P, height, up, z)
+    assert root[1] == root[3]
 
 
 def test_percentiles_are_numpys_bit_for_bit():

@@ -37,9 +37,9 @@ if TYPE_CHECKING:  # only for annotations: geometric.py imports this module
     from .geometric import GeometricConfig
 
 __all__ = ["chromaticity", "colour_part_apart", "component_crops", "horizontal_patches", "coplanar_pairs",
-           "fast_median", "join_at_patches", "join_nested", "join_poles", "join_stacked", "join_label_pairs",
-           "label_pixels", "is_grey", "percentiles", "rectangle_coordinates", "split_patch_carriers",
-           "split_set_back_fronts", "stats_box", "touching_labels"]
+           "fast_median", "foreshortened_tops", "join_at_patches", "join_fine_patches", "join_nested", "join_poles",
+           "join_stacked", "join_label_pairs", "label_pixels", "is_grey", "percentiles", "rectangle_coordinates",
+           "split_patch_carriers", "split_set_back_fronts", "stats_box", "touching_labels"]
 
 
 def _quantile(a: np.ndarray, q: float) -> float:
@@ -132,6 +132,51 @@ def horizontal_patches(cfg: GeometricConfig, obj: np.ndarray, height: np.ndarray
         region[box] = closed
         out.append((region, float(h0)))
     return out
+
+def foreshortened_tops(cfg: GeometricConfig, obj: np.ndarray, height: np.ndarray, z: np.ndarray,
+                       patches: list[tuple[np.ndarray, float]], coarse_up: np.ndarray, fine_up: np.ndarray,
+                       pix_area: np.ndarray, fine_area: np.ndarray, fy: float) -> list[tuple[np.ndarray, float]]:
+    """The tops of solid blocks (a box) that ``horizontal_patches`` misses because they are seen foreshortened, a
+    few rows tall: the coarse normals (5x5 blurred, 3x wider stencil beyond ``far_normal_depth_m``) smear them into
+    the front below. Up-facing pixels of 1-px normals (``fine_up``) join the coarse ones (``coarse_up``: up-facing
+    with a valid normal) and the patches are looked for again, those pixels' surface counted as ``fine_area``; a
+    patch found so, not mostly (> 50 %) inside one of ``patches``, is kept when a solid block lies under it: under
+    at least ``fine_patch_solid_fraction`` of its columns, the pixel ``fine_patch_below_px`` rows (at 320 px width)
+    or ``fine_patch_block_min_m`` (at its depth, ``fy`` the focal length in pixels), whichever is more, below its
+    lowest pixel is object, within 5 % of z + 2 cm of that pixel's depth and at least 3 cm lower (a box's front
+    goes on down; a table top, a seat, a shelf board or a side table's apron end in a depth step).
+    Shape: (h, w) bool, (h, w) m x2, list of ((h, w) bool, m), (h, w) bool x2, (h, w) m^2 x2 -> new patches."""
+    extra = fine_up & ~coarse_up & obj
+    if np.count_nonzero(extra) < 10:
+        return []
+    up_facing = coarse_up | fine_up
+    found = horizontal_patches(cfg, obj, height, up_facing, up_facing, z, np.where(extra, fine_area, pix_area))
+    if not found:
+        return []
+    known = np.zeros(obj.shape, bool)
+    for region, _ in patches:
+        known |= region
+    h, w = obj.shape
+    below = max(1, round(cfg.fine_patch_below_px * w / 320.0))
+    out = []
+    for region, h_p in found:
+        if np.count_nonzero(region & known) > 0.5 * np.count_nonzero(region):
+            continue
+        ys, xs = np.nonzero(region)
+        lowest = np.full(w, -1, np.int64)
+        np.maximum.at(lowest, xs, ys)                   # the lowest row of the patch in each of its columns
+        cols = np.flatnonzero(lowest >= 0)
+        edge = lowest[cols]
+        z_edge = z[edge, cols]
+        rows = np.maximum(below, np.round(cfg.fine_patch_block_min_m * fy / np.maximum(z_edge, 0.1)).astype(np.int64))
+        under = np.minimum(edge + rows, h - 1)
+        z_under = z[under, cols]
+        solid = obj[under, cols] & (z_under > 0) & (np.abs(z_under - z_edge) < 0.05 * z_edge + 0.02) & \
+            (height[edge, cols] - height[under, cols] > 0.03)
+        if solid.mean() >= cfg.fine_patch_solid_fraction:
+            out.append((region, h_p))
+    return out
+
 
 def coplanar_pairs(cfg: GeometricConfig, lab_ids: np.ndarray, P: np.ndarray, skip: set[int]) -> list[tuple[int, int]]:
     """Pairs of pieces that are fragments of one plane: both planar (thickness, the smallest principal
@@ -321,6 +366,46 @@ def join_at_patches(cfg: GeometricConfig, lab_ids: np.ndarray, items: list[tuple
             if join:
                 groups.join(o, pid)
     return groups.roots()
+
+
+def join_fine_patches(cfg: GeometricConfig, lab_ids: np.ndarray, fine: list[tuple[int, np.ndarray, float, bool]],
+                      root: np.ndarray, P: np.ndarray, height: np.ndarray, up: np.ndarray,
+                      z: np.ndarray) -> np.ndarray:
+    """``join_at_patches`` for the patches of ``foreshortened_tops`` (highest first), on its roots ``root`` (changed
+    in place and returned): such a patch is a box's top, so only what carries it joins it (a piece touching it with
+    ``patch_below_fraction`` of its points not above it and half of them inside its footprint rectangle grown by
+    ``patch_footprint_margin_m``), not a rim nor a piece running through its level; a patch nothing joins goes to the
+    piece it borders most (it is part of something, not an object of its own).
+    Shape: (h, w) int32 labels, (n_ids,) roots, (h, w, 3), (h, w) m, (3,), (h, w) m -> (n_ids,) roots."""
+    if not fine:
+        return root
+    E = floor_basis(up)
+    Pf, Hf, flat = P.reshape(-1, 3), height.ravel(), lab_ids.ravel()
+    pixels = dict(label_pixels(lab_ids))
+    for pid, _, h_p, _ in sorted(fine, key=lambda t: -t[2]):
+        idx_p = pixels.get(pid)
+        if idx_p is None or len(idx_p) < 5:
+            continue
+        rect = cv2.minAreaRect((Pf[idx_p] @ E).astype(np.float32))
+        margin = max(0.02, cfg.patch_step_sigmas * float(nguyen_sigma_m(float(fast_median(z.ravel()[idx_p])))))
+        joined = False
+        for o in touching_labels(lab_ids, pid, idx_p):
+            if root[o] == root[pid]:
+                joined = True
+                continue
+            idx_o = pixels[o]
+            if np.mean(Hf[idx_o] < h_p + margin) >= cfg.patch_below_fraction:
+                loc, half = rectangle_coordinates(rect, Pf[idx_o] @ E)
+                if np.mean(np.all(np.abs(loc) <= half + cfg.patch_footprint_margin_m, axis=1)) >= 0.5:
+                    root[root == root[o]] = root[pid]
+                    joined = True
+        if not joined:
+            mine = (flat == pid).reshape(lab_ids.shape)
+            ring = cv2.dilate(mine.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~mine & (lab_ids > 0)
+            if ring.any():
+                labels, counts = np.unique(lab_ids[ring], return_counts=True)
+                root[root == root[pid]] = root[labels[np.argmax(counts)]]
+    return root
 
 
 def rectangle_coordinates(rect, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -338,7 +338,8 @@ def _pieces(inst: np.ndarray, classes: dict[int, int], valid: np.ndarray, P: np.
 
 def join_legs_and_tops(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, classes: dict[int, int],
                        valid: np.ndarray, P: np.ndarray, height: np.ndarray, up: np.ndarray,
-                       colour_ids: set[int], lab: np.ndarray | None = None) -> None:
+                       colour_ids: set[int], lab: np.ndarray | None = None,
+                       carriers: set[int] = frozenset()) -> None:
     """Join a far table's legs and the pieces of its top, in place (step 15).
 
     Each instance in ``classes`` with at least ``_MIN_DEPTH_PX`` pixels with depth is described by its heights
@@ -361,8 +362,9 @@ def join_legs_and_tops(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, 
       a chair's back, leave it open).
 
     Joined pixels take the class of the instance whose label they take. ``height``: above the floor (m); ``lab``:
-    OpenCV 8-bit Lab as float, for the frames' dropout edges (``_join_frames``; None: no edges).
-    Shape: (h, w) uint16 x2, (h, w) bool, (h, w, 3) camera-frame points, (h, w) m, (3,) unit vector."""
+    OpenCV 8-bit Lab as float, for the frames' dropout edges (``_join_frames``; None: no edges); ``carriers``: the
+    instances holding a box's top (``foreshortened_tops``), which carry what rests on them: never a leg piece nor a
+    frame. Shape: (h, w) uint16 x2, (h, w) bool, (h, w, 3) camera-frame points, (h, w) m, (3,) unit vector."""
     h, w = inst.shape
     E = floor_basis(up)
     Pf = P.reshape(-1, 3)
@@ -382,7 +384,7 @@ def join_legs_and_tops(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, 
             continue
         lo_a, hi_a = quant[a]
         for b in touching_labels(inst, a, pixels[a], radius_px=2):
-            if b == a or b not in quant or max(rect[b][1]) > cfg.leg_piece_max_width_m:
+            if b == a or b not in quant or b in carriers or max(rect[b][1]) > cfg.leg_piece_max_width_m:
                 continue
             lo_b, hi_b = quant[b]
             if lo_b > _LEG_LOW_M or hi_b < lo_a - _LEG_GAP_M or hi_b > hi_a + _LEG_OVER_M:
@@ -403,7 +405,7 @@ def join_legs_and_tops(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, 
     _join(sem, inst, classes, pixels, pairs)
     # the pieces as described above still hold when nothing was joined (most frames)
     _join_frames(cfg, sem, inst, classes, valid, P, height, up, colour_ids, lab,
-                 None if pairs else (pixels, pieces))
+                 None if pairs else (pixels, pieces), carriers)
 
 
 def _join(sem: np.ndarray, inst: np.ndarray, classes: dict[int, int], pixels: dict[int, np.ndarray],
@@ -418,7 +420,8 @@ def _join(sem: np.ndarray, inst: np.ndarray, classes: dict[int, int], pixels: di
 
 def _join_frames(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, classes: dict[int, int],
                  valid: np.ndarray, P: np.ndarray, height: np.ndarray, up: np.ndarray, colour_ids: set[int],
-                 lab: np.ndarray | None, described: tuple[dict, dict] | None = None) -> None:
+                 lab: np.ndarray | None, described: tuple[dict, dict] | None = None,
+                 carriers: set[int] = frozenset()) -> None:
     """The last rule of step 15, on the instances the others leave, in place: a far table cut into **frames**, each
     its legs and a stretch of apron in one piece, with neither a thin top (a plant pot or a hole between them).
 
@@ -435,11 +438,12 @@ def _join_frames(cfg: GeometricConfig, sem: np.ndarray, inst: np.ndarray, classe
     within ``_FAR_FRAMES_PX`` in the image, nearest points within ``_FAR_FRAMES_M`` on the floor, highest points
     within ``_FAR_FRAMES_HEIGHT_DIFF_M``, the gap open) join too. Then each frame's instance takes the unlabelled
     pixels without depth next to it (1 px) within ``_EDGE_LAB_DELTA`` of its median colour (``lab``): the dropout
-    edge of its legs. ``described``: ``_pieces`` of ``inst`` as it is, when the caller has them.
-    Shape: as ``join_legs_and_tops``."""
+    edge of its legs. ``described``: ``_pieces`` of ``inst`` as it is, when the caller has them; ``carriers``: left
+    out (neither frames nor tops). Shape: as ``join_legs_and_tops``."""
     h, w = inst.shape
     pixels, pieces = described if described is not None else _pieces(inst, classes, valid, P, height,
                                                                      floor_basis(up))
+    pieces = {i: piece for i, piece in pieces.items() if i not in carriers}
     quant, frame, slab_idx, slab_rc, slab_xy = {}, {}, {}, {}, {}
     for i, piece in pieces.items():
         lo, hi = piece.quant
