@@ -34,7 +34,8 @@ at what their split tables were made of): 0.823 / 0.782 / 0.760. Session 17 (sam
 after a sweep of every numeric parameter (``sweep_geometric.py``, chosen on 5, 6, 11 and 12-14): 0.832 / 0.789 / 0.767;
 then split hue modes by saturation (``strip_vivid_*``, chosen the same way): 0.834 / 0.796 / 0.782. Sessions 18 and 19
 (same day) added stages chosen the same way, each gaining on both choosing groups and losing nothing there, 7, 8, 9
-read after each (no failure image of them looked at): 0.872 / 0.837 / 0.799, then 0.898 / 0.879 / 0.801 (330 of 412).
+read after each (no failure image of them looked at): 0.872 / 0.837 / 0.799, then 0.898 / 0.879 / 0.801 (330 of 412);
+session 20 (2026-11-27) ported one more such stage (box tops seen foreshortened): 0.905 / 0.884 / 0.803 (331 of 412).
 
 Why an object is not recalled is printed per class (``miss_kind``: merged with its neighbours, split into pieces,
 missing, or partial). ``--depth gt`` gives the backends the simulator's noise-free depth instead of the simulated
