@@ -133,6 +133,7 @@ def horizontal_patches(cfg: GeometricConfig, obj: np.ndarray, height: np.ndarray
         out.append((region, float(h0)))
     return out
 
+
 def foreshortened_tops(cfg: GeometricConfig, obj: np.ndarray, height: np.ndarray, z: np.ndarray,
                        patches: list[tuple[np.ndarray, float]], coarse_up: np.ndarray, fine_up: np.ndarray,
                        pix_area: np.ndarray, fine_area: np.ndarray, fy: float) -> list[tuple[np.ndarray, float]]:
@@ -893,7 +894,7 @@ def split_set_back_fronts(cfg: GeometricConfig, labels: np.ndarray, n_labels: in
             continue
         (lo1, hi1), (lo2, hi2) = percentiles(h1, (10, 90)), percentiles(h2, (10, 90))
         overlap = max(0.0, min(hi1, hi2) - max(lo1, lo2)) / max(1e-3, min(hi1 - lo1, hi2 - lo2))
-        if fast_median(h1) < fast_median(h2):             # 1: the upper group
+        if fast_median(h1) < fast_median(h2):       # 1: the upper group
             (d1, lo1, hi1), (d2, lo2, hi2) = (d2, lo2, hi2), (d1, lo1, hi1)
         if overlap > cfg.setback_max_height_overlap or not 0 < d1 - d2 <= cfg.setback_max_step_m:
             continue
