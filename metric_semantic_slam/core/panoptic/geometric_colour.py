@@ -688,9 +688,13 @@ def grow_by_colour(sem: np.ndarray, inst: np.ndarray, color_rgb: np.ndarray, max
     # colour distance of every pixel to each of its 8 neighbours, once (NaN across the image border, which no
     # comparison passes); the labels are padded by 1 px so that a neighbour is a fixed offset in the flat index
     lab_pad = cv2.copyMakeBorder(lab, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=(np.nan,) * 3)
-    dist = np.empty((len(_NEIGHBOURS_8), h * w), np.float32)
-    for k, (dy, dx) in enumerate(_NEIGHBOURS_8):
-        dist[k] = norm3(lab_pad[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] - lab).ravel()
+    dist = np.full((len(_NEIGHBOURS_8), h, w), np.nan, np.float32)
+    for k, (dy, dx) in enumerate(_NEIGHBOURS_8[:4]):
+        dist[k] = norm3(lab_pad[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] - lab)
+        # the opposite neighbour (7 - k) of pixel p + (dy, dx) is p, at the same distance (bit for bit)
+        dist[7 - k][max(0, dy):h + min(0, dy), max(0, dx):w + min(0, dx)] = \
+            dist[k][max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)]
+    dist = dist.reshape(len(_NEIGHBOURS_8), h * w)
     inst_pad = np.pad(inst, 1).ravel()
     stuff_pad = np.pad((sem > 0) & (inst == 0), 1).ravel()
     offsets = [dy * (w + 2) + dx for dy, dx in _NEIGHBOURS_8]
