@@ -588,7 +588,7 @@ def test_a_foreshortened_top_is_a_patch_over_a_block_not_over_a_slab():
     found, top = _foreshortened_top(45)                        # a box's front goes on down: its top
     assert len(found) == 1 and (found[0][0] == top).all() and abs(found[0][1] - 0.5) < 1e-6
     assert _foreshortened_top(3)[0] == []                      # a table top's edge: a depth step below
-    # an apron of 6 rows (6 cm here) passes the 6-row test but is no block of fine_patch_block_min_m (8 cm)
+    # an apron of 7 rows (7 cm here) passes the 6-row test but is no block of fine_patch_block_min_m (8 cm)
     assert _foreshortened_top(7)[0] == []
     assert len(_foreshortened_top(7, fine_patch_block_min_m=0.0)[0]) == 1
     assert _foreshortened_top(45, known=True)[0] == []         # the coarse normals found it already
