@@ -1213,9 +1213,8 @@ class GeometricBackend:
             fine_area = (z * z) / (cam.fx * cam.fy) / np.maximum(np.abs(rays @ up32), 0.2)
             fine_tops = foreshortened_tops(cfg, obj, height, z, patches, (cos_up > cos_h) & nok, fine_up, pix_area,
                                            fine_area, cam.fy)
-            patches = patches + fine_tops
         patch_all = np.zeros((h, w), bool)
-        for region, _ in patches:
+        for region, _ in patches + fine_tops:
             patch_all |= region
         core = obj & ~cut & ~patch_all
         k, lab, stats, _ = cv2.connectedComponentsWithStats(core.astype(np.uint8), connectivity=4)
@@ -1235,13 +1234,12 @@ class GeometricBackend:
         for sid, region, h_s in supports:
             lab_ids[region] = sid
             items.append((sid, region, h_s, True))
-        fine_ids: set[int] = set()
-        for n_patch, (region, h_p) in enumerate(patches):
-            lab_ids[region] = next_id
-            items.append((next_id, region, h_p, False))
-            if n_patch >= len(patches) - len(fine_tops):
-                fine_ids.add(next_id)
-            next_id += 1
+        fine_items: list[tuple[int, np.ndarray, float, bool]] = []    # the foreshortened tops, joined apart
+        for listed, found in ((items, patches), (fine_items, fine_tops)):
+            for region, h_p in found:
+                lab_ids[region] = next_id
+                listed.append((next_id, region, h_p, False))
+                next_id += 1
         # give the cut pixels (silhouette borders, creases) and tiny fragments back to the adjacent
         # component, a few pixels at a time
         for _ in range(cfg.grow_iterations):
@@ -1255,12 +1253,12 @@ class GeometricBackend:
             next_id, thin_ids = self._thin_pieces(obj & (lab_ids == 0), lab_ids, next_id,
                                                   _pixels_at(cfg.thin_min_px, h, w), z, valid_obj,
                                                   cfg.thin_min_step_m)
-        pairs = coplanar_pairs(cfg, lab_ids, P, {i for i, _, _, _ in items}) if cfg.coplanar_gap_px > 0 else []
+        pairs = coplanar_pairs(cfg, lab_ids, P, {i for i, _, _, _ in items + fine_items}) \
+            if cfg.coplanar_gap_px > 0 else []
         if cfg.patch_carrier_split:
-            next_id = split_patch_carriers(cfg, lab_ids, items, P, height, up, z, next_id)
-        root = join_at_patches(cfg, lab_ids, [t for t in items if t[0] not in fine_ids], P, height, up, z, next_id,
-                               pairs)
-        root = join_fine_patches(cfg, lab_ids, [t for t in items if t[0] in fine_ids], root, P, height, up, z)
+            next_id = split_patch_carriers(cfg, lab_ids, items + fine_items, P, height, up, z, next_id)
+        root = join_at_patches(cfg, lab_ids, items, P, height, up, z, next_id, pairs)
+        root = join_fine_patches(cfg, lab_ids, fine_items, root, P, height, up, z)
         final = root[lab_ids]
         apart = {(int(root[ids[a]]), int(root[ids[b]])) for a, b in set_back if ids[a] and ids[b]}
         if cfg.pole_cell_m > 0 and floor_h is not None:

@@ -121,7 +121,7 @@ def horizontal_patches(cfg: GeometricConfig, obj: np.ndarray, height: np.ndarray
         box = stats_box(stats[j], 0)
         region_b = lab[box] == j
         hs = height[box][region_b]
-        lo, h0, hi = np.percentile(hs, [10, 50, 90])
+        lo, h0, hi = percentiles(hs, (10, 50, 90))
         tol = 2.0 * cfg.patch_step_sigmas * float(fast_median(sigma[box][region_b])) + 0.01
         if hi - lo > tol:
             continue  # not one plane (a sloped or curved up-facing surface)
@@ -233,6 +233,7 @@ def coplanar_pairs(cfg: GeometricConfig, lab_ids: np.ndarray, P: np.ndarray, ski
         if abs(float(normal[a] @ (mean[b] - mean[a]))) < tol and abs(float(normal[b] @ (mean[a] - mean[b]))) < tol:
             out.append((int(a), int(b)))
     return out
+
 
 _CARRIED_SIDE_M = (0.12, 1.0)   # a box's top patch: its footprint rectangle's sides within this range, meters
 _CARRIER_INSIDE = (0.05, 0.5)   # a piece with this share of its points inside that rectangle may carry two things
